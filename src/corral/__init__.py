@@ -1,0 +1,57 @@
+"""corral: run untrusted Python, JavaScript and shell code in sandboxes you host yourself.
+
+Quick start::
+
+    import corral
+    corral.run("print(1)").stdout                      # '1\\n'
+    with corral.Sandbox() as sb:                       # a session: state is kept
+        sb.run("x = 41"); sb.run("print(x + 1)")
+
+``Sandbox``/``Pool``/``run`` are synchronous; ``AsyncSandbox``/``AsyncPool``/``arun``
+are the same API for asyncio.
+"""
+
+from corral import errors
+from corral.errors import (
+    CorralError,
+    FileOperationError,
+    InvalidInputError,
+    IsolationUnavailableError,
+    OutcomeUnknownError,
+    SandboxClosedError,
+    SandboxCrashedError,
+    SandboxStartError,
+    TransientError,
+)
+from corral.models import ExecutionResult, FileEntry, Limits, OutputEvent, SandboxSpec, TimingBreakdown
+from corral.oneshot import arun
+from corral.pool import AsyncPool
+from corral.sandbox import AsyncSandbox
+from corral.sync import Pool, Sandbox, run
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncPool",
+    "AsyncSandbox",
+    "CorralError",
+    "ExecutionResult",
+    "FileEntry",
+    "FileOperationError",
+    "InvalidInputError",
+    "IsolationUnavailableError",
+    "Limits",
+    "OutcomeUnknownError",
+    "OutputEvent",
+    "Pool",
+    "Sandbox",
+    "SandboxClosedError",
+    "SandboxCrashedError",
+    "SandboxSpec",
+    "SandboxStartError",
+    "TimingBreakdown",
+    "TransientError",
+    "arun",
+    "errors",
+    "run",
+]

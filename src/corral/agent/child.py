@@ -1,0 +1,230 @@
+"""What a freshly forked child of the agent does before and instead of returning.
+
+Everything here runs in the child after ``os.fork()``: set up the process
+(session, fds, limits), then either run Python code in this already-started
+interpreter (the zygote path: no interpreter start-up cost) or ``execve`` a
+program (node, bash). None of these functions return.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal
+import sys
+
+from corral.protocol import wire
+
+#: Where session workers find their control pipes after set-up.
+SESSION_IN_FD = 3
+SESSION_OUT_FD = 4
+
+
+class ChildSetup:
+    """How to prepare a child process: its fds, directory, environment and limits."""
+
+    def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None):
+        self.stdin_fd = stdin_fd
+        self.stdout_fd = stdout_fd
+        self.stderr_fd = stderr_fd
+        self.cwd = cwd
+        self.env = env
+        self.rlimits = rlimits
+        self.control_fds = control_fds
+
+    def apply(self):
+        """Make this process a clean child: own session, fds 0-2 (3-4), limits, cwd."""
+        os.setsid()
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        os.dup2(self.stdin_fd, 0)
+        os.dup2(self.stdout_fd, 1)
+        os.dup2(self.stderr_fd, 2)
+        first_free = 3
+        if self.control_fds is not None:
+            ctl_in, ctl_out = self.control_fds
+            # dup first so that overlapping numbers cannot clobber each other
+            ctl_in, ctl_out = os.dup(ctl_in), os.dup(ctl_out)
+            os.dup2(ctl_in, SESSION_IN_FD)
+            os.dup2(ctl_out, SESSION_OUT_FD)
+            first_free = 5
+        os.closerange(first_free, 1 << 20)
+        _write_quietly("/proc/self/oom_score_adj", "1000")
+        for name, value in self.rlimits.items():
+            limit = getattr(resource, name)
+            _, hard = resource.getrlimit(limit)
+            value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+            resource.setrlimit(limit, (value, value))
+        try:
+            os.chdir(self.cwd)
+        except OSError as exc:
+            os.write(2, f"corral: cannot change directory to {self.cwd}: {exc.strerror}\n".encode())
+            os._exit(126)
+
+
+def _write_quietly(path, text):
+    try:
+        with open(path, "w") as handle:
+            handle.write(text)
+    except OSError:
+        pass
+
+
+def exec_program(setup, argv):
+    """Replace this child with ``argv`` (looked up on the child's PATH)."""
+    try:
+        setup.apply()
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+            signal.signal(sig, signal.SIG_DFL)
+        os.execvpe(argv[0], argv, setup.env)
+    except OSError as exc:
+        os.write(2, f"corral: cannot start {argv[0]}: {exc.strerror}\n".encode())
+    os._exit(127)
+
+
+def run_python_oneshot(setup, code):
+    """Run ``code`` as ``python3 -c`` would, in this pre-started interpreter, then exit."""
+    status = 1
+    try:
+        setup.apply()
+        _replace_environment(setup.env)
+        sys.argv = ["-c"]
+        namespace = _fresh_main_namespace()
+        status = _run_code(code, namespace)
+        status = _finish_interpreter(status)
+    finally:
+        os._exit(status)
+
+
+def serve_python_session(setup):
+    """Keep one interpreter state and run each code block sent on the control pipe."""
+    status = 1
+    try:
+        setup.apply()
+        _replace_environment(setup.env)
+        sys.argv = [""]
+        namespace = _fresh_main_namespace()
+        control = os.fdopen(SESSION_IN_FD, "rb", buffering=0)
+        reader = _LineReader(control)
+        while True:
+            line = reader.readline()
+            if not line:
+                status = 0
+                break
+            request = wire.loads(line.decode())
+            os.environ.update(request["env"])
+            run_status = _enter_directory(request["cwd"])
+            run_status = run_status or _run_code(request["code"], namespace)
+            _flush_stdio()
+            reply = wire.dumps({"exit_code": run_status}).encode() + b"\n"
+            os.write(SESSION_OUT_FD, reply)
+    finally:
+        os._exit(status)
+
+
+class _LineReader:
+    """Unbuffered line reader, so no input is held in a Python buffer across runs."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self._pending = b""
+
+    def readline(self):
+        while b"\n" not in self._pending:
+            chunk = self._raw.read(1 << 16)
+            if not chunk:
+                return b""
+            self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line
+
+
+def _enter_directory(path):
+    """chdir for a session block; print the error and return 1 if impossible."""
+    try:
+        os.chdir(path)
+        return 0
+    except OSError as exc:
+        sys.stderr.write(f"corral: cannot change directory to {path}: {exc.strerror}\n")
+        return 1
+
+
+def _replace_environment(env):
+    os.environ.clear()
+    os.environ.update(env)
+
+
+def _fresh_main_namespace():
+    module = type(sys)("__main__")
+    module.__dict__["__builtins__"] = __builtins__
+    sys.modules["__main__"] = module
+    return module.__dict__
+
+
+def _run_code(code, namespace):
+    """Compile and run one block; print errors as the interpreter would; return an exit status."""
+    try:
+        compiled = compile(code, "<string>", "exec")
+        exec(compiled, namespace)
+        return 0
+    except SystemExit as exc:
+        return _system_exit_status(exc)
+    except BaseException as exc:  # the user's code failing is data, not an agent error
+        _print_exception(exc)
+        return 1
+
+
+def _system_exit_status(exc):
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(f"{code}\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _print_exception(exc):
+    import traceback
+
+    tb = exc.__traceback__
+    # drop this module's own frames so the traceback starts at the user's code
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    try:
+        traceback.print_exception(type(exc), exc, tb)
+    except Exception:
+        pass
+
+
+def _flush_stdio():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+
+
+def _finish_interpreter(status):
+    """Do what interpreter shutdown does: join threads, run atexit, flush."""
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException as exc:
+            _print_exception(exc)
+    import atexit
+
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except Exception:
+        status = status or 120
+    _flush_stdio()
+    return status

@@ -1,0 +1,397 @@
+"""Programs the agent runs: one-shot processes and long-lived session interpreters.
+
+A :class:`OneshotRun` is one process tree for one request. A
+:class:`SessionWorker` is a long-lived interpreter (Python forked from the
+agent, or node) that runs many requests one after another and keeps its
+state between them. Both stream output through :class:`OutputPipe`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import errno
+import os
+import time
+
+from corral.protocol import wire
+from corral.agent import child, tree
+
+_READ_CHUNK = 1 << 16
+#: How long output is still collected after a run's main process exited
+#: (a background grandchild may hold the pipe open forever).
+EXIT_GRACE_S = 0.1
+#: Code passed on the command line up to this size; larger code goes to a file.
+_MAX_INLINE_CODE = 100_000
+
+
+class OutputPipe:
+    """One output stream of a child: read, decoded, capped and forwarded as ``output`` events."""
+
+    def __init__(self, agent, fd, stream, on_eof=None):
+        self.agent = agent
+        self.fd = fd
+        self.stream = stream
+        self.on_eof = on_eof
+        self.request_id = None
+        self.limit = 0
+        self.sent = 0
+        self.truncated = False
+        self.eof = False
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        os.set_blocking(fd, False)
+        agent.watch(fd, self.on_readable)
+
+    def bind(self, request_id, limit):
+        """Attribute what is read from now on to ``request_id``, at most ``limit`` bytes."""
+        self.request_id = request_id
+        self.limit = limit
+        self.sent = 0
+        self.truncated = False
+
+    def on_readable(self):
+        """Read what is available now (the fd is non-blocking); return True if data came."""
+        try:
+            data = os.read(self.fd, _READ_CHUNK)
+        except BlockingIOError:
+            return False
+        except OSError:
+            data = b""
+        if not data:
+            self.finish()
+            return False
+        self._forward(data)
+        return True
+
+    def drain(self):
+        """Read everything already written to the pipe."""
+        while not self.eof and self.on_readable():
+            pass
+
+    def flush_decoder(self):
+        """Forward an incomplete trailing character, if any."""
+        self._forward(b"", final=True)
+
+    def finish(self):
+        """Stop reading: EOF, or the run is over."""
+        if not self.eof:
+            self.eof = True
+            self.flush_decoder()
+            self.agent.unwatch(self.fd)
+            os.close(self.fd)
+            if self.on_eof is not None:
+                self.on_eof()
+
+    def _forward(self, data, final=False):
+        if self.request_id is None:
+            return
+        room = self.limit - self.sent
+        if len(data) > room:
+            data = data[: max(room, 0)]
+            self.truncated = True
+        self.sent += len(data)
+        text = self._decoder.decode(data, final)
+        if text:
+            self.agent.send({"type": "output", "id": self.request_id, "stream": self.stream, "data": text})
+
+
+class StdinWriter:
+    """Feeds a run's stdin without blocking the agent, then closes it."""
+
+    def __init__(self, agent, fd, data):
+        self.agent = agent
+        self.fd = fd
+        self.view = memoryview(data)
+        os.set_blocking(fd, False)
+        agent.watch(fd, self.on_writable, writable=True)
+
+    def on_writable(self):
+        """Write as much as the pipe takes; close when done or the reader is gone."""
+        try:
+            written = os.write(self.fd, self.view[: 1 << 16])
+            self.view = self.view[written:]
+        except BlockingIOError:
+            return True
+        except OSError:
+            self.view = self.view[:0]
+        if self.view:
+            return True
+        self.close()
+        return False
+
+    def close(self):
+        """Close the pipe (idempotent)."""
+        if self.fd is not None:
+            self.agent.unwatch(self.fd)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _program_argv(language, code, request_id, scratch_dir):
+    """Command line that runs ``code`` in a new node or shell process."""
+    if len(code.encode()) > _MAX_INLINE_CODE:
+        os.makedirs(scratch_dir, mode=0o700, exist_ok=True)
+        suffix = ".js" if language == "javascript" else ".sh"
+        path = os.path.join(scratch_dir, f"run-{request_id}{suffix}")
+        with open(path, "w") as handle:
+            handle.write(code)
+        return ["node", path] if language == "javascript" else ["bash", path]
+    if language == "javascript":
+        return ["node", "-e", code]
+    return ["bash", "-c", code]
+
+
+class OneshotRun:
+    """One request run in a fresh process tree."""
+
+    def __init__(self, agent, request):
+        self.agent = agent
+        self.request_id = request["id"]
+        self.stdout_limit = request["stdout_limit"]
+        self.stderr_limit = request["stderr_limit"]
+        self.received = time.monotonic()
+        self.since_ticks = tree.uptime_ticks()
+        self.status = None
+        self.timed_out = False
+        self.cancelled = False
+        self.finished = False
+        self.stdin_writer = None
+        self._spawn(request)
+
+    def _spawn(self, request):
+        stdin_data = request.get("stdin")
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        if stdin_data:
+            in_r, in_w = os.pipe()
+        else:
+            in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
+        setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits)
+        language, code = request["language"], request["code"]
+        argv = None if language == "python" else _program_argv(language, code, self.request_id, self.agent.scratch_dir)
+        self.started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:
+            if argv is None:
+                child.run_python_oneshot(setup, code)
+            child.exec_program(setup, argv)
+        self.pid = pid
+        self.spawned = time.monotonic()
+        for fd in (in_r, out_w, err_w):
+            os.close(fd)
+        self.stdout = OutputPipe(self.agent, out_r, "stdout", on_eof=self._finish_if_closed)
+        self.stdout.bind(self.request_id, self.stdout_limit)
+        self.stderr = OutputPipe(self.agent, err_r, "stderr", on_eof=self._finish_if_closed)
+        self.stderr.bind(self.request_id, self.stderr_limit)
+        if in_w is not None:
+            self.stdin_writer = StdinWriter(self.agent, in_w, stdin_data)
+        self.agent.adopt(pid, self)
+        self.timer = self.agent.call_at(self.received + request["timeout_ms"] / 1000, self.on_timeout)
+
+    def on_timeout(self):
+        """The wall-clock limit passed: kill the whole tree."""
+        if self.status is None:
+            self.timed_out = True
+            self.kill()
+
+    def cancel(self):
+        """The host asked to stop this run."""
+        if self.status is None:
+            self.cancelled = True
+            self.kill()
+
+    def kill(self):
+        """Kill the process tree of this run."""
+        self.agent.kill_tree(self.pid, self.since_ticks)
+
+    def on_exit(self, status):
+        """The main process ended; finish once its pipes close or after a short grace."""
+        self.status = status
+        self.exited = time.monotonic()
+        self.agent.cancel_timer(self.timer)
+        self.agent.call_at(self.exited + EXIT_GRACE_S, self.finish)
+        self._finish_if_closed()
+
+    def _finish_if_closed(self):
+        if self.status is not None and self.stdout.eof and self.stderr.eof:
+            self.finish()
+
+    def finish(self):
+        """Send ``exec_done`` once: the run is over."""
+        if self.finished:
+            return
+        self.finished = True
+        for pipe in (self.stdout, self.stderr):
+            pipe.drain()
+            pipe.finish()
+        if self.stdin_writer is not None:
+            self.stdin_writer.close()
+        self.agent.forget_run(self.request_id)
+        self.agent.send(
+            exec_done(
+                self.request_id,
+                self.status,
+                timed_out=self.timed_out,
+                cancelled=self.cancelled,
+                stdout_truncated=self.stdout.truncated,
+                stderr_truncated=self.stderr.truncated,
+                spawn_ms=(self.spawned - self.received) * 1000,
+                process_ms=(self.exited - self.started) * 1000,
+            )
+        )
+
+
+def exec_done(request_id, status, **fields):
+    """The ``exec_done`` message for a wait status."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        exit_code, signal_number = 128 + sig, sig
+    else:
+        exit_code, signal_number = os.waitstatus_to_exitcode(status), None
+    return {"type": "exec_done", "id": request_id, "exit_code": exit_code, "signal": signal_number, **fields}
+
+
+class SessionWorker:
+    """A long-lived interpreter that keeps state across ``exec`` requests."""
+
+    def __init__(self, agent, language, env, cwd):
+        self.agent = agent
+        self.language = language
+        self.run = None
+        self.status = None
+        self.died_idle = False
+        self.announce_reset = False
+        self.since_ticks = tree.uptime_ticks()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        ctl_r, self.ctl_w = os.pipe()
+        self.result_r, res_w = os.pipe()
+        stdin = os.open(os.devnull, os.O_RDONLY)
+        setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w))
+        pid = os.fork()
+        if pid == 0:
+            if language == "python":
+                child.serve_python_session(setup)
+            child.exec_program(setup, ["node", os.path.join(os.path.dirname(__file__), "session.js")])
+        self.pid = pid
+        for fd in (out_w, err_w, ctl_r, res_w, stdin):
+            os.close(fd)
+        self.stdout = OutputPipe(agent, out_r, "stdout")
+        self.stderr = OutputPipe(agent, err_r, "stderr")
+        os.set_blocking(self.result_r, False)
+        self._result_buffer = b""
+        agent.watch(self.result_r, self.on_result)
+        agent.adopt(pid, self)
+
+    @property
+    def alive(self):
+        """True while the interpreter process runs."""
+        return self.status is None
+
+    def start_run(self, request):
+        """Send one code block to the interpreter."""
+        received = time.monotonic()
+        self.run = {
+            "id": request["id"],
+            "received": received,
+            "timed_out": False,
+            "cancelled": False,
+            "timer": self.agent.call_at(received + request["timeout_ms"] / 1000, self.on_timeout),
+        }
+        self.stdout.bind(request["id"], request["stdout_limit"])
+        self.stderr.bind(request["id"], request["stderr_limit"])
+        frame = wire.dumps({"code": request["code"], "env": request["env"], "cwd": request["cwd"]}).encode() + b"\n"
+        try:
+            _write_all(self.ctl_w, frame)
+        except OSError:
+            pass  # the worker died; its exit finishes the run
+        self.run["spawned"] = time.monotonic()
+
+    def on_result(self):
+        """The interpreter reported the end of the current block."""
+        try:
+            data = os.read(self.result_r, 4096)
+        except BlockingIOError:
+            return True
+        if not data:
+            self.agent.unwatch(self.result_r)
+            return False
+        self._result_buffer += data
+        while b"\n" in self._result_buffer:
+            line, _, self._result_buffer = self._result_buffer.partition(b"\n")
+            if self.run is not None:
+                self._finish_run(wire.loads(line.decode())["exit_code"] << 8)
+        return True
+
+    def on_timeout(self):
+        """The current block ran too long: kill the interpreter (state is lost)."""
+        if self.run is not None:
+            self.run["timed_out"] = True
+            self.agent.kill_tree(self.pid, self.since_ticks)
+
+    def cancel(self):
+        """Stop the current block by killing the interpreter (state is lost)."""
+        if self.run is not None:
+            self.run["cancelled"] = True
+            self.agent.kill_tree(self.pid, self.since_ticks)
+
+    def on_exit(self, status):
+        """The interpreter died: finish the current block and mark the session reset."""
+        self.status = status
+        self.died_idle = self.run is None
+        if self.run is not None:
+            self._finish_run(status)
+        for pipe in (self.stdout, self.stderr):
+            pipe.drain()
+            pipe.finish()
+        for fd in (self.ctl_w, self.result_r):
+            self.agent.unwatch(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def _finish_run(self, status):
+        run, self.run = self.run, None
+        self.agent.cancel_timer(run["timer"])
+        for pipe in (self.stdout, self.stderr):
+            pipe.drain()
+            pipe.flush_decoder()
+        finished = time.monotonic()
+        reset = self.status is not None or self.announce_reset
+        self.announce_reset = False
+        self.agent.forget_run(run["id"])
+        self.agent.send(
+            exec_done(
+                run["id"],
+                status,
+                timed_out=run["timed_out"],
+                cancelled=run["cancelled"],
+                stdout_truncated=self.stdout.truncated,
+                stderr_truncated=self.stderr.truncated,
+                session_reset=reset,
+                spawn_ms=(run["spawned"] - run["received"]) * 1000,
+                process_ms=(finished - run["spawned"]) * 1000,
+            )
+        )
+        self.stdout.bind(None, 0)
+        self.stderr.bind(None, 0)
+
+    def close(self):
+        """Kill the interpreter."""
+        if self.alive:
+            self.agent.kill_tree(self.pid, self.since_ticks)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except InterruptedError:
+            continue
+        except BlockingIOError:
+            time.sleep(0.001)
+        except OSError as exc:
+            if exc.errno == errno.EINTR:
+                continue
+            raise

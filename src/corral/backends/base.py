@@ -1,0 +1,76 @@
+"""The contract every isolation backend implements.
+
+A backend knows one thing: how to start an isolated world with the corral
+agent inside and hand back a byte stream to it. Everything users do (run,
+stream, files, sessions) is agent protocol on top of that stream, so it works
+the same on every backend. Nothing outside ``corral.backends`` knows about
+bwrap or QEMU.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+from dataclasses import dataclass, field
+
+from corral.host.cgroups import CgroupUsage
+from corral.models import SandboxSpec
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Whether a backend works on this host, and why (not)."""
+
+    available: bool
+    reason: str
+    #: Feature name -> one line on its state, for ``corral doctor``.
+    details: dict[str, str] = field(default_factory=dict)
+    #: True when the isolation is hardware-enforced (counts for ``isolation="auto"``).
+    hardware_isolated: bool = False
+
+
+class Instance(abc.ABC):
+    """A started sandbox whose agent has said hello.
+
+    ``reader``/``writer`` carry the wire protocol. ``setup_ms`` is host-side
+    preparation, ``boot_ms`` the time from launch to the agent's hello.
+    """
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    setup_ms: float
+    boot_ms: float
+
+    @abc.abstractmethod
+    def usage(self) -> CgroupUsage | None:
+        """Resource use so far, or None where the host cannot measure it."""
+
+    @abc.abstractmethod
+    async def stop(self) -> None:
+        """Kill everything in the sandbox and release its resources.
+
+        Idempotent; never waits on a fixed grace period; must not raise.
+        """
+
+    @abc.abstractmethod
+    def diagnostics(self) -> str:
+        """What the sandbox printed outside the protocol (for error messages)."""
+
+
+class Backend(abc.ABC):
+    """An isolation level. Implementations register themselves by name."""
+
+    #: Name users pass as ``isolation=``.
+    name: str
+
+    @abc.abstractmethod
+    def probe(self) -> ProbeResult:
+        """Check (and cache) whether this backend works here. Never raises."""
+
+    @abc.abstractmethod
+    async def start(self, spec: SandboxSpec) -> Instance:
+        """Start a sandbox for ``spec`` and wait for its agent's hello.
+
+        Precondition: ``probe().available``. Raises SandboxStartError (transient:
+        nothing ran) if the sandbox does not come up.
+        """

@@ -1,0 +1,212 @@
+"""The process sandbox: bubblewrap + seccomp + cgroups + rlimits + Landlock.
+
+Start-up: create the sandbox's cgroup, build the bwrap command line, launch it
+as the unprivileged sandbox uid, wait for the agent's hello, then move the
+(still idle) process tree into the cgroup before any request can run code.
+Teardown kills the cgroup's processes (or the whole PID namespace, where
+there are no cgroups) and never waits on a grace period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+import uuid
+
+from corral.backends.base import Backend, Instance, ProbeResult
+from corral.backends.process import bwrap, seccomp
+from corral.backends.process.host_layout import host_layout, sandbox_credentials
+from corral.backends.process.probe import probe
+from corral.errors import SandboxStartError
+from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
+from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
+from corral.models import SandboxSpec
+from corral.protocol import Hello, parse_event, wire
+
+#: How long a sandbox may take from launch to the agent's hello.
+BOOT_TIMEOUT_S = 20.0
+_DIAGNOSTICS_BYTES = 16 * 1024
+#: The agent is the last process the OOM killer should pick.
+_AGENT_OOM_SCORE_ADJ = "-900"
+
+
+class ProcessInstance(Instance):
+    """A running bwrap sandbox."""
+
+    def __init__(self, process: asyncio.subprocess.Process, cgroup: Cgroup | None, setup_ms: float):
+        self.process = process
+        self.cgroup = cgroup
+        self.reader = process.stdout
+        self.writer = process.stdin
+        self.setup_ms = setup_ms
+        self.boot_ms = 0.0
+        self.hello: Hello | None = None
+        self._stderr = bytearray()
+        self._stderr_task = asyncio.ensure_future(self._collect_stderr())
+        self._stopped = False
+
+    async def _collect_stderr(self) -> None:
+        while chunk := await self.process.stderr.read(4096):
+            self._stderr += chunk
+            del self._stderr[:-_DIAGNOSTICS_BYTES]
+
+    def diagnostics(self) -> str:
+        """What bwrap or the agent wrote to stderr."""
+        return self._stderr.decode(errors="replace").strip()
+
+    def usage(self) -> CgroupUsage | None:
+        """Resource use from the sandbox's cgroup."""
+        return self.cgroup.usage() if self.cgroup is not None else None
+
+    def confine(self) -> None:
+        """Move the idle process tree into the cgroup, top-down, twice to catch late forks."""
+        pids = _descendants(self.process.pid)
+        if len(pids) > 1:
+            _write_quietly(f"/proc/{pids[1]}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
+        if self.cgroup is None:
+            return
+        for pid in pids:
+            self.cgroup.add(pid)
+        for pid in _descendants(self.process.pid):
+            self.cgroup.add(pid)
+
+    async def stop(self) -> None:
+        """Kill the whole sandbox and remove its cgroup."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        if self.cgroup is not None:
+            await _off_loop(self.cgroup.kill_all)
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        await self.process.wait()
+        with contextlib.suppress(asyncio.TimeoutError, Exception):
+            await asyncio.wait_for(self._stderr_task, 1.0)
+        if self.cgroup is not None:
+            await _off_loop(self.cgroup.remove)
+
+
+class ProcessBackend(Backend):
+    """Linux namespaces via bubblewrap; the default isolation level."""
+
+    name = "process"
+
+    def probe(self) -> ProbeResult:
+        """See :func:`corral.backends.process.probe.probe`."""
+        return probe()
+
+    async def start(self, spec: SandboxSpec) -> ProcessInstance:
+        """Launch bwrap with the agent inside; return once the agent said hello."""
+        started = time.perf_counter()
+        runtime = runtime_dir()
+        limits = spec.limits
+        memory_bytes = limits.memory_mb * 2**20
+        cgroup = Cgroup.create(
+            f"sb-{uuid.uuid4().hex[:12]}", CgroupLimits(memory_bytes, limits.pids, limits.cpus)
+        )
+        rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096}
+        if cgroup is None:
+            rlimits["RLIMIT_AS"] = memory_bytes
+        config = {
+            "home": bwrap.HOME,
+            "env": {
+                "HOME": bwrap.HOME,
+                "PATH": bwrap.SANDBOX_PATH,
+                "LANG": "C.UTF-8",
+                "USER": "user",
+                "TMPDIR": "/tmp",
+                **spec.env_dict,
+            },
+            "rlimits": rlimits,
+            "landlock_paths": [bwrap.HOME, "/tmp", "/dev"],
+            "prestart_session": "javascript" if spec.language == "javascript" else None,
+        }
+        seccomp_fd = seccomp.program_fd()
+        layout = host_layout(str(runtime), json.dumps(config), limits.disk_mb * 2**20, seccomp_fd)
+        argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
+        credentials = sandbox_credentials()
+        kwargs = {}
+        if credentials is not None:
+            kwargs = {"user": credentials[0], "group": credentials[1], "extra_groups": []}
+        try:
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(seccomp_fd,),
+                start_new_session=True,
+                limit=wire.MAX_FRAME_BYTES + 1,
+                **kwargs,
+            )
+        except OSError as exc:
+            if cgroup is not None:
+                cgroup.remove()
+            raise SandboxStartError(f"cannot launch bwrap: {exc}") from exc
+        finally:
+            os.close(seccomp_fd)
+        launched = time.perf_counter()
+        instance = ProcessInstance(process, cgroup, setup_ms=(launched - started) * 1000)
+        try:
+            instance.hello = await _wait_for_hello(process)
+            instance.confine()
+        except BaseException as exc:
+            await instance.stop()
+            if isinstance(exc, SandboxStartError):
+                raise SandboxStartError(f"{exc}{_explain(instance)}") from exc
+            raise
+        instance.boot_ms = (time.perf_counter() - launched) * 1000
+        return instance
+
+
+async def _wait_for_hello(process: asyncio.subprocess.Process) -> Hello:
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), BOOT_TIMEOUT_S)
+    except asyncio.TimeoutError:
+        raise SandboxStartError(f"the agent did not start within {BOOT_TIMEOUT_S:.0f} s") from None
+    if not line:
+        raise SandboxStartError("the sandbox exited before its agent started")
+    try:
+        event = parse_event(line)
+    except ValueError as exc:
+        raise SandboxStartError(f"the agent's first message is not a hello: {exc}") from None
+    if not isinstance(event, Hello) or event.version != wire.PROTOCOL_VERSION:
+        raise SandboxStartError(f"unexpected greeting from the agent: {line[:200]!r}")
+    return event
+
+
+def _explain(instance: ProcessInstance) -> str:
+    text = instance.diagnostics()
+    return f"; sandbox said: {text[-2000:]}" if text else ""
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and all its descendants, parents before children."""
+    order, pending = [], [pid]
+    while pending:
+        current = pending.pop(0)
+        order.append(current)
+        try:
+            with open(f"/proc/{current}/task/{current}/children") as handle:
+                pending.extend(int(child) for child in handle.read().split())
+        except OSError:
+            continue
+    return order
+
+
+async def _off_loop(function) -> None:
+    """Run blocking cleanup in a thread; inline once the interpreter is shutting down."""
+    try:
+        await asyncio.to_thread(function)
+    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+        function()
+
+
+def _write_quietly(path: str, value: str) -> None:
+    with contextlib.suppress(OSError), open(path, "w") as handle:
+        handle.write(value)

@@ -1,0 +1,98 @@
+"""The bubblewrap command line for one process sandbox: spec in, argv out.
+
+Pure: it reads nothing and starts nothing, so it is unit-tested without
+privileges. The sandbox gets every namespace (user, pid, mount, net, ipc, uts,
+cgroup), a root made of read-only binds of system directories plus size-limited
+tmpfs for home and /tmp, a fresh /proc, a minimal /dev, no capabilities, no
+nested user namespaces, the seccomp filter, and the agent as PID 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+HOME = "/home/user"
+AGENT_DIR = "/opt/corral"
+SANDBOX_UID = 1000
+SANDBOX_GID = 1000
+SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+#: Host /etc entries bound read-only when they exist (everything else of the
+#: host's /etc stays invisible; passwd, group, hosts... are corral's own).
+ETC_ENTRIES = (
+    "alternatives",
+    "ssl",
+    "ca-certificates",
+    "ca-certificates.conf",
+    "ld.so.cache",
+    "ld.so.conf",
+    "ld.so.conf.d",
+    "localtime",
+    "mime.types",
+    "python3",
+    "python3.11",
+    "python3.12",
+    "python3.13",
+    "bash.bashrc",
+    "profile",
+    "inputrc",
+    "debian_version",
+    "os-release",
+    "protocols",
+    "services",
+)
+
+
+@dataclass(frozen=True)
+class SandboxLayout:
+    """What the host has to offer a sandbox: where things are, and their sizes."""
+
+    runtime_dir: str
+    agent_config: str
+    disk_bytes: int
+    seccomp_fd: int | None
+    python: str = "/usr/bin/python3"
+    system_dirs: tuple[str, ...] = ("/usr",)
+    symlinks: tuple[tuple[str, str], ...] = ()
+    etc_entries: tuple[str, ...] = ()
+
+
+def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
+    """Command line that starts the agent inside a new process sandbox."""
+    argv = [
+        bwrap,
+        "--unshare-all",
+        "--unshare-user",
+        "--disable-userns",
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--uid", str(SANDBOX_UID),
+        "--gid", str(SANDBOX_GID),
+        "--hostname", "sandbox",
+        "--cap-drop", "ALL",
+        "--clearenv",
+        "--setenv", "PATH", SANDBOX_PATH,
+        "--setenv", "HOME", HOME,
+        "--setenv", "LANG", "C.UTF-8",
+    ]
+    for directory in layout.system_dirs:
+        argv += ["--ro-bind", directory, directory]
+    for link, target in layout.symlinks:
+        argv += ["--symlink", target, link]
+    for entry in layout.etc_entries:
+        argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
+    for name in ("passwd", "group", "hosts", "hostname", "resolv.conf", "nsswitch.conf"):
+        argv += ["--ro-bind", f"{layout.runtime_dir}/etc/{name}", f"/etc/{name}"]
+    argv += [
+        "--ro-bind", layout.runtime_dir, AGENT_DIR,
+        "--proc", "/proc",
+        "--dev", "/dev",
+        "--size", str(layout.disk_bytes), "--perms", "1777", "--tmpfs", "/tmp",
+        "--size", str(layout.disk_bytes), "--perms", "0755", "--tmpfs", HOME,
+        "--chdir", HOME,
+    ]
+    if layout.seccomp_fd is not None:
+        argv += ["--seccomp", str(layout.seccomp_fd)]
+    argv += [layout.python, "-I", f"{AGENT_DIR}/agent.py", layout.agent_config]
+    return argv

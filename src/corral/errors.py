@@ -1,0 +1,86 @@
+"""Every error corral raises, arranged by what the caller should do about it.
+
+::
+
+    CorralError
+    ├── InvalidInputError        fix the input: nothing ran            (also a ValueError)
+    ├── IsolationUnavailableError give up here: the level cannot work on this host
+    ├── TransientError           retry: nothing ran, a retry may succeed
+    │   └── SandboxStartError      the sandbox did not come up
+    ├── OutcomeUnknownError      do not retry blindly: the operation may have run
+    │   └── SandboxCrashedError    the sandbox or its agent died mid-operation
+    ├── SandboxClosedError       you closed it (or it was torn down): open a new one
+    ├── FileOperationError       a file operation failed inside the sandbox (also an OSError)
+    └── ProtocolError            the agent broke the protocol: a bug, report it
+
+The user's code failing (an exception, a non-zero exit, a timeout, running out
+of memory) is never an exception: it is data in :class:`corral.ExecutionResult`.
+"""
+
+from __future__ import annotations
+
+
+class CorralError(Exception):
+    """Root of every corral error."""
+
+
+class InvalidInputError(CorralError, ValueError):
+    """A request was refused before anything ran; the message names the problem."""
+
+
+class IsolationUnavailableError(CorralError):
+    """The requested isolation level cannot work on this host; ``reason`` says why."""
+
+    def __init__(self, isolation: str, reason: str):
+        super().__init__(f"isolation level {isolation!r} is not available here: {reason}")
+        self.isolation = isolation
+        self.reason = reason
+
+
+class TransientError(CorralError):
+    """Nothing ran and a retry may succeed."""
+
+
+class SandboxStartError(TransientError):
+    """The sandbox did not start or its agent did not say hello in time."""
+
+
+class OutcomeUnknownError(CorralError):
+    """The operation may or may not have run; retry only if it is idempotent."""
+
+
+class SandboxCrashedError(OutcomeUnknownError):
+    """The sandbox or its agent died while an operation was in flight."""
+
+
+class SandboxClosedError(CorralError):
+    """The sandbox was closed (by you, or by its teardown) before this call."""
+
+
+class ProtocolError(CorralError):
+    """The agent sent something the protocol does not allow."""
+
+
+class FileOperationError(CorralError, OSError):
+    """A file operation failed inside the sandbox; ``code`` is the protocol error code."""
+
+    def __init__(self, code: str, message: str):
+        CorralError.__init__(self, message)
+        self.code = code
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+__all__ = [
+    "CorralError",
+    "FileOperationError",
+    "InvalidInputError",
+    "IsolationUnavailableError",
+    "OutcomeUnknownError",
+    "ProtocolError",
+    "SandboxClosedError",
+    "SandboxCrashedError",
+    "SandboxStartError",
+    "TransientError",
+]

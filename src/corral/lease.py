@@ -1,0 +1,89 @@
+"""A started sandbox handed to one user, and its background teardown.
+
+A :class:`Lease` pairs a backend instance with the channel to its agent and
+remembers how it was obtained (cold start or warm pool). Teardown happens off
+the caller's path: :func:`discard` returns at once and a bounded number of
+sandboxes are stopped concurrently in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+
+from corral.backends import registry
+from corral.backends.base import Instance
+from corral.channel import Channel
+from corral.models import SandboxSpec
+
+#: Sandboxes being torn down at once, per event loop.
+MAX_CONCURRENT_TEARDOWNS = 8
+
+
+@dataclass
+class Lease:
+    """One started sandbox: its instance, its channel, and how it was obtained."""
+
+    instance: Instance
+    channel: Channel
+    isolation: str
+    warm: bool
+
+    @property
+    def setup_ms(self) -> float:
+        """Host-side preparation time; 0 for a warm-pool hit."""
+        return 0.0 if self.warm else self.instance.setup_ms
+
+    @property
+    def boot_ms(self) -> float:
+        """Launch to agent-ready time; 0 for a warm-pool hit."""
+        return 0.0 if self.warm else self.instance.boot_ms
+
+
+async def cold_start(spec: SandboxSpec) -> Lease:
+    """Start a new sandbox for ``spec`` on the backend its isolation resolves to."""
+    backend = registry.resolve(spec.isolation)
+    instance = await backend.start(spec)
+    return Lease(instance, Channel(instance), backend.name, warm=False)
+
+
+class _Teardowns:
+    """Background stops, bounded, awaitable as a group (one per event loop)."""
+
+    def __init__(self) -> None:
+        self.tasks: set[asyncio.Task] = set()
+        self.slots = asyncio.Semaphore(MAX_CONCURRENT_TEARDOWNS)
+
+    async def _stop(self, lease: Lease) -> None:
+        async with self.slots:
+            await lease.channel.close()
+            await lease.instance.stop()
+
+
+_teardowns: dict[asyncio.AbstractEventLoop, _Teardowns] = {}
+
+
+def _current() -> _Teardowns:
+    loop = asyncio.get_running_loop()
+    if loop not in _teardowns:
+        _teardowns[loop] = _Teardowns()
+    return _teardowns[loop]
+
+
+def discard(lease: Lease) -> None:
+    """Stop ``lease``'s sandbox in the background; returns immediately."""
+    teardowns = _current()
+    task = asyncio.ensure_future(teardowns._stop(lease))
+    teardowns.tasks.add(task)
+    task.add_done_callback(teardowns.tasks.discard)
+
+
+async def wait_for_teardowns(timeout: float = 30.0) -> None:
+    """Wait until every background teardown on this loop has finished."""
+    teardowns = _current()
+    end = time.monotonic() + timeout
+    while teardowns.tasks and time.monotonic() < end:
+        with contextlib.suppress(Exception):
+            await asyncio.wait(set(teardowns.tasks), timeout=max(end - time.monotonic(), 0.001))

@@ -1,0 +1,126 @@
+"""The data users see: what a sandbox is asked for, and what a run returns."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from corral.errors import InvalidInputError
+from corral.protocol import wire
+
+Language = Literal["python", "javascript", "shell"]
+StreamName = Literal["stdout", "stderr"]
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Limits(_Frozen):
+    """Resource limits for one sandbox; each is enforced outside the user's code."""
+
+    timeout: float = Field(default=30.0, gt=0, le=24 * 3600, description="wall-clock seconds per run")
+    memory_mb: int = Field(default=256, ge=32, le=1024 * 1024, description="memory of the whole sandbox")
+    pids: int = Field(default=256, ge=16, le=1 << 22, description="processes and threads at once")
+    cpus: float | None = Field(default=1.0, gt=0, le=1024, description="CPU share; None for no cap")
+    disk_mb: int = Field(default=512, ge=1, le=1024 * 1024, description="writable space in home and /tmp")
+    stdout_limit: int = Field(default=wire.DEFAULT_STDOUT_LIMIT, ge=0, le=256 * 1024 * 1024)
+    stderr_limit: int = Field(default=wire.DEFAULT_STDERR_LIMIT, ge=0, le=256 * 1024 * 1024)
+
+
+def check_env(env: dict[str, str] | None) -> dict[str, str]:
+    """Validate environment variables (name syntax, sizes, blocklist); raise ValueError."""
+    env = dict(env or {})
+    problem = wire.env_problems(env)
+    if problem:
+        raise ValueError(problem)
+    return env
+
+
+class SandboxSpec(_Frozen):
+    """Everything needed to start a sandbox; equal specs can share a warm pool."""
+
+    language: Language = "python"
+    isolation: str = "auto"
+    limits: Limits = Field(default_factory=Limits)
+    env: tuple[tuple[str, str], ...] = ()
+
+    @field_validator("env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> tuple[tuple[str, str], ...]:
+        if isinstance(value, dict) or value is None:
+            return tuple(sorted(check_env(value).items()))
+        return value
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        """The environment as a dict."""
+        return dict(self.env)
+
+
+class TimingBreakdown(_Frozen):
+    """Where the time of one run went, in milliseconds."""
+
+    setup_ms: float = 0.0
+    boot_ms: float = 0.0
+    execute_ms: float = 0.0
+    total_ms: float = 0.0
+    spawn_ms: float = 0.0
+    process_ms: float = 0.0
+
+
+class ExecutionResult(_Frozen):
+    """The outcome of running code. The code failing is data here, never an exception."""
+
+    stdout: str = ""
+    stderr: str = ""
+    exit_code: int
+    timed_out: bool = False
+    cancelled: bool = False
+    oom_killed: bool = False
+    signal: int | None = None
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    session_reset: bool = False
+    warm_pool_hit: bool = False
+    cpu_time_ms: float | None = None
+    memory_peak_mb: float | None = None
+    language: Language = "python"
+    isolation: str = "process"
+    timing: TimingBreakdown = Field(default_factory=TimingBreakdown)
+
+    @property
+    def ok(self) -> bool:
+        """True when the code exited 0 within its limits."""
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.cancelled)
+
+
+class OutputEvent(_Frozen):
+    """A chunk of output while code runs."""
+
+    stream: StreamName
+    data: str
+
+
+class FileEntry(_Frozen):
+    """One entry of a directory inside a sandbox."""
+
+    name: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+
+
+def validated(model: type[_Model], **fields: Any) -> _Model:
+    """Build ``model``, turning validation failures into InvalidInputError."""
+    try:
+        return model(**fields)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'input'}: {error['msg']}" for error in exc.errors()
+        )
+        raise InvalidInputError(problems) from None

@@ -1,0 +1,66 @@
+"""``corral.arun``: run code once in a fresh sandbox, or on a shared warm pool.
+
+Without ``pool``/``pool_size`` each call cold-starts a sandbox, runs the code
+and returns; the sandbox is torn down in the background. With ``pool_size=N``
+calls with the same configuration share one warm pool of N sandboxes on the
+current event loop (kept until :func:`close_default_pools`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from corral.models import ExecutionResult, Language, SandboxSpec
+from corral.pool import AsyncPool
+from corral.sandbox import AsyncSandbox, OutputCallback
+
+_default_pools: dict[tuple[asyncio.AbstractEventLoop, SandboxSpec, int], AsyncPool] = {}
+
+
+async def arun(
+    code: str,
+    language: Language = "python",
+    *,
+    isolation: str = "auto",
+    timeout: float | None = None,
+    memory_mb: int | None = None,
+    pids: int | None = None,
+    cpus: float | None = None,
+    disk_mb: int | None = None,
+    env: dict[str, str] | None = None,
+    stdin: bytes | str | None = None,
+    pool: AsyncPool | None = None,
+    pool_size: int | None = None,
+    on_stdout: OutputCallback | None = None,
+    on_stderr: OutputCallback | None = None,
+) -> ExecutionResult:
+    """Run ``code`` once in a fresh process in its own sandbox and return the result."""
+    limits: dict[str, Any] = {"memory_mb": memory_mb, "pids": pids, "cpus": cpus, "disk_mb": disk_mb}
+    if pool is None and pool_size:
+        pool = await default_pool(pool_size, language=language, isolation=isolation, env=env, **limits)
+    if pool is not None:
+        return await pool.run(code, language=language, timeout=timeout, env=None, stdin=stdin,
+                              on_stdout=on_stdout, on_stderr=on_stderr)
+    sandbox = AsyncSandbox(language, isolation=isolation, env=env, timeout=timeout, **limits)
+    options = sandbox._options(code, language, False, None, None, None, stdin)
+    async with sandbox:
+        return await sandbox._run_oneshot(options, on_stdout, on_stderr)
+
+
+async def default_pool(size: int, **config: Any) -> AsyncPool:
+    """The shared pool for this configuration and size on the running loop."""
+    probe = AsyncPool(size, **config)
+    key = (asyncio.get_running_loop(), probe.spec, size)
+    pool = _default_pools.get(key)
+    if pool is None:
+        pool = _default_pools[key] = probe
+        await pool.start(wait=False)
+    return pool
+
+
+async def close_default_pools() -> None:
+    """Close the shared pools of the running loop."""
+    loop = asyncio.get_running_loop()
+    for key in [key for key in _default_pools if key[0] is loop]:
+        await _default_pools.pop(key).close()

@@ -1,0 +1,165 @@
+"""Warm pools: sandboxes started ahead of time, agent up, interpreter ready.
+
+A pool keeps ``size`` ready sandboxes for one :class:`SandboxSpec` and refills
+in the background. A one-shot run on a pool takes a ready sandbox, forks a
+fresh interpreter from the agent's pre-started one (fresh state every run),
+returns the result, and hands the used sandbox to background teardown: a
+sandbox is never reused by another run, so nothing leaks between runs. A
+sandbox that fails its health check (the agent must answer a ping) is
+discarded, never handed out. When the pool is empty a run cold-starts instead
+of waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from corral.errors import CorralError, InvalidInputError, SandboxClosedError
+from corral.lease import Lease, cold_start, discard, wait_for_teardowns
+from corral.models import ExecutionResult, Language
+from corral.protocol import Ack, PingRequest
+from corral.sandbox import AsyncSandbox, OutputCallback, make_spec
+
+log = logging.getLogger(__name__)
+
+#: How long a health check may take before the sandbox counts as broken.
+HEALTH_CHECK_TIMEOUT_S = 2.0
+#: Sandboxes started at once while refilling.
+MAX_CONCURRENT_STARTS = 2
+
+
+class AsyncPool:
+    """Ready sandboxes for one configuration; ``async with`` fills and closes it."""
+
+    def __init__(
+        self,
+        size: int = 4,
+        *,
+        language: Language = "python",
+        isolation: str = "auto",
+        env: dict[str, str] | None = None,
+        **limits: Any,
+    ):
+        if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1024:
+            raise InvalidInputError(f"pool size must be an integer in [0, 1024], got {size!r}")
+        self.size = size
+        self.spec = make_spec(language, isolation, env, **limits)
+        self._ready: asyncio.Queue[Lease] = asyncio.Queue()
+        self._starting = 0
+        self._wake = asyncio.Event()
+        self._filler: asyncio.Task | None = None
+        self._closed = False
+        self.hits = 0
+        self.misses = 0
+
+    async def start(self, *, wait: bool = True) -> AsyncPool:
+        """Begin filling; with ``wait`` return once ``size`` sandboxes are ready."""
+        if self._filler is None:
+            self._filler = asyncio.ensure_future(self._fill_forever())
+        self._wake.set()
+        if wait:
+            while self._ready.qsize() < self.size and not self._filler.done():
+                await asyncio.sleep(0.01)
+            if self._filler.done():
+                self._filler.result()
+        return self
+
+    async def __aenter__(self) -> AsyncPool:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def statistics(self) -> dict[str, int]:
+        """Ready sandboxes, starts in flight, hits and misses so far."""
+        return {"ready": self._ready.qsize(), "starting": self._starting, "hits": self.hits, "misses": self.misses}
+
+    async def lease(self) -> Lease:
+        """A ready, healthy sandbox (or a cold-started one if none is ready)."""
+        if self._closed:
+            raise SandboxClosedError("the pool is closed")
+        if self._filler is None:
+            await self.start(wait=False)
+        while True:
+            try:
+                lease = self._ready.get_nowait()
+            except asyncio.QueueEmpty:
+                self.misses += 1
+                self._wake.set()
+                return await cold_start(self.spec)
+            self._wake.set()
+            if await _healthy(lease):
+                self.hits += 1
+                lease.warm = True
+                return lease
+            log.warning("discarding a pooled sandbox that failed its health check")
+            discard(lease)
+
+    async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+                  env: dict[str, str] | None = None, stdin: bytes | str | None = None,
+                  on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run ``code`` once in a fresh process on a warm sandbox; the sandbox is then discarded."""
+        sandbox = AsyncSandbox(pool=self)
+        options = sandbox._options(code, language, False, timeout, env, None, stdin)
+        await sandbox.start()
+        try:
+            return await sandbox._run_oneshot(options, on_stdout, on_stderr)
+        finally:
+            await sandbox.close()
+
+    def sandbox(self) -> AsyncSandbox:
+        """A session sandbox taken from this pool (start it with ``async with``)."""
+        return AsyncSandbox(pool=self)
+
+    async def close(self) -> None:
+        """Stop refilling and tear every ready sandbox down."""
+        self._closed = True
+        if self._filler is not None:
+            self._filler.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._filler
+        while not self._ready.empty():
+            discard(self._ready.get_nowait())
+        await wait_for_teardowns()
+
+    async def _fill_forever(self) -> None:
+        failures = 0
+        while not self._closed:
+            await self._wake.wait()
+            self._wake.clear()
+            while not self._closed and (missing := self.size - self._ready.qsize() - self._starting) > 0:
+                batch = min(missing, MAX_CONCURRENT_STARTS)
+                results = await asyncio.gather(*(self._start_one() for _ in range(batch)))
+                failures = 0 if all(results) else failures + 1
+                if failures:
+                    await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+
+    async def _start_one(self) -> bool:
+        self._starting += 1
+        try:
+            lease = await cold_start(self.spec)
+        except CorralError as exc:
+            log.warning("pool could not start a sandbox: %s", exc)
+            return False
+        finally:
+            self._starting -= 1
+        if self._closed:
+            discard(lease)
+        else:
+            self._ready.put_nowait(lease)
+        return True
+
+
+async def _healthy(lease: Lease) -> bool:
+    if lease.channel.broken:
+        return False
+    try:
+        event = await asyncio.wait_for(
+            lease.channel.call(lambda request_id: PingRequest(id=request_id)), HEALTH_CHECK_TIMEOUT_S
+        )
+    except (asyncio.TimeoutError, CorralError):
+        return False
+    return isinstance(event, Ack)

@@ -1,0 +1,222 @@
+"""Wire messages as pydantic models, validated on the host side.
+
+Host to agent: requests, each with a fresh integer ``id``. Agent to host: a
+``hello`` once at start, then for each request zero or more ``output`` events
+followed by exactly one terminal message (``exec_done``, ``file_data``,
+``dir_listing``, ``ack`` or ``error``) carrying the same ``id``.
+The agent validates the same rules again with :mod:`corral.protocol.wire`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from corral.protocol import wire
+
+Language = Literal["python", "javascript", "shell"]
+StreamName = Literal["stdout", "stderr"]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- host -> agent -------------------------------------------------------
+
+
+class ExecRequest(_Message):
+    """Run code: a fresh process (``session=False``) or in the session's interpreter."""
+
+    type: Literal["exec"] = "exec"
+    id: int
+    language: Language
+    code: str = Field(max_length=wire.MAX_CODE_BYTES)
+    session: bool = False
+    timeout_ms: int = Field(gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    stdin_b64: str | None = None
+    stdout_limit: int = Field(default=wire.DEFAULT_STDOUT_LIMIT, ge=0)
+    stderr_limit: int = Field(default=wire.DEFAULT_STDERR_LIMIT, ge=0)
+
+
+class FileWriteRequest(_Message):
+    """Create or replace a file inside the sandbox."""
+
+    type: Literal["file_write"] = "file_write"
+    id: int
+    path: str
+    data_b64: str
+    mode: int = Field(default=0o644, ge=0, le=0o7777)
+
+
+class FileReadRequest(_Message):
+    """Read a whole file inside the sandbox."""
+
+    type: Literal["file_read"] = "file_read"
+    id: int
+    path: str
+
+
+class FileListRequest(_Message):
+    """List a directory inside the sandbox."""
+
+    type: Literal["file_list"] = "file_list"
+    id: int
+    path: str
+
+
+class FileRemoveRequest(_Message):
+    """Remove a file, or a directory tree when ``recursive``."""
+
+    type: Literal["file_remove"] = "file_remove"
+    id: int
+    path: str
+    recursive: bool = False
+
+
+class CancelRequest(_Message):
+    """Stop the operation ``target`` (its process tree is killed)."""
+
+    type: Literal["cancel"] = "cancel"
+    id: int
+    target: int
+
+
+class PingRequest(_Message):
+    """Health check: the agent answers ``ack`` if its loop is alive."""
+
+    type: Literal["ping"] = "ping"
+    id: int
+
+
+Request = Annotated[
+    Union[
+        ExecRequest,
+        FileWriteRequest,
+        FileReadRequest,
+        FileListRequest,
+        FileRemoveRequest,
+        CancelRequest,
+        PingRequest,
+    ],
+    Field(discriminator="type"),
+]
+
+# --- agent -> host -------------------------------------------------------
+
+
+class Hello(_Message):
+    """First line the agent writes: it is ready for requests."""
+
+    type: Literal["hello"] = "hello"
+    version: int
+    pid: int
+    python: str
+    landlock_abi: int = 0
+
+
+class Output(_Message):
+    """A chunk of a running program's stdout or stderr."""
+
+    type: Literal["output"] = "output"
+    id: int
+    stream: StreamName
+    data: str
+
+
+class ExecDone(_Message):
+    """How a run ended."""
+
+    type: Literal["exec_done"] = "exec_done"
+    id: int
+    exit_code: int
+    signal: int | None = None
+    timed_out: bool = False
+    cancelled: bool = False
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    session_reset: bool = False
+    spawn_ms: float = 0.0
+    process_ms: float = 0.0
+
+
+class FileData(_Message):
+    """Contents of a file that was read."""
+
+    type: Literal["file_data"] = "file_data"
+    id: int
+    data_b64: str
+
+
+class DirEntry(_Message):
+    """One entry of a directory listing."""
+
+    name: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+
+
+class DirListing(_Message):
+    """Entries of a listed directory."""
+
+    type: Literal["dir_listing"] = "dir_listing"
+    id: int
+    entries: list[DirEntry]
+
+
+class Ack(_Message):
+    """An operation without a payload finished."""
+
+    type: Literal["ack"] = "ack"
+    id: int
+    size: int | None = None
+
+
+ErrorCode = Literal[
+    "invalid",
+    "not_found",
+    "exists",
+    "is_directory",
+    "not_directory",
+    "permission",
+    "read_only",
+    "no_space",
+    "too_large",
+    "busy",
+    "unknown_target",
+    "internal",
+]
+
+
+class Error(_Message):
+    """The operation ``id`` failed (``id`` is None for frames that could not be parsed)."""
+
+    type: Literal["error"] = "error"
+    id: int | None
+    code: ErrorCode
+    message: str
+
+
+Event = Annotated[
+    Union[Hello, Output, ExecDone, FileData, DirListing, Ack, Error],
+    Field(discriminator="type"),
+]
+TERMINAL_TYPES = frozenset({"exec_done", "file_data", "dir_listing", "ack", "error"})
+
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
+
+
+def parse_event(line: bytes) -> Event:
+    """Decode and validate one agent-to-host line (raises ValueError on anything else)."""
+    return event_adapter.validate_python(wire.decode_frame(line))
+
+
+def encode_request(request: BaseModel) -> bytes:
+    """Encode a request model as one protocol line."""
+    return wire.encode_frame(request.model_dump(mode="json"))

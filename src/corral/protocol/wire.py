@@ -1,0 +1,225 @@
+"""The plain-data half of the wire protocol: framing, limits and input rules.
+
+Stdlib only. Both ends import it: the host through :mod:`corral.protocol`, the
+agent inside the sandbox directly (it must run on any Python >= 3.9, with
+nothing installed). Everything here is a constant or a pure function.
+
+Framing: one JSON object per line, UTF-8, ``\\n``-terminated, at most
+:data:`MAX_FRAME_BYTES` long. Every message has ``type``; every message that
+belongs to an operation has ``id``. See ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+try:  # CPython's C JSON codec, used directly: ``import json`` pulls in ``re`` and
+    # ``enum``, about 5 ms of the agent's start-up, which is on every cold run.
+    import _json
+except ImportError:  # pragma: no cover - not CPython
+    _json = None
+
+PROTOCOL_VERSION = 1
+
+#: Largest single frame either side accepts (a file chunk plus JSON overhead).
+MAX_FRAME_BYTES = 24 * 1024 * 1024
+#: Largest file the file API moves in one message.
+MAX_FILE_BYTES = 16 * 1024 * 1024
+#: Largest program text accepted for one run.
+MAX_CODE_BYTES = 1024 * 1024
+#: Largest stdin accepted for one run.
+MAX_STDIN_BYTES = 8 * 1024 * 1024
+#: Default caps on captured output; beyond them output is dropped and flagged.
+DEFAULT_STDOUT_LIMIT = 1024 * 1024
+DEFAULT_STDERR_LIMIT = 100 * 1024
+
+MAX_ENV_VARS = 128
+MAX_ENV_NAME_BYTES = 128
+MAX_ENV_VALUE_BYTES = 32 * 1024
+MAX_PATH_BYTES = 4096
+
+LANGUAGES = ("python", "javascript", "shell")
+
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_NAME_REST = _NAME_START | frozenset("0123456789")
+
+#: Names that would let a caller hook the loader, an interpreter or the shell
+#: before the program runs. Matched exactly, plus every ``LD_*`` name.
+BLOCKED_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "CDPATH",
+        "GLOBIGNORE",
+        "SHELLOPTS",
+        "BASHOPTS",
+        "PS4",
+        "PROMPT_COMMAND",
+        "GCONV_PATH",
+        "HOSTALIASES",
+        "LOCALDOMAIN",
+        "RES_OPTIONS",
+        "MALLOC_CHECK_",
+        "MALLOC_TRACE",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "PYTHONINSPECT",
+        "PYTHONUSERBASE",
+        "PYTHONEXECUTABLE",
+        "PYTHONBREAKPOINT",
+        "PYTHONPLATLIBDIR",
+        "PYTHONSAFEPATH",
+        "PYTHONWARNINGS",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "NODE_REPL_EXTERNAL_MODULE",
+        "NODE_EXTRA_CA_CERTS",
+        "PERL5LIB",
+        "PERL5OPT",
+        "PERLLIB",
+        "RUBYLIB",
+        "RUBYOPT",
+    }
+)
+BLOCKED_ENV_PREFIXES = ("LD_", "BASH_FUNC_", "GLIBC_")
+
+
+def env_problem(name: object, value: object) -> str | None:
+    """Say why ``name=value`` may not be passed into a sandbox, or None if it may."""
+    if not isinstance(name, str) or not isinstance(value, str):
+        return "environment variable names and values must be strings"
+    if not name or name[0] not in _NAME_START or not _NAME_REST.issuperset(name):
+        return f"environment variable name {name!r} is not of the form [A-Za-z_][A-Za-z0-9_]*"
+    if len(name.encode()) > MAX_ENV_NAME_BYTES:
+        return f"environment variable name {name[:40]!r}... is longer than {MAX_ENV_NAME_BYTES} bytes"
+    if name in BLOCKED_ENV_NAMES or name.startswith(BLOCKED_ENV_PREFIXES):
+        return f"environment variable {name} is blocked: it can change how the loader, interpreter or shell starts"
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
+        return f"environment variable {name} is longer than {MAX_ENV_VALUE_BYTES} bytes"
+    if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in value):
+        return f"environment variable {name} contains a control character"
+    return None
+
+
+def env_problems(env: object) -> str | None:
+    """Check a whole environment mapping; return the first problem found."""
+    if not isinstance(env, dict):
+        return "env must be a mapping of names to values"
+    if len(env) > MAX_ENV_VARS:
+        return f"at most {MAX_ENV_VARS} environment variables may be set, got {len(env)}"
+    for name, value in env.items():
+        problem = env_problem(name, value)
+        if problem:
+            return problem
+    return None
+
+
+def path_problem(path: object) -> str | None:
+    """Say why ``path`` cannot name a file in a sandbox, or None if it can."""
+    if not isinstance(path, str) or not path:
+        return "path must be a non-empty string"
+    if "\x00" in path:
+        return "path contains a NUL byte"
+    if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        return f"path is longer than {MAX_PATH_BYTES} bytes"
+    return None
+
+
+class _ScanContext:
+    """The attributes CPython's C scanner reads from a JSONDecoder."""
+
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+
+    @staticmethod
+    def parse_constant(name):
+        raise ValueError(f"{name} is not allowed in a protocol frame")
+
+
+_scan_once = _json.make_scanner(_ScanContext()) if _json is not None else None
+_WHITESPACE = " \t\n\r"
+
+
+def loads(text):
+    """Parse one JSON document (strict: no NaN or Infinity)."""
+    if _scan_once is None:  # pragma: no cover - not CPython
+        import json
+
+        return json.loads(text, parse_constant=_ScanContext.parse_constant)
+    start = len(text) - len(text.lstrip(_WHITESPACE))
+    try:
+        value, end = _scan_once(text, start)
+    except StopIteration as exc:
+        raise ValueError(f"invalid JSON at offset {exc.value}") from None
+    if text[end:].strip(_WHITESPACE):
+        raise ValueError(f"extra data after JSON at offset {end}")
+    return value
+
+
+def dumps(value):
+    """Serialize plain data (dict, list, str, int, float, bool, None) as compact JSON."""
+    parts = []
+    _encode(value, parts)
+    return "".join(parts)
+
+
+def _encode(value, parts):
+    if isinstance(value, str):
+        parts.append(_quote(value))
+    elif value is None:
+        parts.append("null")
+    elif value is True:
+        parts.append("true")
+    elif value is False:
+        parts.append("false")
+    elif isinstance(value, int):
+        parts.append(int.__repr__(value))
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("NaN and Infinity cannot be sent")
+        parts.append(float.__repr__(value))
+    elif isinstance(value, dict):
+        parts.append("{")
+        for index, (key, item) in enumerate(value.items()):
+            if not isinstance(key, str):
+                raise TypeError(f"object keys must be strings, got {type(key).__name__}")
+            parts.append("," if index else "")
+            parts.append(_quote(key))
+            parts.append(":")
+            _encode(item, parts)
+        parts.append("}")
+    elif isinstance(value, (list, tuple)):
+        parts.append("[")
+        for index, item in enumerate(value):
+            parts.append("," if index else "")
+            _encode(item, parts)
+        parts.append("]")
+    else:
+        raise TypeError(f"{type(value).__name__} cannot be sent in a protocol frame")
+
+
+def _quote(text):
+    if _json is not None:
+        return _json.encode_basestring(text)
+    import json  # pragma: no cover - not CPython
+
+    return json.dumps(text, ensure_ascii=False)
+
+
+def encode_frame(message: dict) -> bytes:
+    """Serialize one message as a protocol line."""
+    return dumps(message).encode("utf-8", "surrogatepass") + b"\n"
+
+
+def decode_frame(line: bytes) -> dict:
+    """Parse one protocol line; raise ValueError if it is not a JSON object with a type."""
+    if len(line) > MAX_FRAME_BYTES:
+        raise ValueError(f"frame of {len(line)} bytes exceeds {MAX_FRAME_BYTES}")
+    message = loads(line.decode("utf-8", "surrogatepass"))
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ValueError("frame is not a JSON object with a string 'type'")
+    return message

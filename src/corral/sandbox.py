@@ -1,0 +1,289 @@
+"""``AsyncSandbox``: a sandbox you keep, with interpreter state, files and commands.
+
+Implemented once, async; :class:`corral.Sandbox` mirrors it synchronously.
+``run`` keeps interpreter state between calls (Python and JavaScript),
+``commands.run`` starts a fresh shell command, ``files`` moves files in and
+out through the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import enum
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from corral.errors import FileOperationError, InvalidInputError, ProtocolError, SandboxClosedError
+from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
+from corral.lease import Lease, cold_start, discard
+from corral.models import ExecutionResult, FileEntry, Language, Limits, OutputEvent, SandboxSpec, validated
+from corral.protocol import (
+    Ack,
+    DirListing,
+    Error,
+    FileData,
+    FileListRequest,
+    FileReadRequest,
+    FileRemoveRequest,
+    FileWriteRequest,
+    wire,
+)
+
+if TYPE_CHECKING:
+    from corral.pool import AsyncPool
+
+OutputCallback = Callable[[str], Any]
+
+
+class State(enum.Enum):
+    """Lifecycle of a sandbox."""
+
+    NEW = "new"
+    STARTING = "starting"
+    READY = "ready"
+    CLOSED = "closed"
+
+
+_TRANSITIONS = {
+    State.NEW: {State.STARTING, State.CLOSED},
+    State.STARTING: {State.READY, State.CLOSED},
+    State.READY: {State.CLOSED},
+    State.CLOSED: set(),
+}
+
+
+def make_spec(language: str, isolation: str, env: dict | None, **limits: Any) -> SandboxSpec:
+    """Validate user-facing options into a SandboxSpec (InvalidInputError on bad input)."""
+    given = {name: value for name, value in limits.items() if value is not None}
+    return validated(SandboxSpec, language=language, isolation=isolation, limits=validated(Limits, **given), env=env)
+
+
+class AsyncSandbox:
+    """A sandbox that lives until closed; ``async with`` starts and closes it."""
+
+    def __init__(
+        self,
+        language: Language = "python",
+        *,
+        isolation: str = "auto",
+        timeout: float | None = None,
+        memory_mb: int | None = None,
+        pids: int | None = None,
+        cpus: float | None = None,
+        disk_mb: int | None = None,
+        stdout_limit: int | None = None,
+        stderr_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        pool: AsyncPool | None = None,
+    ):
+        self.spec = pool.spec if pool is not None else make_spec(
+            language, isolation, env, timeout=timeout, memory_mb=memory_mb, pids=pids, cpus=cpus,
+            disk_mb=disk_mb, stdout_limit=stdout_limit, stderr_limit=stderr_limit,
+        )
+        self._pool = pool
+        self._lease: Lease | None = None
+        self._state = State.NEW
+        self._session_lock = asyncio.Lock()
+        self._startup_pending = True
+        self.files = AsyncFiles(self)
+        self.commands = AsyncCommands(self)
+
+    @property
+    def language(self) -> Language:
+        """Default language of ``run``."""
+        return self.spec.language
+
+    @property
+    def isolation(self) -> str | None:
+        """The isolation level in use (known once started)."""
+        return self._lease.isolation if self._lease else None
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._state is State.CLOSED
+
+    def _move(self, new: State) -> None:
+        if new not in _TRANSITIONS[self._state]:
+            raise SandboxClosedError(f"cannot go from {self._state.value} to {new.value}")
+        self._state = new
+
+    async def start(self) -> AsyncSandbox:
+        """Start (or take from the pool) the sandbox. Called by ``async with``."""
+        self._move(State.STARTING)
+        try:
+            self._lease = await (self._pool.lease() if self._pool is not None else cold_start(self.spec))
+        except BaseException:
+            self._state = State.CLOSED
+            raise
+        self._move(State.READY)
+        return self
+
+    async def close(self) -> None:
+        """Kill the sandbox; teardown finishes in the background. Idempotent."""
+        if self._state is State.CLOSED:
+            return
+        self._state = State.CLOSED
+        if self._lease is not None:
+            discard(self._lease)
+
+    async def __aenter__(self) -> AsyncSandbox:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _ready_lease(self) -> Lease:
+        if self._state is State.NEW:
+            raise SandboxClosedError("the sandbox is not started: use 'async with' or await start()")
+        if self._state is not State.READY or self._lease is None:
+            raise SandboxClosedError("the sandbox is closed")
+        return self._lease
+
+    # --- running code --------------------------------------------------------------
+
+    def _options(self, code: object, language: str | None, session: bool, timeout: float | None,
+                 env: dict | None, cwd: str | None, stdin: bytes | str | None) -> RunOptions:
+        language = language or self.spec.language
+        if language not in wire.LANGUAGES:
+            raise InvalidInputError(f"unknown language {language!r}; choose one of {', '.join(wire.LANGUAGES)}")
+        timeout = self.spec.limits.timeout if timeout is None else timeout
+        if isinstance(stdin, str):
+            stdin = stdin.encode()
+        check_run(code, timeout, stdin, env)
+        if cwd is not None and wire.path_problem(cwd):
+            raise InvalidInputError(f"cwd: {wire.path_problem(cwd)}")
+        return RunOptions(
+            language=language, code=code, session=session and language != "shell", timeout=float(timeout),
+            env=dict(env or {}), cwd=cwd, stdin=stdin, stdout_limit=self.spec.limits.stdout_limit,
+            stderr_limit=self.spec.limits.stderr_limit,
+        )
+
+    async def _events(self, options: RunOptions) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        lease = self._ready_lease()
+        startup = self._startup_pending
+        self._startup_pending = False
+        lock = self._session_lock if options.session else None
+        if lock is not None:
+            await lock.acquire()
+        try:
+            async for item in execute(
+                lease.channel, options, isolation=lease.isolation, warm=lease.warm,
+                setup_ms=lease.setup_ms if startup else 0.0, boot_ms=lease.boot_ms if startup else 0.0,
+            ):
+                yield item
+        except HostDeadlineExceeded as exc:
+            # the agent failed to enforce the timeout: the sandbox cannot be trusted any more
+            await self.close()
+            raise SandboxClosedError(f"{exc}; the sandbox was killed") from exc
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+               env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """Run ``code`` in the session; yield OutputEvents as they come, then the ExecutionResult."""
+        return self._events(self._options(code, language, True, timeout, env, cwd, None))
+
+    async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+                  env: dict[str, str] | None = None, cwd: str | None = None,
+                  on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run ``code`` in the session interpreter (state is kept between calls)."""
+        options = self._options(code, language, True, timeout, env, cwd, None)
+        return await _consume(self._events(options), on_stdout, on_stderr)
+
+    async def _run_oneshot(self, options: RunOptions, on_stdout: OutputCallback | None,
+                           on_stderr: OutputCallback | None) -> ExecutionResult:
+        return await _consume(self._events(options), on_stdout, on_stderr)
+
+    # --- files ---------------------------------------------------------------------
+
+    async def _file_call(self, build: Callable[[int], Any]) -> Any:
+        event = await self._ready_lease().channel.call(build)
+        if isinstance(event, Error):
+            if event.code == "invalid":
+                raise InvalidInputError(event.message)
+            raise FileOperationError(event.code, event.message)
+        return event
+
+
+async def _consume(events: AsyncIterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
+                   on_stderr: OutputCallback | None) -> ExecutionResult:
+    async for item in events:
+        if isinstance(item, ExecutionResult):
+            return item
+        callback = on_stdout if item.stream == "stdout" else on_stderr
+        if callback is not None:
+            outcome = callback(item.data)
+            if asyncio.iscoroutine(outcome):
+                await outcome
+    raise ProtocolError("the run ended without a result")
+
+
+class AsyncCommands:
+    """Shell commands in the sandbox: each one a fresh process, sharing the sandbox's files."""
+
+    def __init__(self, sandbox: AsyncSandbox):
+        self._sandbox = sandbox
+
+    async def run(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                  stdin: bytes | str | None = None, timeout: float | None = None,
+                  on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run ``cmd`` with bash; returns its output and exit code."""
+        options = self._sandbox._options(cmd, "shell", False, timeout, env, cwd, stdin)
+        return await self._sandbox._run_oneshot(options, on_stdout, on_stderr)
+
+
+class AsyncFiles:
+    """Files inside the sandbox; relative paths start at the sandbox's home."""
+
+    def __init__(self, sandbox: AsyncSandbox):
+        self._sandbox = sandbox
+
+    async def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
+        """Create or replace ``path`` (parents are created); returns the bytes written."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        if len(payload) > wire.MAX_FILE_BYTES:
+            raise InvalidInputError(f"file of {len(payload)} bytes exceeds {wire.MAX_FILE_BYTES}")
+        _check_path(path)
+        encoded = base64.b64encode(payload).decode()
+        event = await self._sandbox._file_call(
+            lambda request_id: FileWriteRequest(id=request_id, path=path, data_b64=encoded, mode=mode)
+        )
+        return _expect(event, Ack).size or 0
+
+    async def read(self, path: str) -> bytes:
+        """The whole contents of a regular file."""
+        _check_path(path)
+        event = await self._sandbox._file_call(lambda request_id: FileReadRequest(id=request_id, path=path))
+        return base64.b64decode(_expect(event, FileData).data_b64)
+
+    async def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """A file decoded as text."""
+        return (await self.read(path)).decode(encoding)
+
+    async def list(self, path: str = ".") -> list[FileEntry]:
+        """Entries of a directory (symlinks are not followed)."""
+        _check_path(path)
+        event = await self._sandbox._file_call(lambda request_id: FileListRequest(id=request_id, path=path))
+        return [FileEntry(**entry.model_dump()) for entry in _expect(event, DirListing).entries]
+
+    async def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Remove a file, an empty directory, or a whole tree with ``recursive=True``."""
+        _check_path(path)
+        await self._sandbox._file_call(
+            lambda request_id: FileRemoveRequest(id=request_id, path=path, recursive=recursive)
+        )
+
+
+def _check_path(path: object) -> None:
+    problem = wire.path_problem(path)
+    if problem:
+        raise InvalidInputError(problem)
+
+
+def _expect(event: Any, kind: type) -> Any:
+    if not isinstance(event, kind):
+        raise ProtocolError(f"expected {kind.__name__}, got {type(event).__name__}")
+    return event

@@ -1,0 +1,171 @@
+"""The synchronous API: ``Sandbox``, ``Pool`` and ``run``, mirroring the async ones.
+
+Same names, same arguments, same results as :mod:`corral.sandbox`,
+:mod:`corral.pool` and :mod:`corral.oneshot`; each call runs on the shared
+background loop of :mod:`corral.sync_bridge`. Output callbacks are called in
+the caller's thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from corral.models import ExecutionResult, FileEntry, Language, OutputEvent
+from corral.oneshot import arun
+from corral.pool import AsyncPool
+from corral.sandbox import AsyncSandbox, OutputCallback
+from corral.sync_bridge import bridge
+
+
+def _consume(items: Iterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
+             on_stderr: OutputCallback | None) -> ExecutionResult:
+    for item in items:
+        if isinstance(item, ExecutionResult):
+            return item
+        callback = on_stdout if item.stream == "stdout" else on_stderr
+        if callback is not None:
+            callback(item.data)
+    raise RuntimeError("the run ended without a result")
+
+
+class Sandbox:
+    """A sandbox that lives until closed; ``with`` starts and closes it. See AsyncSandbox."""
+
+    def __init__(self, language: Language = "python", *, pool: Pool | None = None, **options: Any):
+        self._async = bridge.call(_construct(language, pool._async if pool else None, options))
+        self.files = Files(self._async)
+        self.commands = Commands(self._async)
+
+    @property
+    def spec(self):
+        """The validated configuration."""
+        return self._async.spec
+
+    @property
+    def isolation(self) -> str | None:
+        """The isolation level in use (known once started)."""
+        return self._async.isolation
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._async.closed
+
+    def start(self) -> Sandbox:
+        """Start the sandbox (``with`` does it for you)."""
+        bridge.call(self._async.start())
+        return self
+
+    def close(self) -> None:
+        """Kill the sandbox; teardown finishes in the background."""
+        bridge.call(self._async.close())
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def stream(self, code: str, **options: Any) -> Iterator[OutputEvent | ExecutionResult]:
+        """Run ``code`` in the session; yield OutputEvents, then the ExecutionResult."""
+        return bridge.iterate(self._async.stream(code, **options))
+
+    def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
+            **options: Any) -> ExecutionResult:
+        """Run ``code`` in the session interpreter (state is kept between calls)."""
+        return _consume(self.stream(code, **options), on_stdout, on_stderr)
+
+
+async def _construct(language: str, pool: AsyncPool | None, options: dict[str, Any]) -> AsyncSandbox:
+    # built on the bridge's loop so its asyncio objects belong there
+    return AsyncSandbox(language, pool=pool, **options)
+
+
+class Commands:
+    """Shell commands in the sandbox. See AsyncCommands."""
+
+    def __init__(self, sandbox: AsyncSandbox):
+        self._sandbox = sandbox
+
+    def run(self, cmd: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
+            **options: Any) -> ExecutionResult:
+        """Run ``cmd`` with bash; returns its output and exit code (callbacks run on corral's loop thread)."""
+        return bridge.call(self._sandbox.commands.run(cmd, on_stdout=on_stdout, on_stderr=on_stderr, **options))
+
+
+class Files:
+    """Files inside the sandbox. See AsyncFiles."""
+
+    def __init__(self, sandbox: AsyncSandbox):
+        self._files = sandbox.files
+
+    def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
+        """Create or replace ``path``; returns the bytes written."""
+        return bridge.call(self._files.write(path, data, mode=mode))
+
+    def read(self, path: str) -> bytes:
+        """The whole contents of a regular file."""
+        return bridge.call(self._files.read(path))
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """A file decoded as text."""
+        return bridge.call(self._files.read_text(path, encoding))
+
+    def list(self, path: str = ".") -> list[FileEntry]:
+        """Entries of a directory."""
+        return bridge.call(self._files.list(path))
+
+    def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Remove a file or directory."""
+        bridge.call(self._files.remove(path, recursive=recursive))
+
+
+class Pool:
+    """Warm sandboxes for one configuration. See AsyncPool."""
+
+    def __init__(self, size: int = 4, **config: Any):
+        self._async = bridge.call(_construct_pool(size, config))
+
+    def start(self, *, wait: bool = True) -> Pool:
+        """Begin filling; with ``wait`` return once the pool is full."""
+        bridge.call(self._async.start(wait=wait))
+        return self
+
+    def __enter__(self) -> Pool:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
+            **options: Any) -> ExecutionResult:
+        """Run ``code`` once in a fresh process on a warm sandbox (callbacks run on corral's loop thread)."""
+        return bridge.call(self._async.run(code, on_stdout=on_stdout, on_stderr=on_stderr, **options))
+
+    def sandbox(self) -> Sandbox:
+        """A session sandbox taken from this pool (use it with ``with``)."""
+        return Sandbox(pool=self)
+
+    def statistics(self) -> dict[str, int]:
+        """Ready sandboxes, starts in flight, hits and misses."""
+        return self._async.statistics()
+
+    def close(self) -> None:
+        """Tear every ready sandbox down."""
+        bridge.call(self._async.close())
+
+
+async def _construct_pool(size: int, config: dict[str, Any]) -> AsyncPool:
+    return AsyncPool(size, **config)
+
+
+def run(code: str, language: Language = "python", *, pool: Pool | None = None,
+        on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
+        **options: Any) -> ExecutionResult:
+    """Run ``code`` once in a fresh sandbox (or on ``pool``/``pool_size=N``). See ``corral.arun``.
+
+    Output callbacks, if given, are called on corral's background loop thread.
+    """
+    return bridge.call(arun(code, language, pool=pool._async if pool else None,
+                            on_stdout=on_stdout, on_stderr=on_stderr, **options))
