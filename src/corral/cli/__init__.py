@@ -1,0 +1,22 @@
+"""The ``corral`` command line: one module per command."""
+
+from __future__ import annotations
+
+import typer
+
+from corral.cli import doctor, run
+
+app = typer.Typer(
+    name="corral",
+    help="Run untrusted code in sandboxes you host yourself.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("run", context_settings={"allow_interspersed_args": True})(run.run)
+app.command("doctor")(doctor.doctor)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,112 @@
+"""``corral run``: run a program once in a fresh sandbox; its exit code becomes ours."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from corral.errors import CorralError, InvalidInputError, IsolationUnavailableError
+from corral.protocol import wire
+from corral.sync import run as run_code
+
+_EXTENSIONS = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs": "javascript", ".sh": "shell"}
+#: Exit codes for failures of corral itself (the program's own codes pass through).
+EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 3
+EXIT_CORRAL_ERROR = 4
+
+
+def run(
+    source: Annotated[Optional[str], typer.Argument(help="Program file, or - to read the program from stdin.")] = None,
+    code: Annotated[Optional[str], typer.Option("--code", "-c", help="Program text.")] = None,
+    language: Annotated[
+        Optional[str], typer.Option("--language", "-l", help="python | javascript | shell (default: from the file name, else python).")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Wall-clock limit in seconds.")] = 30.0,
+    memory: Annotated[int, typer.Option(help="Memory limit in MB.")] = 256,
+    pids: Annotated[int, typer.Option(help="Limit on processes and threads.")] = 256,
+    cpus: Annotated[float, typer.Option(help="CPU share (1.0 = one core).")] = 1.0,
+    disk: Annotated[int, typer.Option(help="Writable space in MB for home and /tmp.")] = 512,
+    env: Annotated[list[str], typer.Option("--env", "-e", help="NAME=value, repeatable.")] = [],  # noqa: B006
+    isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the ExecutionResult as JSON instead of streaming.")] = False,
+) -> None:
+    """Run a program once in a fresh sandbox and exit with its exit code."""
+    try:
+        program, language, stdin = _program(source, code, language)
+        variables = _parse_env(env)
+        result = run_code(
+            program,
+            language,
+            isolation=isolation,
+            timeout=timeout,
+            memory_mb=memory,
+            pids=pids,
+            cpus=cpus,
+            disk_mb=disk,
+            env=variables,
+            stdin=stdin,
+            on_stdout=None if json_output else _writer(sys.stdout),
+            on_stderr=None if json_output else _writer(sys.stderr),
+        )
+    except InvalidInputError as exc:
+        _fail(f"invalid input: {exc}", EXIT_USAGE)
+    except IsolationUnavailableError as exc:
+        _fail(str(exc), EXIT_UNAVAILABLE)
+    except CorralError as exc:
+        _fail(str(exc), EXIT_CORRAL_ERROR)
+    if json_output:
+        sys.stdout.write(result.model_dump_json(indent=2) + "\n")
+    elif result.timed_out:
+        sys.stderr.write(f"corral: the program timed out after {timeout:g} s and was killed\n")
+    for stream, flag in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
+        if flag and not json_output:
+            sys.stderr.write(f"corral: {stream} was truncated at the output limit\n")
+    raise typer.Exit(result.exit_code)
+
+
+def _program(source: str | None, code: str | None, language: str | None) -> tuple[str, str, bytes | None]:
+    """Program text, language and stdin to forward, from the command-line arguments."""
+    if (source is None) == (code is None):
+        raise InvalidInputError("give exactly one of a program file, '-' (stdin) or --code/-c")
+    stdin = None
+    if code is not None:
+        program = code
+    elif source == "-":
+        program = sys.stdin.read(wire.MAX_CODE_BYTES + 1)
+    else:
+        path = Path(source)
+        try:
+            program = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"cannot read {source}: {exc}") from None
+        language = language or _EXTENSIONS.get(path.suffix)
+    if source != "-" and not sys.stdin.isatty():
+        stdin = sys.stdin.buffer.read(wire.MAX_STDIN_BYTES + 1) or None
+    return program, language or "python", stdin
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    variables = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise InvalidInputError(f"--env takes NAME=value, got {pair!r}")
+        variables[name] = value
+    return variables
+
+
+def _writer(stream):
+    def write(text: str) -> None:
+        stream.write(text)
+        stream.flush()
+
+    return write
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"corral: {message}\n")
+    raise typer.Exit(code)

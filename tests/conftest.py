@@ -1,0 +1,19 @@
+"""Shared test configuration: sandbox tests are skipped with the probe's reason where they cannot run."""
+
+from __future__ import annotations
+
+import pytest
+
+from corral.backends import registry
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not any(item.get_closest_marker("sandbox") for item in items):
+        return
+    result = registry.probe_all()["process"]
+    if result.available:
+        return
+    skip = pytest.mark.skip(reason=f"process sandbox unavailable here: {result.reason}")
+    for item in items:
+        if item.get_closest_marker("sandbox"):
+            item.add_marker(skip)

@@ -1,0 +1,178 @@
+"""The Python API against real process sandboxes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import corral
+
+pytestmark = pytest.mark.sandbox
+
+
+def test_run_python_defaults():
+    result = corral.run("print(1)")
+    assert (result.stdout, result.stderr, result.exit_code, result.timed_out) == ("1\n", "", 0, False)
+    assert result.isolation == "process" and result.language == "python"
+    assert result.timing.total_ms >= result.timing.execute_ms > 0
+    assert result.timing.boot_ms > 0 and not result.warm_pool_hit
+    assert result.cpu_time_ms is not None and result.memory_peak_mb is not None
+
+
+def test_run_javascript_and_shell():
+    assert corral.run("console.log(2)", "javascript").stdout == "2\n"
+    assert corral.run("echo $((1+2)) | tr 3 x", "shell").stdout == "x\n"
+
+
+def test_exit_codes_errors_and_stdin():
+    assert corral.run("import sys; sys.exit(7)").exit_code == 7
+    failed = corral.run("1/0")
+    assert failed.exit_code == 1 and "ZeroDivisionError" in failed.stderr
+    assert 'File "<string>", line 1' in failed.stderr
+    assert corral.run("import sys; print(sys.stdin.read().upper())", stdin=b"abc").stdout == "ABC\n"
+    assert corral.run("exit 3", "shell").exit_code == 3
+    assert corral.run("process.exit(5)", "javascript").exit_code == 5
+
+
+def test_env_reaches_the_program():
+    result = corral.run("import os; print(os.environ['NAME'], os.environ['HOME'])", env={"NAME": "value"})
+    assert result.stdout == "value /home/user\n"
+
+
+def test_fresh_interpreter_state_each_one_shot_run():
+    corral.run("import builtins; builtins.leak = 1")
+    assert "NameError" in corral.run("leak").stderr
+
+
+def test_session_keeps_state_streams_and_runs_commands():
+    seen = []
+    with corral.Sandbox(language="python", memory_mb=256, timeout=10) as sandbox:
+        assert sandbox.run("x = 41").exit_code == 0
+        assert sandbox.run("print(x + 1)").stdout == "42\n"
+        result = sandbox.run("for i in range(3): print(i)", on_stdout=seen.append)
+        assert "".join(seen) == result.stdout == "0\n1\n2\n"
+        events = list(sandbox.stream("print('a'); import sys; print('b', file=sys.stderr)"))
+        assert isinstance(events[-1], corral.ExecutionResult)
+        streamed = {(e.stream, e.data) for e in events[:-1]}
+        assert ("stdout", "a\n") in streamed and ("stderr", "b\n") in streamed
+        sandbox.files.write("data/in.txt", b"hello")
+        assert sandbox.files.read("data/in.txt") == b"hello"
+        assert [entry.name for entry in sandbox.files.list("data")] == ["in.txt"]
+        out = sandbox.commands.run("ls -la data; echo $A; cat", cwd="/home/user", env={"A": "1"}, stdin=b"in", timeout=5)
+        assert out.exit_code == 0 and "in.txt" in out.stdout and "1\nin" in out.stdout
+        assert sandbox.run("print(open('data/in.txt').read())").stdout == "hello\n"
+    assert sandbox.closed
+    with pytest.raises(corral.SandboxClosedError):
+        sandbox.run("print(1)")
+
+
+def test_session_timeout_resets_state_and_says_so():
+    with corral.Sandbox(timeout=10) as sandbox:
+        sandbox.run("x = 1")
+        started = time.monotonic()
+        result = sandbox.run("import time; time.sleep(30)", timeout=0.5)
+        assert result.timed_out and result.session_reset and time.monotonic() - started < 5
+        after = sandbox.run("print(x)")
+        assert "NameError" in after.stderr
+        crashed = sandbox.run("import os; os._exit(3)")
+        assert crashed.exit_code == 3 and crashed.session_reset
+
+
+def test_session_system_exit_keeps_state():
+    with corral.Sandbox() as sandbox:
+        sandbox.run("y = 5")
+        assert sandbox.run("import sys; sys.exit(4)").exit_code == 4
+        assert sandbox.run("print(y)").stdout == "5\n"
+
+
+def test_files_errors_are_typed():
+    with corral.Sandbox() as sandbox:
+        with pytest.raises(corral.FileOperationError) as missing:
+            sandbox.files.read("nope.txt")
+        assert missing.value.code == "not_found"
+        with pytest.raises(corral.FileOperationError) as read_only:
+            sandbox.files.write("/usr/evil", b"x")
+        assert read_only.value.code in ("read_only", "permission")
+        sandbox.files.write("d/a.txt", "text")
+        with pytest.raises(corral.FileOperationError):
+            sandbox.files.remove("d")
+        sandbox.files.remove("d", recursive=True)
+        assert sandbox.files.list(".") == []
+
+
+def test_timeout_kills_the_whole_tree():
+    started = time.monotonic()
+    result = corral.run("sleep 60 & sleep 60 & wait", "shell", timeout=1)
+    assert result.timed_out and result.exit_code == 137
+    assert time.monotonic() - started < 10
+
+
+def test_memory_limit_gives_an_out_of_memory_result():
+    result = corral.run("x = bytearray(600 * 1024 * 1024); print('survived')", memory_mb=128, timeout=20)
+    assert "survived" not in result.stdout
+    assert result.exit_code != 0
+    assert result.oom_killed or "MemoryError" in result.stderr
+
+
+def test_output_is_truncated_with_a_flag():
+    result = corral.run("import sys; sys.stdout.write('x' * 3_000_000); sys.stderr.write('y' * 300_000)")
+    assert result.stdout_truncated and len(result.stdout) == 1024 * 1024
+    assert result.stderr_truncated and len(result.stderr) == 100 * 1024
+
+
+def test_unknown_isolation_and_bad_input_fail_before_running():
+    with pytest.raises(corral.InvalidInputError, match="isolation"):
+        corral.run("print(1)", isolation="nonsense")
+    with pytest.raises(corral.InvalidInputError, match="language"):
+        corral.run("print(1)", "cobol")
+    with pytest.raises(corral.InvalidInputError, match="LD_PRELOAD"):
+        corral.run("print(1)", env={"LD_PRELOAD": "/x.so"})
+
+
+def test_pool_serves_warm_fresh_runs():
+    with corral.Pool(size=2) as pool:
+        first = pool.run("import builtins; builtins.leak = 1; print('a')")
+        second = pool.run("print(hasattr(__import__('builtins'), 'leak'))")
+        assert first.warm_pool_hit and second.warm_pool_hit
+        assert second.stdout == "False\n"
+        assert second.timing.setup_ms == 0 and second.timing.boot_ms == 0
+        with pool.sandbox() as sandbox:
+            sandbox.run("z = 3")
+            assert sandbox.run("print(z)").stdout == "3\n"
+        stats = pool.statistics()
+        assert stats["hits"] >= 2 and stats["hits"] + stats["misses"] == 3
+
+
+def test_pool_size_option_on_run():
+    results = [corral.run("print(7)", pool_size=1) for _ in range(3)]
+    assert all(r.stdout == "7\n" for r in results)
+    assert any(r.warm_pool_hit for r in results[1:])
+
+
+async def test_async_sandbox_javascript_session():
+    async with corral.AsyncSandbox(language="javascript") as sandbox:
+        await sandbox.run("let y = 2")
+        assert (await sandbox.run("console.log(y * 21)")).stdout == "42\n"
+        assert (await sandbox.run("await1 = Promise.resolve(3).then(v => console.log(v))")).stdout == "3\n"
+        failed = await sandbox.run("throw new Error('boom')")
+        assert failed.exit_code == 1 and "boom" in failed.stderr
+        assert (await sandbox.run("console.log(typeof y)")).stdout == "number\n"
+
+
+async def test_concurrent_async_runs():
+    results = await asyncio.gather(*(corral.arun(f"print({i})") for i in range(6)))
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(6)]
+
+
+async def test_cancelling_a_run_kills_it():
+    async with corral.AsyncSandbox() as sandbox:
+        task = asyncio.ensure_future(sandbox.commands.run("sleep 30; echo late > /home/user/late"))
+        await asyncio.sleep(0.5)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.3)
+        listing = await sandbox.commands.run("ls /home/user; ps -e -o comm= 2>/dev/null || true")
+        assert "late" not in listing.stdout and "sleep" not in listing.stdout

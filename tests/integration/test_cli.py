@@ -1,0 +1,84 @@
+"""Every command line from the README, as a user would type it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.sandbox
+CORRAL = [sys.executable, "-m", "corral.cli"]
+
+
+def corral(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CORRAL, *args], input=stdin, capture_output=True, text=True, timeout=120,
+                          stdin=None if stdin is not None else subprocess.DEVNULL)
+
+
+def test_run_python_by_default():
+    done = corral("run", "-c", "print(1)")
+    assert (done.returncode, done.stdout) == (0, "1\n")
+
+
+def test_run_javascript_and_shell():
+    assert corral("run", "-l", "javascript", "-c", "console.log(2)").stdout == "2\n"
+    assert corral("run", "-l", "shell", "-c", "echo $((1+2)) | tr 3 x").stdout == "x\n"
+
+
+def test_run_file_with_limits_and_env(tmp_path: Path):
+    script = tmp_path / "script.py"
+    script.write_text("import os; print(os.environ['NAME'])")
+    done = corral("run", str(script), "--timeout", "5", "--memory", "256", "-e", "NAME=value")
+    assert (done.returncode, done.stdout) == (0, "value\n")
+    js = tmp_path / "prog.js"
+    js.write_text("console.log('from file')")
+    assert corral("run", str(js)).stdout == "from file\n"
+
+
+def test_code_from_stdin():
+    assert corral("run", "-", stdin="print(3)\n").stdout == "3\n"
+
+
+def test_exit_code_passes_through():
+    assert corral("run", "-c", "import sys; sys.exit(7)").returncode == 7
+
+
+def test_json_output():
+    done = corral("run", "--json", "-c", "print(1)")
+    result = json.loads(done.stdout)
+    assert result["stdout"] == "1\n" and result["exit_code"] == 0 and "total_ms" in result["timing"]
+
+
+def test_isolation_choice():
+    assert corral("run", "--isolation", "process", "-c", "print(1)").stdout == "1\n"
+    bad = corral("run", "--isolation", "nonsense", "-c", "print(1)")
+    assert bad.returncode == 2 and "isolation" in bad.stderr
+
+
+def test_bad_input_is_refused_with_a_message():
+    blocked = corral("run", "-e", "LD_PRELOAD=x", "-c", "print(1)")
+    assert blocked.returncode == 2 and "LD_PRELOAD" in blocked.stderr
+    both = corral("run", "x.py", "-c", "print(1)")
+    assert both.returncode == 2 and "exactly one" in both.stderr
+
+
+def test_timeout_message():
+    done = corral("run", "--timeout", "0.5", "-c", "import time; time.sleep(10)")
+    assert done.returncode == 137 and "timed out" in done.stderr
+
+
+def test_doctor():
+    human = corral("doctor")
+    assert human.returncode == 0 and "process" in human.stdout
+    report = json.loads(corral("doctor", "--json").stdout)
+    assert report["auto"] == "process" and report["levels"]["process"]["available"] is True
+    assert "seccomp" in report["levels"]["process"]["details"]
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("corral")
+    assert script.exists() and os.access(script, os.X_OK)
