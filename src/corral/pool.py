@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 #: How long a health check may take before the sandbox counts as broken.
 HEALTH_CHECK_TIMEOUT_S = 2.0
+#: Delay before refilling after a hand-out, so the start-up work does not
+#: compete with the run that was just handed a sandbox.
+REFILL_DELAY_S = 0.005
 #: Sandboxes started at once while refilling.
 MAX_CONCURRENT_STARTS = 2
 
@@ -88,15 +91,18 @@ class AsyncPool:
                 lease = self._ready.get_nowait()
             except asyncio.QueueEmpty:
                 self.misses += 1
-                self._wake.set()
+                self._wake_soon()
                 return await cold_start(self.spec)
-            self._wake.set()
             if await _healthy(lease):
                 self.hits += 1
                 lease.warm = True
                 return lease
             log.warning("discarding a pooled sandbox that failed its health check")
             discard(lease)
+
+    def _wake_soon(self) -> None:
+        """Refill after the current run had its turn: starting a sandbox blocks the loop for ~2 ms."""
+        asyncio.get_running_loop().call_later(REFILL_DELAY_S, self._wake.set)
 
     async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
                   env: dict[str, str] | None = None, stdin: bytes | str | None = None,
@@ -109,6 +115,7 @@ class AsyncPool:
             return await sandbox._run_oneshot(options, on_stdout, on_stderr)
         finally:
             await sandbox.close()
+            self._wake_soon()
 
     def sandbox(self) -> AsyncSandbox:
         """A session sandbox taken from this pool (start it with ``async with``)."""

@@ -127,6 +127,8 @@ class AsyncSandbox:
         self._state = State.CLOSED
         if self._lease is not None:
             discard(self._lease)
+            if self._pool is not None:
+                self._pool._wake_soon()
 
     async def __aenter__(self) -> AsyncSandbox:
         return await self.start()

@@ -106,8 +106,8 @@ class ProcessBackend(Backend):
         runtime = runtime_dir()
         limits = spec.limits
         memory_bytes = limits.memory_mb * 2**20
-        cgroup = Cgroup.create(
-            f"sb-{uuid.uuid4().hex[:12]}", CgroupLimits(memory_bytes, limits.pids, limits.cpus)
+        cgroup = await asyncio.to_thread(
+            Cgroup.create, f"sb-{uuid.uuid4().hex[:12]}", CgroupLimits(memory_bytes, limits.pids, limits.cpus)
         )
         rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096}
         if cgroup is None:

@@ -1,0 +1,92 @@
+"""Core latency and throughput of corral's process sandbox, against bare python3 in the same run.
+
+    python benchmarks/bench_core.py [--runs 30] [--programs 200] [--callers 4]
+
+Prints medians (ms) and ratios to bare ``python3 -c 'print(1)'`` measured in
+the same run, because these machines are shared and noisy. Rows:
+cold one-shot (no pool), warm one-shot (pool hit), session run after the first,
+and throughput of short programs with concurrent callers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import corral
+
+PROGRAM = "print(1)"
+
+
+def timed(function, runs: int, pause: float = 0.0) -> list[float]:
+    """Milliseconds per call of ``function``, with an untimed pause between calls."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        samples.append((time.perf_counter() - started) * 1000)
+        if pause:
+            time.sleep(pause)
+    return samples
+
+
+def bare_python() -> None:
+    subprocess.run(["/usr/bin/python3", "-c", PROGRAM], check=True, capture_output=True)
+
+
+def checked(result: corral.ExecutionResult) -> corral.ExecutionResult:
+    if result.stdout != "1\n":
+        raise SystemExit(f"unexpected result: {result}")
+    return result
+
+
+def throughput(call, programs: int, callers: int) -> float:
+    """Programs per second with ``callers`` concurrent callers."""
+    started = time.perf_counter()
+    with ThreadPoolExecutor(callers) as executor:
+        list(executor.map(lambda _: call(), range(programs)))
+    return programs / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--programs", type=int, default=200)
+    parser.add_argument("--callers", type=int, default=4)
+    args = parser.parse_args()
+
+    checked(corral.run(PROGRAM))  # warm caches: runtime dir, seccomp filter, probe
+    rows: list[tuple[str, list[float]]] = []
+    bare = timed(bare_python, args.runs)
+    rows.append(("bare python3 -c (baseline)", bare))
+    rows.append(("cold one-shot corral.run", timed(lambda: checked(corral.run(PROGRAM)), args.runs)))
+    with corral.Pool(size=4) as pool:
+        hits = []
+        warm = timed(lambda: hits.append(checked(pool.run(PROGRAM)).warm_pool_hit), args.runs, pause=0.05)
+        rows.append((f"warm one-shot Pool.run ({sum(hits)}/{len(hits)} hits)", warm))
+        with corral.Sandbox() as sandbox:
+            checked(sandbox.run(PROGRAM))
+            rows.append(("session Sandbox.run after the first", timed(lambda: checked(sandbox.run(PROGRAM)), args.runs)))
+
+    baseline = statistics.median(bare)
+    print(f"{'what':45} {'median ms':>10} {'p90 ms':>9} {'x bare':>7}")
+    for name, samples in rows:
+        median = statistics.median(samples)
+        p90 = statistics.quantiles(samples, n=10)[-1]
+        print(f"{name:45} {median:10.2f} {p90:9.2f} {median / baseline:7.2f}")
+
+    bare_rate = throughput(bare_python, args.programs, args.callers)
+    with corral.Pool(size=args.callers * 2) as pool:
+        pooled_rate = throughput(lambda: checked(pool.run(PROGRAM)), args.programs, args.callers)
+    cold_rate = throughput(lambda: checked(corral.run(PROGRAM)), args.programs, args.callers)
+    print(f"\nthroughput, {args.programs} programs, {args.callers} concurrent callers (programs/s):")
+    print(f"{'bare python3 -c':45} {bare_rate:10.1f}")
+    print(f"{'corral Pool.run':45} {pooled_rate:10.1f} ({pooled_rate / bare_rate:.2f}x bare)")
+    print(f"{'corral.run (cold)':45} {cold_rate:10.1f} ({cold_rate / bare_rate:.2f}x bare)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Install corral into ./.venv (plus the Debian packages sandboxes need, if missing),
+# then run the main job once: `corral run -c 'print(1)'` in the process sandbox.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+[ -x /usr/bin/python3 ] || need+=(python3)             # the interpreter inside sandboxes
+command -v node >/dev/null 2>&1 || need+=(nodejs)       # javascript inside sandboxes
+ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing Debian packages: ${need[*]}"
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
+
+PYTHON="${PYTHON:-python3}"
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${CORRAL_EXTRAS:-}"
+.venv/bin/corral run -c 'print(1)'
