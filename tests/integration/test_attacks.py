@@ -9,6 +9,7 @@ the victim is alive), not merely on a non-zero exit code.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import os
 import shutil
@@ -166,45 +167,45 @@ def test_host_secret_files_are_unreadable(secrets):
     paths = list(secrets)
     code = f"""
 import os
-for path in {paths!r}:
+for index, path in enumerate({paths!r}):
     try:
         with open(path) as handle:
             print("READ", path, handle.read())
     except OSError as exc:
         print("DENIED", path, type(exc).__name__)
-    for index, link in enumerate(["/home/user/link-%d" % paths.index(path), "/tmp/link-%d" % paths.index(path)]):
+    for link in ("/home/user/link-%d" % index, "/tmp/link-%d" % index):
         os.symlink(path, link)
         try:
             with open(link) as handle:
-                print("READ-LINK", link, handle.read())
+                print("READ", link, handle.read())
         except OSError as exc:
-            print("DENIED-LINK", link, type(exc).__name__)
+            print("DENIED", link, type(exc).__name__)
 """
     with sandbox("python", timeout=10) as sb:
         result = sb.run(code)
         assert result.exit_code == 0, result
-        for path, content in secrets.items():
+        for content in secrets.values():
             assert content not in output(result)
-            assert f"DENIED {path} FileNotFoundError" in result.stdout
-        assert "READ" not in result.stdout.replace("DENIED", "")
+        assert "READ" not in result.stdout, result.stdout
+        for index, path in enumerate(paths):
+            for attempt in (path, f"/home/user/link-{index}", f"/tmp/link-{index}"):
+                assert f"DENIED {attempt} FileNotFoundError" in result.stdout, result.stdout
 
         shell = sb.commands.run(" ; ".join(f"cat {path}" for path in paths) + " ; cat /home/user/link-* /tmp/link-*")
         assert shell.exit_code != 0
-        assert "No such file or directory" in shell.stderr
+        assert shell.stderr.count("No such file or directory") == 3 * len(paths), shell
         for content in secrets.values():
             assert content not in output(shell)
 
         for index, (path, content) in enumerate(secrets.items()):
             traversal = "../" * 6 + path.lstrip("/")
-            for attempt in (path, traversal, f"link-{index}", f"/tmp/link-{index}"):
+            for attempt in (path, traversal, f"link-{index}", f"/tmp/link-{index}", f"../../tmp/link-{index}"):
                 with pytest.raises(corral.FileOperationError) as caught:
-                    data = sb.files.read(attempt)
-                    assert content.encode() not in data
+                    sb.files.read(attempt)
                 assert caught.value.code == "not_found", (attempt, caught.value)
                 assert content not in str(caught.value)
-            listing = {entry.name for entry in sb.files.list(str(Path(path).parent))} if not path.startswith(
-                "/root") else set()
-            assert Path(path).name not in listing
+        visible = {entry.name for entry in sb.files.list("/tmp")}
+        assert not {name for name in visible if name.startswith("corral-secret-")}, visible
 
 
 # --- 2. seeing host processes ---------------------------------------------------------
@@ -226,7 +227,7 @@ for pid in pids:
 """
     result = run(code, timeout=10)
     assert result.exit_code == 0, result
-    pids = eval(result.stdout.splitlines()[0].removeprefix("PIDS "))  # a list of ints printed by the sandbox
+    pids = ast.literal_eval(result.stdout.splitlines()[0].removeprefix("PIDS "))
     assert len(pids) <= 4, pids
     assert marker not in result.stdout
     assert "pytest" not in result.stdout and "sleep(30)" not in result.stdout
@@ -323,7 +324,7 @@ for attempt in ("pid", "group", "all"):
         print("FAILED", attempt, type(exc).__name__)
 """
     result = run(code, timeout=10)
-    assert f"FAILED pid ProcessLookupError" in result.stdout, result
+    assert "FAILED pid ProcessLookupError" in result.stdout, result
     shell = run(f"kill -9 {victim.pid}; kill -KILL -- -{victim.pid}", "shell", timeout=10)
     assert shell.exit_code != 0 and "No such process" in shell.stderr, shell
     time.sleep(0.2)
@@ -374,7 +375,7 @@ victim.wait()
     assert "NOT-MOUNTED" in out
     for name in ("NEWUSER", "NEWNS", "NEWNET"):
         assert f"UNSHARE {name} -1 EPERM" in out, out
-    assert "UID 1000 ['1000', '65534', '1']" in out or "UID 1000 " in out
+    assert "UID 1000 " in out
     assert "PTRACE ATTACH -1 EPERM" in out and "PTRACE SEIZE -1 EPERM" in out, out
     assert "TRACER 0" in out
 
@@ -412,7 +413,6 @@ def test_file_api_cannot_write_host_paths():
     with sandbox("python", timeout=10) as sb:
         # traversal to /tmp lands in the sandbox's own /tmp: allowed, but never on the host
         sb.files.write(f"../../../tmp/{escape_name}", b"escaped")
-        sb.files.write(f"../../../../../../../../var/tmp/{escape_name}", b"escaped") if False else None
         assert sb.files.read(f"/tmp/{escape_name}") == b"escaped"
 
         for path in ("/etc/passwd-x", "/etc/passwd", f"/usr/bin/{escape_name}", "/usr/bin/python3",
@@ -675,14 +675,11 @@ with open("/proc/self/status") as handle:
             assert fields["NoNewPrivs"] == "1" and fields["Seccomp"] == "2", fields
         shell = sb.commands.run("grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; id -u")
         assert shell.stdout.split() == ["CapEff:", "0000000000000000", "NoNewPrivs:", "1", "Seccomp:", "2", "1000"]
-        # a setuid binary does not raise privileges under no_new_privs
-        setuid = [path for path in ("/usr/bin/su", "/usr/bin/passwd", "/usr/bin/newgrp", "/usr/bin/chsh")
-                  if os.path.exists(path) and os.stat(path).st_mode & 0o4000]
-        if shutil.which("sudo"):
-            setuid.append(shutil.which("sudo"))
-        for binary in setuid:
-            attempt = sb.commands.run(f"{binary} -c 'id -u' root </dev/null 2>&1; id -u", timeout=5)
-            assert "\n0\n" not in "\n" + attempt.stdout and not attempt.stdout.startswith("0\n"), (binary, attempt)
+        # a setuid binary does not raise privileges under no_new_privs (and the sandbox has no root to become)
+        for command in ("su -c 'id -u' root", "sudo -n id -u"):
+            attempt = sb.commands.run(f"{command} </dev/null 2>&1; echo; id -u", timeout=5)
+            assert "0" not in attempt.stdout.split(), (command, attempt)
+            assert attempt.stdout.split()[-1] == "1000"
 
 
 # --- extra: the agent and its channel -------------------------------------------------
