@@ -47,7 +47,10 @@ def check_run(code: object, timeout: float, stdin: bytes | str | None, env: dict
     """Refuse bad run input before anything is sent."""
     if not isinstance(code, str):
         raise InvalidInputError(f"code must be a string, got {type(code).__name__}")
-    size = len(code.encode("utf-8", "surrogatepass"))
+    try:
+        size = len(code.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInputError("code is not valid UTF-8 text (it contains a lone surrogate)") from None
     if size > wire.MAX_CODE_BYTES:
         raise InvalidInputError(f"code is {size} bytes; the limit is {wire.MAX_CODE_BYTES}")
     if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= 24 * 3600:

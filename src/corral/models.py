@@ -26,7 +26,10 @@ class Limits(_Frozen):
     memory_mb: int = Field(default=256, ge=32, le=1024 * 1024, description="memory of the whole sandbox")
     pids: int = Field(default=256, ge=16, le=1 << 22, description="processes and threads at once")
     cpus: float | None = Field(default=1.0, gt=0, le=1024, description="CPU share; None for no cap")
-    disk_mb: int = Field(default=512, ge=1, le=1024 * 1024, description="writable space in home and /tmp")
+    disk_mb: int = Field(
+        default=128, ge=1, le=1024 * 1024,
+        description="size of each writable tmpfs (home, /tmp); tmpfs is memory, charged to memory_mb",
+    )
     stdout_limit: int = Field(default=wire.DEFAULT_STDOUT_LIMIT, ge=0, le=256 * 1024 * 1024)
     stderr_limit: int = Field(default=wire.DEFAULT_STDERR_LIMIT, ge=0, le=256 * 1024 * 1024)
 

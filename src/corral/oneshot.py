@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from corral.errors import InvalidInputError
 from corral.models import ExecutionResult, Language, SandboxSpec
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox, OutputCallback
@@ -37,6 +38,8 @@ async def arun(
 ) -> ExecutionResult:
     """Run ``code`` once in a fresh process in its own sandbox and return the result."""
     limits: dict[str, Any] = {"memory_mb": memory_mb, "pids": pids, "cpus": cpus, "disk_mb": disk_mb}
+    if pool is not None and (env or any(value is not None for value in limits.values())):
+        raise InvalidInputError("a pool fixes env and limits: pass them to the Pool, not to run(pool=...)")
     if pool is None and pool_size:
         pool = await default_pool(pool_size, language=language, isolation=isolation, env=env, **limits)
     if pool is not None:

@@ -14,7 +14,13 @@ import enum
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from corral.errors import FileOperationError, InvalidInputError, ProtocolError, SandboxClosedError
+from corral.errors import (
+    FileOperationError,
+    InvalidInputError,
+    ProtocolError,
+    SandboxClosedError,
+    SandboxCrashedError,
+)
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
 from corral.lease import Lease, cold_start, discard
 from corral.models import ExecutionResult, FileEntry, Language, Limits, OutputEvent, SandboxSpec, validated
@@ -86,6 +92,9 @@ class AsyncSandbox:
         self._state = State.NEW
         self._session_lock = asyncio.Lock()
         self._startup_pending = True
+        # a session block abandoned mid-run (cancelled) lost the interpreter's state; the
+        # agent reported that on the abandoned result, so the next block reports it again
+        self._unreported_reset = False
         self.files = AsyncFiles(self)
         self.commands = AsyncCommands(self)
 
@@ -169,17 +178,25 @@ class AsyncSandbox:
         lock = self._session_lock if options.session else None
         if lock is not None:
             await lock.acquire()
+        finished = False
         try:
             async for item in execute(
                 lease.channel, options, isolation=lease.isolation, warm=lease.warm,
                 setup_ms=lease.setup_ms if startup else 0.0, boot_ms=lease.boot_ms if startup else 0.0,
             ):
+                if isinstance(item, ExecutionResult) and options.session:
+                    finished = True
+                    if self._unreported_reset and not item.session_reset:
+                        item = item.model_copy(update={"session_reset": True})
+                    self._unreported_reset = False
                 yield item
         except HostDeadlineExceeded as exc:
             # the agent failed to enforce the timeout: the sandbox cannot be trusted any more
             await self.close()
-            raise SandboxClosedError(f"{exc}; the sandbox was killed") from exc
+            raise SandboxCrashedError(f"{exc}; the sandbox was killed") from exc
         finally:
+            if options.session and not finished:
+                self._unreported_reset = True
             if lock is not None:
                 lock.release()
 

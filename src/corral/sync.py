@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from corral.errors import ProtocolError
 from corral.models import ExecutionResult, FileEntry, Language, OutputEvent
 from corral.oneshot import arun
 from corral.pool import AsyncPool
@@ -26,7 +27,7 @@ def _consume(items: Iterator[OutputEvent | ExecutionResult], on_stdout: OutputCa
         callback = on_stdout if item.stream == "stdout" else on_stderr
         if callback is not None:
             callback(item.data)
-    raise RuntimeError("the run ended without a result")
+    raise ProtocolError("the run ended without a result")
 
 
 class Sandbox:

@@ -176,3 +176,50 @@ async def test_cancelling_a_run_kills_it():
         await asyncio.sleep(0.3)
         listing = await sandbox.commands.run("ls /home/user; ps -e -o comm= 2>/dev/null || true")
         assert "late" not in listing.stdout and "sleep" not in listing.stdout
+
+
+async def test_cancelled_session_block_reports_the_reset_next_time():
+    async with corral.AsyncSandbox() as sandbox:
+        await sandbox.run("x = 1")
+        task = asyncio.ensure_future(sandbox.run("import time; time.sleep(30)"))
+        await asyncio.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        after = await sandbox.run("print('x' in globals())")
+        assert after.stdout == "False\n" and after.session_reset
+        assert not (await sandbox.run("pass")).session_reset
+
+
+def test_signals_to_the_agent_do_not_break_the_sandbox():
+    with corral.Sandbox() as sandbox:
+        for sig in ("INT", "TERM", "HUP", "USR1"):
+            assert sandbox.commands.run(f"kill -{sig} 1; echo sent").stdout == "sent\n"
+        assert sandbox.run("print('alive')").stdout == "alive\n"
+
+
+def test_user_code_is_what_the_oom_killer_picks():
+    with corral.Sandbox(memory_mb=128, disk_mb=64) as sandbox:
+        result = sandbox.run("x = bytearray(400 * 1024 * 1024)")
+        assert result.oom_killed and result.session_reset
+        assert sandbox.run("print('agent survived')").stdout == "agent survived\n"
+
+
+def test_lone_surrogates_are_refused():
+    with pytest.raises(corral.InvalidInputError):
+        corral.run("print('\udc80')")
+    with pytest.raises(corral.InvalidInputError):
+        corral.run("print(1)", env={"A": "\udc80"})
+
+
+def test_modules_written_to_home_are_importable():
+    with corral.Sandbox() as sandbox:
+        sandbox.files.write("helper.py", "VALUE = 9\n")
+        assert sandbox.run("import helper; print(helper.VALUE)").stdout == "9\n"
+        assert sandbox.commands.run("python3 -c 'import helper; print(helper.VALUE)'").stdout == "9\n"
+
+
+def test_device_files_stay_usable_under_landlock():
+    result = corral.run("echo hidden > /dev/null && head -c 4 /dev/zero | wc -c && echo ok > /dev/shm/x && cat /dev/shm/x",
+                        "shell")
+    assert result.stdout == "4\nok\n" and result.stderr == ""

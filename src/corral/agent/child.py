@@ -16,7 +16,11 @@ except ImportError:  # pragma: no cover - not CPython
     import signal
 import sys
 
+from corral.agent.dumpable import set_dumpable
 from corral.protocol import wire
+
+#: Signals the agent (PID 1) ignores; every child gets their defaults back.
+AGENT_IGNORED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 #: Where session workers find their control pipes after set-up.
 SESSION_IN_FD = 3
@@ -26,7 +30,7 @@ SESSION_OUT_FD = 4
 class ChildSetup:
     """How to prepare a child process: its fds, directory, environment and limits."""
 
-    def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None):
+    def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None, protected_parent=False):
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.stderr_fd = stderr_fd
@@ -34,12 +38,16 @@ class ChildSetup:
         self.env = env
         self.rlimits = rlimits
         self.control_fds = control_fds
+        self.protected_parent = protected_parent
 
     def apply(self):
         """Make this process a clean child: own session, fds 0-2 (3-4), limits, cwd."""
         os.setsid()
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for sig in AGENT_IGNORED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         os.dup2(self.stdin_fd, 0)
         os.dup2(self.stdout_fd, 1)
         os.dup2(self.stderr_fd, 2)
@@ -52,6 +60,8 @@ class ChildSetup:
             os.dup2(ctl_out, SESSION_OUT_FD)
             first_free = 5
         os.closerange(first_free, 1 << 20)
+        if self.protected_parent:
+            set_dumpable(True)
         _write_quietly("/proc/self/oom_score_adj", "1000")
         for name, value in self.rlimits.items():
             limit = getattr(resource, name)
@@ -80,8 +90,8 @@ def exec_program(setup, argv):
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         os.execvpe(argv[0], argv, setup.env)
-    except OSError as exc:
-        os.write(2, f"corral: cannot start {argv[0]}: {exc.strerror}\n".encode())
+    except BaseException as exc:  # a forked child must never return into the agent's loop
+        os.write(2, f"corral: cannot start {argv[0]}: {exc}\n".encode(errors="replace"))
     os._exit(127)
 
 
@@ -92,6 +102,7 @@ def run_python_oneshot(setup, code):
         setup.apply()
         _replace_environment(setup.env)
         sys.argv = ["-c"]
+        sys.path.insert(0, "")
         namespace = _fresh_main_namespace()
         status = _run_code(code, namespace)
         status = _finish_interpreter(status)
@@ -106,6 +117,7 @@ def serve_python_session(setup):
         setup.apply()
         _replace_environment(setup.env)
         sys.argv = [""]
+        sys.path.insert(0, "")
         namespace = _fresh_main_namespace()
         control = os.fdopen(SESSION_IN_FD, "rb", buffering=0)
         reader = _LineReader(control)

@@ -10,6 +10,7 @@ kernel lacks it, :func:`restrict_writes` returns 0 and nothing changes.
 from __future__ import annotations
 
 import os
+import stat
 
 _SYS_CREATE_RULESET = 444
 _SYS_ADD_RULE = 445
@@ -63,7 +64,9 @@ def restrict_writes(writable_paths):
             except OSError:
                 continue
             try:
-                rule = PathBeneath(handled, fd)
+                # a rule on a file (/dev/null) may only carry file rights, or it is refused whole
+                allowed = handled if stat.S_ISDIR(os.fstat(fd).st_mode) else handled & (_WRITE_FILE | _TRUNCATE)
+                rule = PathBeneath(allowed, fd)
                 libc.syscall(_SYS_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(_RULE_PATH_BENEATH), ctypes.byref(rule), ctypes.c_uint32(0))
             finally:
                 os.close(fd)

@@ -20,7 +20,8 @@ except ImportError:  # pragma: no cover - not CPython
 import sys
 import time
 
-from corral.agent import tree
+from corral.agent import child, tree
+from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
 from corral.agent.runs import OneshotRun, SessionWorker
 from corral.protocol import wire
@@ -44,6 +45,7 @@ class Agent:
         self.base_env = dict(config["env"])
         self.rlimits = dict(config.get("rlimits", {}))
         self.scratch_dir = config.get("scratch_dir", "/tmp/.corral")
+        self.protected = bool(config.get("protect_agent"))
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.pid = os.getpid()
@@ -127,6 +129,8 @@ class Agent:
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(wake_w)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        for sig in child.AGENT_IGNORED_SIGNALS:  # user code can signal PID 1; it must not stop the agent
+            signal.signal(sig, signal.SIG_IGN)
         self.watch(wake_r, lambda: self._on_sigchld(wake_r))
         os.set_blocking(self.proto_in, False)
         self.watch(self.proto_in, self._on_input)
@@ -334,6 +338,8 @@ def main(argv=None):
         from corral.agent.landlock import restrict_writes
 
         landlock_abi = restrict_writes(config["landlock_paths"])
+    if config.get("protect_agent"):
+        set_dumpable(False)
     agent = Agent(config, proto_in, proto_out)
     agent.send(
         {

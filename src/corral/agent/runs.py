@@ -165,7 +165,8 @@ class OneshotRun:
             in_r, in_w = os.pipe()
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
-        setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits)
+        setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits,
+                                 protected_parent=self.agent.protected)
         language, code = request["language"], request["code"]
         argv = None if language == "python" else _program_argv(language, code, self.request_id, self.agent.scratch_dir)
         self.started = time.monotonic()
@@ -266,7 +267,8 @@ class SessionWorker:
         ctl_r, self.ctl_w = os.pipe()
         self.result_r, res_w = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
-        setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w))
+        setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w),
+                                 protected_parent=agent.protected)
         pid = os.fork()
         if pid == 0:
             if language == "python":
@@ -296,10 +298,13 @@ class SessionWorker:
             "timed_out": False,
             "cancelled": False,
             "timer": self.agent.call_at(received + request["timeout_ms"] / 1000, self.on_timeout),
+            "spawned": received,
         }
         self.stdout.bind(request["id"], request["stdout_limit"])
         self.stderr.bind(request["id"], request["stderr_limit"])
-        frame = wire.dumps({"code": request["code"], "env": request["env"], "cwd": request["cwd"]}).encode() + b"\n"
+        frame = wire.dumps({"code": request["code"], "env": request["env"], "cwd": request["cwd"]}).encode(
+            "utf-8", "surrogatepass"
+        ) + b"\n"
         try:
             _write_all(self.ctl_w, frame)
         except OSError:

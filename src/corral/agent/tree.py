@@ -69,6 +69,7 @@ def kill_tree(root, agent_pid, known_children, since_ticks, reap, rounds=200):
     for _ in range(rounds):
         members = tree_members(root, process_table(), agent_pid, known_children, since_ticks)
         if not members:
+            reap()
             return True
         for pid in members:
             try:

@@ -95,7 +95,11 @@ def env_problem(name: object, value: object) -> str | None:
         return f"environment variable name {name[:40]!r}... is longer than {MAX_ENV_NAME_BYTES} bytes"
     if name in BLOCKED_ENV_NAMES or name.startswith(BLOCKED_ENV_PREFIXES):
         return f"environment variable {name} is blocked: it can change how the loader, interpreter or shell starts"
-    if len(value.encode("utf-8", "surrogatepass")) > MAX_ENV_VALUE_BYTES:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"environment variable {name} is not valid UTF-8 text"
+    if len(value.encode()) > MAX_ENV_VALUE_BYTES:
         return f"environment variable {name} is longer than {MAX_ENV_VALUE_BYTES} bytes"
     if any(ord(ch) < 32 and ch != "\t" or ord(ch) == 127 for ch in value):
         return f"environment variable {name} contains a control character"

@@ -123,8 +123,9 @@ class ProcessBackend(Backend):
                 **spec.env_dict,
             },
             "rlimits": rlimits,
-            "landlock_paths": [bwrap.HOME, "/tmp", "/dev"],
+            "landlock_paths": list(bwrap.WRITABLE_PATHS),
             "prestart_session": "javascript" if spec.language == "javascript" else None,
+            "protect_agent": True,
         }
         seccomp_fd = seccomp.program_fd()
         layout = host_layout(str(runtime), json.dumps(config), limits.disk_mb * 2**20, seccomp_fd)

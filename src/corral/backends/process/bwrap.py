@@ -16,6 +16,13 @@ AGENT_DIR = "/opt/corral"
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: /dev/shm is for POSIX shared memory and semaphores; it needs little room.
+SHM_MAX_BYTES = 64 * 2**20
+#: The only places Landlock lets sandboxed code create or change files.
+#: /proc is there so each child can raise its own OOM score (the OOM killer
+#: must pick user code, not the agent); /dev/shm is a sized tmpfs.
+WRITABLE_PATHS = (HOME, "/tmp", "/dev/shm", "/proc", "/dev/null", "/dev/zero", "/dev/full", "/dev/tty",
+                  "/dev/pts", "/dev/ptmx", "/dev/random", "/dev/urandom")
 
 #: Host /etc entries bound read-only when they exist (everything else of the
 #: host's /etc stays invisible; passwd, group, hosts... are corral's own).
@@ -88,6 +95,7 @@ def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
         "--ro-bind", layout.runtime_dir, AGENT_DIR,
         "--proc", "/proc",
         "--dev", "/dev",
+        "--size", str(min(layout.disk_bytes, SHM_MAX_BYTES)), "--perms", "1777", "--tmpfs", "/dev/shm",
         "--size", str(layout.disk_bytes), "--perms", "1777", "--tmpfs", "/tmp",
         "--size", str(layout.disk_bytes), "--perms", "0755", "--tmpfs", HOME,
         "--chdir", HOME,

@@ -7,6 +7,7 @@ or an unreadable runtime directory shows up here with the reason.
 
 from __future__ import annotations
 
+import os
 import platform
 import subprocess
 import sys
@@ -47,7 +48,10 @@ def probe() -> ProbeResult:
     except Exception as exc:  # libseccomp missing or broken: refuse to run unfiltered
         return ProbeResult(False, f"cannot build the seccomp filter (is libseccomp2 installed?): {exc}", details)
     version, _, explanation = cgroups.detect()
-    details["cgroups"] = explanation if version else f"unavailable ({explanation}); memory falls back to RLIMIT_AS"
+    details["cgroups"] = (
+        explanation if version
+        else f"unavailable ({explanation}): memory falls back to a per-process RLIMIT_AS; no pids or CPU limit"
+    )
     details["landlock"] = _landlock_summary()
     problem = _try_sandbox(runtime, credentials)
     if problem:
@@ -67,7 +71,8 @@ def _landlock_summary() -> str:
 
 
 def _try_sandbox(runtime, credentials) -> str | None:
-    layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, seccomp_fd=None)
+    seccomp_fd = seccomp.program_fd()
+    layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, seccomp_fd=seccomp_fd)
     argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
     # replace the agent command with a trivial program
     argv = argv[: argv.index(layout.python)] + ["/bin/true"]
@@ -75,9 +80,12 @@ def _try_sandbox(runtime, credentials) -> str | None:
     if credentials is not None:
         kwargs = {"user": credentials[0], "group": credentials[1], "extra_groups": []}
     try:
-        done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False, **kwargs)
+        done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False,
+                              pass_fds=(seccomp_fd,), **kwargs)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not start: {exc}"
+    finally:
+        os.close(seccomp_fd)
     if done.returncode != 0:
         error = done.stderr.decode(errors="replace").strip()
         hint = ""
