@@ -18,6 +18,8 @@ from corral.backends.base import Instance
 from corral.channel import Channel
 from corral.models import SandboxSpec
 
+#: Teardown waits this long first, so the code waiting for the result runs first.
+TEARDOWN_DELAY_S = 0.01
 #: Sandboxes being torn down at once, per event loop.
 MAX_CONCURRENT_TEARDOWNS = 8
 
@@ -30,6 +32,8 @@ class Lease:
     channel: Channel
     isolation: str
     warm: bool
+    #: time.monotonic() of the last successful health check.
+    checked_at: float = 0.0
 
     @property
     def setup_ms(self) -> float:
@@ -57,6 +61,7 @@ class _Teardowns:
         self.slots = asyncio.Semaphore(MAX_CONCURRENT_TEARDOWNS)
 
     async def _stop(self, lease: Lease) -> None:
+        await asyncio.sleep(TEARDOWN_DELAY_S)
         async with self.slots:
             await lease.channel.close()
             await lease.instance.stop()
@@ -73,7 +78,11 @@ def _current() -> _Teardowns:
 
 
 def discard(lease: Lease) -> None:
-    """Stop ``lease``'s sandbox in the background; returns immediately."""
+    """Stop ``lease``'s sandbox in the background; returns immediately.
+
+    The stop starts a moment later, so that the caller's own continuation (the
+    code waiting for the result that was just produced) runs first.
+    """
     teardowns = _current()
     task = asyncio.ensure_future(teardowns._stop(lease))
     teardowns.tasks.add(task)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
@@ -29,7 +30,10 @@ log = logging.getLogger(__name__)
 HEALTH_CHECK_TIMEOUT_S = 2.0
 #: Delay before refilling after a hand-out, so the start-up work does not
 #: compete with the run that was just handed a sandbox.
-REFILL_DELAY_S = 0.005
+REFILL_DELAY_S = 0.02
+#: A ready sandbox checked this recently only gets the cheap liveness check
+#: (its process runs, its channel is open); older ones must answer a ping.
+RECHECK_AFTER_S = 1.0
 #: Sandboxes started at once while refilling.
 MAX_CONCURRENT_STARTS = 2
 
@@ -153,20 +157,26 @@ class AsyncPool:
             return False
         finally:
             self._starting -= 1
-        if self._closed:
+        # the first request also lets the agent pre-fork the interpreter the run will use
+        if self._closed or not await _healthy(lease):
             discard(lease)
-        else:
-            self._ready.put_nowait(lease)
+            return False
+        self._ready.put_nowait(lease)
         return True
 
 
 async def _healthy(lease: Lease) -> bool:
-    if lease.channel.broken:
+    if lease.channel.broken or not lease.instance.alive():
         return False
+    if time.monotonic() - lease.checked_at < RECHECK_AFTER_S:
+        return True
     try:
         event = await asyncio.wait_for(
             lease.channel.call(lambda request_id: PingRequest(id=request_id)), HEALTH_CHECK_TIMEOUT_S
         )
     except (asyncio.TimeoutError, CorralError):
         return False
-    return isinstance(event, Ack)
+    if not isinstance(event, Ack):
+        return False
+    lease.checked_at = time.monotonic()
+    return True

@@ -223,3 +223,14 @@ def test_device_files_stay_usable_under_landlock():
     result = corral.run("echo hidden > /dev/null && head -c 4 /dev/zero | wc -c && echo ok > /dev/shm/x && cat /dev/shm/x",
                         "shell")
     assert result.stdout == "4\nok\n" and result.stderr == ""
+
+
+def test_prestarted_interpreter_behaves_like_python_c():
+    with corral.Pool(size=1, env={"NAME": "pooled"}) as pool:
+        pool.run("pass")  # the pool keeps a pre-forked interpreter per sandbox
+        result = pool.run("import os, sys; print(sys.stdin.read(), os.getcwd(), os.environ['NAME'], sys.argv)",
+                          stdin=b"zz")
+        assert result.stdout == "zz /home/user pooled ['-c']\n"
+        failed = pool.run("def f():\n    raise KeyError('k')\nf()")
+        assert failed.exit_code == 1 and failed.stderr.startswith("Traceback") and "KeyError: 'k'" in failed.stderr
+        assert "corral" not in failed.stderr  # no agent frames in the user's traceback

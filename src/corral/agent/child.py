@@ -53,11 +53,11 @@ class ChildSetup:
         os.dup2(self.stderr_fd, 2)
         first_free = 3
         if self.control_fds is not None:
-            ctl_in, ctl_out = self.control_fds
             # dup first so that overlapping numbers cannot clobber each other
-            ctl_in, ctl_out = os.dup(ctl_in), os.dup(ctl_out)
-            os.dup2(ctl_in, SESSION_IN_FD)
-            os.dup2(ctl_out, SESSION_OUT_FD)
+            copies = [None if fd is None else os.dup(fd) for fd in self.control_fds]
+            for copy, target in zip(copies, (SESSION_IN_FD, SESSION_OUT_FD)):
+                if copy is not None:
+                    os.dup2(copy, target)
             first_free = 5
         os.closerange(first_free, 1 << 20)
         if self.protected_parent:
@@ -100,14 +100,54 @@ def run_python_oneshot(setup, code):
     status = 1
     try:
         setup.apply()
-        _replace_environment(setup.env)
-        sys.argv = ["-c"]
-        sys.path.insert(0, "")
-        namespace = _fresh_main_namespace()
-        status = _run_code(code, namespace)
-        status = _finish_interpreter(status)
+        status = _run_as_main(code, setup.env, None)
     finally:
         os._exit(status)
+
+
+def serve_spare(setup):
+    """Be a spare: set up now, wait for one block of code on the control pipe, run it, exit.
+
+    The agent forks a spare ahead of time, so a run costs no fork on its hot path.
+    """
+    status = 1
+    try:
+        setup.apply()
+        _prefault()
+        with os.fdopen(SESSION_IN_FD, "rb", buffering=0) as control:
+            line = _LineReader(control).readline()
+        if not line:  # the agent went away without using us
+            status = 0
+        else:
+            request = wire.loads(line.decode())
+            status = _run_as_main(request["code"], request["env"], request["cwd"])
+    finally:
+        os._exit(status)
+
+
+def _prefault():
+    """Take the copy-on-write faults now, while no run waits.
+
+    A forked interpreter copies every page whose objects it touches (reference
+    counts are writes). A full collection touches every tracked object, and a
+    first compile warms the compiler, so the user's code later finds its pages
+    private already.
+    """
+    import gc
+
+    gc.collect()
+    compile("pass", "<string>", "exec")
+
+
+def _run_as_main(code, env, cwd):
+    """Run ``code`` as the ``__main__`` of this process, the way ``python3 -c`` does."""
+    _replace_environment(env)
+    if cwd is not None and _enter_directory(cwd):
+        return 1
+    sys.argv = ["-c"]
+    sys.path.insert(0, "")
+    status = _run_code(code, _fresh_main_namespace())
+    return _finish_interpreter(status)
 
 
 def serve_python_session(setup):

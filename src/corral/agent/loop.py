@@ -23,7 +23,7 @@ import time
 from corral.agent import child, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
-from corral.agent.runs import OneshotRun, SessionWorker
+from corral.agent.runs import OneshotRun, SessionWorker, SparePython
 from corral.protocol import wire
 
 SESSION_LANGUAGES = ("python", "javascript")
@@ -46,6 +46,8 @@ class Agent:
         self.rlimits = dict(config.get("rlimits", {}))
         self.scratch_dir = config.get("scratch_dir", "/tmp/.corral")
         self.protected = bool(config.get("protect_agent"))
+        self.prefork = bool(config.get("prefork"))
+        self.spare = None
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.pid = os.getpid()
@@ -116,6 +118,20 @@ class Agent:
             owner = self.children.pop(pid, None)
             if owner is not None:
                 owner.on_exit(status)
+
+    def take_spare(self):
+        """The pre-forked Python child, now owned by the caller (None if there is none)."""
+        spare, self.spare = self.spare, None
+        return spare
+
+    def ensure_spare(self):
+        """Fork a spare Python child if pre-forking is on and none is waiting.
+
+        Called after a request was answered, never before the first request: the
+        host moves the agent into its cgroup between the hello and that request.
+        """
+        if self.prefork and self.spare is None and self.running:
+            self.spare = SparePython(self)
 
     def kill_tree(self, root, since_ticks):
         """Kill ``root``, its descendants and the orphans started since ``since_ticks``."""
@@ -215,6 +231,8 @@ class Agent:
             self.send({"type": "error", "id": request_id, "code": "invalid", "message": str(exc)})
         except Exception as exc:  # never let one request kill the agent
             self.send({"type": "error", "id": request_id, "code": "internal", "message": f"{type(exc).__name__}: {exc}"})
+        if not self.runs:
+            self.ensure_spare()
 
     def _dispatch(self, request):
         kind = request["type"]

@@ -140,6 +140,43 @@ def _program_argv(language, code, request_id, scratch_dir):
     return ["bash", "-c", code]
 
 
+class SparePython:
+    """A Python child forked ahead of time, waiting for the code of the next one-shot run."""
+
+    def __init__(self, agent):
+        self.agent = agent
+        in_r, self.in_w = os.pipe()
+        self.out_r, out_w = os.pipe()
+        self.err_r, err_w = os.pipe()
+        ctl_r, self.ctl_w = os.pipe()
+        setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits,
+                                 control_fds=(ctl_r, None), protected_parent=agent.protected)
+        pid = os.fork()
+        if pid == 0:
+            child.serve_spare(setup)
+        self.pid = pid
+        for fd in (in_r, out_w, err_w, ctl_r):
+            os.close(fd)
+        agent.adopt(pid, self)
+
+    def hand_over(self, request):
+        """Give the spare its code; return (pid, stdin write end, stdout and stderr read ends)."""
+        frame = wire.dumps({"code": request["code"], "env": request["env"], "cwd": request["cwd"]})
+        _write_all(self.ctl_w, frame.encode("utf-8", "surrogatepass") + b"\n")
+        os.close(self.ctl_w)
+        return self.pid, self.in_w, self.out_r, self.err_r
+
+    def on_exit(self, status):
+        """The spare died before it was used (killed by user code, out of memory): drop it."""
+        for fd in (self.in_w, self.out_r, self.err_r, self.ctl_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self.agent.spare is self:
+            self.agent.spare = None
+
+
 class OneshotRun:
     """One request run in a fresh process tree."""
 
@@ -159,6 +196,27 @@ class OneshotRun:
 
     def _spawn(self, request):
         stdin_data = request.get("stdin")
+        spare = self.agent.take_spare() if request["language"] == "python" else None
+        self.started = time.monotonic()
+        if spare is not None:
+            pid, in_w, out_r, err_r = spare.hand_over(request)
+            if not stdin_data:
+                os.close(in_w)
+                in_w = None
+        else:
+            pid, in_w, out_r, err_r = self._fork(request, stdin_data)
+        self.pid = pid
+        self.spawned = time.monotonic()
+        self.stdout = OutputPipe(self.agent, out_r, "stdout", on_eof=self._finish_if_closed)
+        self.stdout.bind(self.request_id, self.stdout_limit)
+        self.stderr = OutputPipe(self.agent, err_r, "stderr", on_eof=self._finish_if_closed)
+        self.stderr.bind(self.request_id, self.stderr_limit)
+        if in_w is not None:
+            self.stdin_writer = StdinWriter(self.agent, in_w, stdin_data)
+        self.agent.adopt(pid, self)
+        self.timer = self.agent.call_at(self.received + request["timeout_ms"] / 1000, self.on_timeout)
+
+    def _fork(self, request, stdin_data):
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         if stdin_data:
@@ -169,24 +227,14 @@ class OneshotRun:
                                  protected_parent=self.agent.protected)
         language, code = request["language"], request["code"]
         argv = None if language == "python" else _program_argv(language, code, self.request_id, self.agent.scratch_dir)
-        self.started = time.monotonic()
         pid = os.fork()
         if pid == 0:
             if argv is None:
                 child.run_python_oneshot(setup, code)
             child.exec_program(setup, argv)
-        self.pid = pid
-        self.spawned = time.monotonic()
         for fd in (in_r, out_w, err_w):
             os.close(fd)
-        self.stdout = OutputPipe(self.agent, out_r, "stdout", on_eof=self._finish_if_closed)
-        self.stdout.bind(self.request_id, self.stdout_limit)
-        self.stderr = OutputPipe(self.agent, err_r, "stderr", on_eof=self._finish_if_closed)
-        self.stderr.bind(self.request_id, self.stderr_limit)
-        if in_w is not None:
-            self.stdin_writer = StdinWriter(self.agent, in_w, stdin_data)
-        self.agent.adopt(pid, self)
-        self.timer = self.agent.call_at(self.received + request["timeout_ms"] / 1000, self.on_timeout)
+        return pid, in_w, out_r, err_r
 
     def on_timeout(self):
         """The wall-clock limit passed: kill the whole tree."""
@@ -239,6 +287,7 @@ class OneshotRun:
                 process_ms=(self.exited - self.started) * 1000,
             )
         )
+        self.agent.ensure_spare()
 
 
 def exec_done(request_id, status, **fields):

@@ -42,6 +42,10 @@ class Instance(abc.ABC):
     boot_ms: float
 
     @abc.abstractmethod
+    def alive(self) -> bool:
+        """True while the sandbox's top process runs (cheap; no round trip to the agent)."""
+
+    @abc.abstractmethod
     def usage(self) -> CgroupUsage | None:
         """Resource use so far, or None where the host cannot measure it."""
 

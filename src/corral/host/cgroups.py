@@ -92,6 +92,7 @@ class Cgroup:
         self.version = version
         self.name = name
         self.paths = {controller: root / GROUP_ROOT / name for controller, root in dirs.items()}
+        self._files = self._usage_files()
 
     @classmethod
     def create(cls, name: str, limits: CgroupLimits) -> Cgroup | None:
@@ -144,21 +145,22 @@ class Cgroup:
         return [int(pid) for pid in text.split()]
 
     def usage(self) -> CgroupUsage:
-        """CPU time, peak memory and OOM kills so far."""
-        if self.version == "v2":
-            path = self.paths["memory"]
-            cpu = _read_key(path / "cpu.stat", "usage_usec")
-            peak = _read_int(path / "memory.peak")
-            oom = _read_key(path / "memory.events", "oom_kill")
-            return CgroupUsage(
-                cpu / 1000 if cpu is not None else None, peak / 2**20 if peak is not None else None, oom or 0
-            )
-        cpu_ns = _read_int(self.paths["cpuacct"] / "cpuacct.usage") if "cpuacct" in self.paths else None
-        peak = _read_int(self.paths["memory"] / "memory.max_usage_in_bytes")
-        oom = _read_key(self.paths["memory"] / "memory.oom_control", "oom_kill")
+        """CPU time, peak memory and OOM kills so far (read on every run: kept cheap)."""
+        cpu_file, cpu_key, cpu_scale, peak_file, oom_file = self._files
+        cpu = _read_key(cpu_file, cpu_key) if cpu_key else _read_int(cpu_file)
+        peak = _read_int(peak_file)
+        oom = _read_key(oom_file, "oom_kill")
         return CgroupUsage(
-            cpu_ns / 1e6 if cpu_ns is not None else None, peak / 2**20 if peak is not None else None, oom or 0
+            cpu / cpu_scale if cpu is not None else None, peak / 2**20 if peak is not None else None, oom or 0
         )
+
+    def _usage_files(self) -> tuple[str, str | None, float, str, str]:
+        if self.version == "v2":
+            base = str(self.paths["memory"])
+            return f"{base}/cpu.stat", "usage_usec", 1000.0, f"{base}/memory.peak", f"{base}/memory.events"
+        memory = str(self.paths["memory"])
+        cpu = f"{self.paths['cpuacct']}/cpuacct.usage" if "cpuacct" in self.paths else "/nonexistent"
+        return cpu, None, 1e6, f"{memory}/memory.max_usage_in_bytes", f"{memory}/memory.oom_control"
 
     def kill_all(self, deadline_s: float = 5.0) -> bool:
         """SIGKILL every process in the cgroup; return True once it is empty."""
@@ -223,16 +225,24 @@ def _write(path: Path, value: str, quiet: bool = False) -> None:
             raise
 
 
-def _read_int(path: Path) -> int | None:
+def _read(path: str | Path) -> str:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        return int(path.read_text().split()[0])
+        return os.read(fd, 1 << 16).decode()
+    finally:
+        os.close(fd)
+
+
+def _read_int(path: str | Path) -> int | None:
+    try:
+        return int(_read(path).split()[0])
     except (OSError, ValueError, IndexError):
         return None
 
 
-def _read_key(path: Path, key: str) -> int | None:
+def _read_key(path: str | Path, key: str) -> int | None:
     try:
-        for line in path.read_text().splitlines():
+        for line in _read(path).splitlines():
             name, _, value = line.partition(" ")
             if name == key:
                 return int(value)

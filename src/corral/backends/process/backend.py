@@ -18,7 +18,7 @@ import uuid
 
 from corral.backends.base import Backend, Instance, ProbeResult
 from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import host_layout, sandbox_credentials
+from corral.backends.process.host_layout import drop_privileges, host_layout
 from corral.backends.process.probe import probe
 from corral.errors import SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
@@ -56,6 +56,10 @@ class ProcessInstance(Instance):
     def diagnostics(self) -> str:
         """What bwrap or the agent wrote to stderr."""
         return self._stderr.decode(errors="replace").strip()
+
+    def alive(self) -> bool:
+        """True while bwrap (and so the sandbox) runs."""
+        return self.process.returncode is None and not self._stopped
 
     def usage(self) -> CgroupUsage | None:
         """Resource use from the sandbox's cgroup."""
@@ -126,14 +130,11 @@ class ProcessBackend(Backend):
             "landlock_paths": list(bwrap.WRITABLE_PATHS),
             "prestart_session": "javascript" if spec.language == "javascript" else None,
             "protect_agent": True,
+            "prefork": spec.language == "python",
         }
         seccomp_fd = seccomp.program_fd()
         layout = host_layout(str(runtime), json.dumps(config), limits.disk_mb * 2**20, seccomp_fd)
-        argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
-        credentials = sandbox_credentials()
-        kwargs = {}
-        if credentials is not None:
-            kwargs = {"user": credentials[0], "group": credentials[1], "extra_groups": []}
+        argv, kwargs = drop_privileges(bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout))
         try:
             process = await asyncio.create_subprocess_exec(
                 *argv,

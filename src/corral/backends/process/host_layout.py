@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from functools import lru_cache
 
 from corral.backends.process.bwrap import ETC_ENTRIES, SandboxLayout
@@ -15,6 +16,28 @@ _MERGED_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 def sandbox_credentials() -> tuple[int, int] | None:
     """Host (uid, gid) to start sandboxes as, or None to keep the caller's own."""
     return NOBODY if os.geteuid() == 0 else None
+
+
+@lru_cache(maxsize=1)
+def _setpriv() -> str | None:
+    return shutil.which("setpriv", path="/usr/bin:/bin")
+
+
+def drop_privileges(argv: list[str]) -> tuple[list[str], dict]:
+    """How to start ``argv`` as the sandbox user: a wrapped command line, or Popen arguments.
+
+    util-linux's ``setpriv`` is preferred: changing uid inside Popen forces a
+    full fork() of this (large) process, ~2 ms that block the event loop, where
+    a plain spawn of setpriv uses vfork and blocks ~0.4 ms.
+    """
+    credentials = sandbox_credentials()
+    if credentials is None:
+        return argv, {}
+    uid, gid = credentials
+    setpriv = _setpriv()
+    if setpriv is not None:
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv], {}
+    return argv, {"user": uid, "group": gid, "extra_groups": []}
 
 
 @lru_cache(maxsize=1)

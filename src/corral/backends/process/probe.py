@@ -15,7 +15,7 @@ from functools import lru_cache
 
 from corral.backends.base import ProbeResult
 from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import host_layout, sandbox_credentials
+from corral.backends.process.host_layout import drop_privileges, host_layout, sandbox_credentials
 from corral.host import cgroups
 from corral.host.runtime_dir import BWRAP_PATH, runtime_dir, traversal_problem
 
@@ -75,10 +75,7 @@ def _try_sandbox(runtime, credentials) -> str | None:
     layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, seccomp_fd=seccomp_fd)
     argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
     # replace the agent command with a trivial program
-    argv = argv[: argv.index(layout.python)] + ["/bin/true"]
-    kwargs = {}
-    if credentials is not None:
-        kwargs = {"user": credentials[0], "group": credentials[1], "extra_groups": []}
+    argv, kwargs = drop_privileges(argv[: argv.index(layout.python)] + ["/bin/true"])
     try:
         done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False,
                               pass_fds=(seccomp_fd,), **kwargs)
