@@ -127,8 +127,8 @@ class Agent:
     def ensure_spare(self):
         """Fork a spare Python child if pre-forking is on and none is waiting.
 
-        Called after a request was answered, never before the first request: the
-        host moves the agent into its cgroup between the hello and that request.
+        Called at start (the host put the agent in its cgroup before it started)
+        and after each answered request, so forking stays off the hot path.
         """
         if self.prefork and self.spare is None and self.running:
             self.spare = SparePython(self)
@@ -368,6 +368,7 @@ def main(argv=None):
             "landlock_abi": landlock_abi,
         }
     )
+    agent.ensure_spare()
     if config.get("prestart_session") in SESSION_LANGUAGES:
         agent.session_worker(config["prestart_session"], agent.base_env, agent.home)
     agent.serve()

@@ -65,18 +65,6 @@ class ProcessInstance(Instance):
         """Resource use from the sandbox's cgroup."""
         return self.cgroup.usage() if self.cgroup is not None else None
 
-    def confine(self) -> None:
-        """Move the idle process tree into the cgroup, top-down, twice to catch late forks."""
-        pids = _descendants(self.process.pid)
-        if len(pids) > 1:
-            _write_quietly(f"/proc/{pids[1]}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
-        if self.cgroup is None:
-            return
-        for pid in pids:
-            self.cgroup.add(pid)
-        for pid in _descendants(self.process.pid):
-            self.cgroup.add(pid)
-
     async def stop(self) -> None:
         """Kill the whole sandbox and remove its cgroup."""
         if self._stopped:
@@ -105,7 +93,13 @@ class ProcessBackend(Backend):
         return probe()
 
     async def start(self, spec: SandboxSpec) -> ProcessInstance:
-        """Launch bwrap with the agent inside; return once the agent said hello."""
+        """Launch bwrap with the agent inside; return once the agent said hello.
+
+        bwrap reports the sandbox's PID 1 on ``--info-fd`` and then waits on
+        ``--block-fd`` before it execs the agent; the host moves both bwrap and
+        that process into the sandbox's cgroup in between, so not a single
+        instruction of the agent (or anything it forks) runs outside its limits.
+        """
         started = time.perf_counter()
         runtime = runtime_dir()
         limits = spec.limits
@@ -113,27 +107,13 @@ class ProcessBackend(Backend):
         cgroup = await asyncio.to_thread(
             Cgroup.create, f"sb-{uuid.uuid4().hex[:12]}", CgroupLimits(memory_bytes, limits.pids, limits.cpus)
         )
-        rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096}
-        if cgroup is None:
-            rlimits["RLIMIT_AS"] = memory_bytes
-        config = {
-            "home": bwrap.HOME,
-            "env": {
-                "HOME": bwrap.HOME,
-                "PATH": bwrap.SANDBOX_PATH,
-                "LANG": "C.UTF-8",
-                "USER": "user",
-                "TMPDIR": "/tmp",
-                **spec.env_dict,
-            },
-            "rlimits": rlimits,
-            "landlock_paths": list(bwrap.WRITABLE_PATHS),
-            "prestart_session": "javascript" if spec.language == "javascript" else None,
-            "protect_agent": True,
-            "prefork": spec.language == "python",
-        }
         seccomp_fd = seccomp.program_fd()
-        layout = host_layout(str(runtime), json.dumps(config), limits.disk_mb * 2**20, seccomp_fd)
+        info_r, info_w = os.pipe()
+        block_r, block_w = os.pipe()
+        layout = host_layout(
+            str(runtime), json.dumps(_agent_config(spec, cgroup is not None)), limits.disk_mb * 2**20, seccomp_fd,
+            info_fd=info_w, block_fd=block_r,
+        )
         argv, kwargs = drop_privileges(bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout))
         try:
             process = await asyncio.create_subprocess_exec(
@@ -141,29 +121,94 @@ class ProcessBackend(Backend):
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                pass_fds=(seccomp_fd,),
+                pass_fds=(seccomp_fd, info_w, block_r),
                 start_new_session=True,
                 limit=wire.MAX_FRAME_BYTES + 1,
                 **kwargs,
             )
         except OSError as exc:
+            for fd in (info_r, block_w):
+                os.close(fd)
             if cgroup is not None:
                 cgroup.remove()
             raise SandboxStartError(f"cannot launch bwrap: {exc}") from exc
         finally:
-            os.close(seccomp_fd)
+            for fd in (seccomp_fd, info_w, block_r):
+                os.close(fd)
         launched = time.perf_counter()
         instance = ProcessInstance(process, cgroup, setup_ms=(launched - started) * 1000)
         try:
+            sandbox_pid = await _read_info(info_r, process)
+            for pid in (process.pid, sandbox_pid):
+                if cgroup is not None:
+                    cgroup.add(pid)
+            _write_quietly(f"/proc/{sandbox_pid}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
+            os.write(block_w, b"go")
             instance.hello = await _wait_for_hello(process)
-            instance.confine()
         except BaseException as exc:
             await instance.stop()
             if isinstance(exc, SandboxStartError):
                 raise SandboxStartError(f"{exc}{_explain(instance)}") from exc
             raise
+        finally:
+            for fd in (info_r, block_w):
+                os.close(fd)
         instance.boot_ms = (time.perf_counter() - launched) * 1000
         return instance
+
+
+def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
+    """The agent's start-up configuration for ``spec``."""
+    rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096}
+    if not has_cgroup:
+        rlimits["RLIMIT_AS"] = spec.limits.memory_mb * 2**20
+    return {
+        "home": bwrap.HOME,
+        "env": {
+            "HOME": bwrap.HOME,
+            "PATH": bwrap.SANDBOX_PATH,
+            "LANG": "C.UTF-8",
+            "USER": "user",
+            "TMPDIR": "/tmp",
+            **spec.env_dict,
+        },
+        "rlimits": rlimits,
+        "landlock_paths": list(bwrap.WRITABLE_PATHS),
+        "prestart_session": "javascript" if spec.language == "javascript" else None,
+        "protect_agent": True,
+        "prefork": spec.language == "python",
+    }
+
+
+async def _read_info(fd: int, process: asyncio.subprocess.Process) -> int:
+    """The host pid of the sandbox's PID 1, from bwrap's ``--info-fd`` JSON."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    data = b""
+    deadline = loop.time() + BOOT_TIMEOUT_S
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            data += chunk
+            try:
+                return int(json.loads(data)["child-pid"])
+            except (ValueError, KeyError):
+                continue  # not all of it yet
+        if chunk == b"" or process.returncode is not None:
+            raise SandboxStartError("bwrap exited before the sandbox was set up")
+        if loop.time() > deadline:
+            raise SandboxStartError(f"bwrap did not set the sandbox up within {BOOT_TIMEOUT_S:.0f} s")
+        ready = loop.create_future()
+        loop.add_reader(fd, lambda: ready.done() or ready.set_result(None))
+        try:
+            await asyncio.wait_for(ready, max(deadline - loop.time(), 0.001))
+        except asyncio.TimeoutError:
+            pass
+        finally:
+            loop.remove_reader(fd)
 
 
 async def _wait_for_hello(process: asyncio.subprocess.Process) -> Hello:
@@ -185,20 +230,6 @@ async def _wait_for_hello(process: asyncio.subprocess.Process) -> Hello:
 def _explain(instance: ProcessInstance) -> str:
     text = instance.diagnostics()
     return f"; sandbox said: {text[-2000:]}" if text else ""
-
-
-def _descendants(pid: int) -> list[int]:
-    """``pid`` and all its descendants, parents before children."""
-    order, pending = [], [pid]
-    while pending:
-        current = pending.pop(0)
-        order.append(current)
-        try:
-            with open(f"/proc/{current}/task/{current}/children") as handle:
-                pending.extend(int(child) for child in handle.read().split())
-        except OSError:
-            continue
-    return order
 
 
 async def _off_loop(function) -> None:

@@ -62,6 +62,9 @@ class SandboxLayout:
     system_dirs: tuple[str, ...] = ("/usr",)
     symlinks: tuple[tuple[str, str], ...] = ()
     etc_entries: tuple[str, ...] = ()
+    #: bwrap writes the sandbox's host pid here, then waits on block_fd before exec'ing the agent.
+    info_fd: int | None = None
+    block_fd: int | None = None
 
 
 def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
@@ -102,5 +105,9 @@ def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
     ]
     if layout.seccomp_fd is not None:
         argv += ["--seccomp", str(layout.seccomp_fd)]
+    if layout.info_fd is not None:
+        argv += ["--info-fd", str(layout.info_fd)]
+    if layout.block_fd is not None:
+        argv += ["--block-fd", str(layout.block_fd)]
     argv += [layout.python, "-I", f"{AGENT_DIR}/agent.py", layout.agent_config]
     return argv

@@ -53,7 +53,8 @@ def _host_dirs() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[st
     return tuple(system_dirs), tuple(symlinks), etc
 
 
-def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, seccomp_fd: int | None) -> SandboxLayout:
+def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, seccomp_fd: int | None,
+                info_fd: int | None = None, block_fd: int | None = None) -> SandboxLayout:
     """The sandbox layout for this host."""
     system_dirs, symlinks, etc = _host_dirs()
     return SandboxLayout(
@@ -64,4 +65,6 @@ def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, seccomp_fd
         system_dirs=system_dirs,
         symlinks=symlinks,
         etc_entries=etc,
+        info_fd=info_fd,
+        block_fd=block_fd,
     )
