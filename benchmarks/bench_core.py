@@ -5,7 +5,8 @@
 Prints medians (ms) and ratios to bare ``python3 -c 'print(1)'`` measured in
 the same run, because these machines are shared and noisy. Rows:
 cold one-shot (no pool), warm one-shot (pool hit), session run after the first,
-and throughput of short programs with concurrent callers.
+and throughput of short programs with concurrent callers (fresh sandboxes, recycled
+sandboxes, and cold starts).
 """
 
 from __future__ import annotations
@@ -82,10 +83,13 @@ def main() -> None:
     bare_rate = throughput(bare_python, args.programs, args.callers)
     with corral.Pool(size=args.callers * 2) as pool:
         pooled_rate = throughput(lambda: checked(pool.run(PROGRAM)), args.programs, args.callers)
+    with corral.Pool(size=args.callers * 2, recycle=True) as pool:
+        recycled_rate = throughput(lambda: checked(pool.run(PROGRAM)), args.programs, args.callers)
     cold_rate = throughput(lambda: checked(corral.run(PROGRAM)), args.programs, args.callers)
     print(f"\nthroughput, {args.programs} programs, {args.callers} concurrent callers (programs/s):")
     print(f"{'bare python3 -c':45} {bare_rate:10.1f}")
     print(f"{'corral Pool.run':45} {pooled_rate:10.1f} ({pooled_rate / bare_rate:.2f}x bare)")
+    print(f"{'corral Pool.run, recycle=True':45} {recycled_rate:10.1f} ({recycled_rate / bare_rate:.2f}x bare)")
     print(f"{'corral.run (cold)':45} {cold_rate:10.1f} ({cold_rate / bare_rate:.2f}x bare)")
 
 

@@ -1,10 +1,13 @@
 """Warm pools: sandboxes started ahead of time, agent up, interpreter ready.
 
 A pool keeps ``size`` ready sandboxes for one :class:`SandboxSpec` and refills
-in the background. A one-shot run on a pool takes a ready sandbox, forks a
-fresh interpreter from the agent's pre-started one (fresh state every run),
-returns the result, and hands the used sandbox to background teardown: a
-sandbox is never reused by another run, so nothing leaks between runs. A
+in the background. A one-shot run on a pool takes a ready sandbox, runs the code in a fresh
+interpreter forked ahead of time from the agent's pre-started one (fresh state
+every run), returns the result, and then, in the background, either tears the
+used sandbox down or, with ``recycle=True``, resets it (every process killed,
+writable space emptied, IPC objects removed; see ``corral.agent.reset``) and
+puts it back: several times the throughput, at the price of reusing the
+kernel namespaces. A
 sandbox that fails its health check (the agent must answer a ping) is
 discarded, never handed out. When the pool is empty a run cold-starts instead
 of waiting.
@@ -19,9 +22,9 @@ import time
 from typing import Any
 
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
-from corral.lease import Lease, cold_start, discard, wait_for_teardowns
+from corral.lease import TEARDOWN_DELAY_S, Lease, cold_start, discard, wait_for_teardowns
 from corral.models import ExecutionResult, Language
-from corral.protocol import Ack, PingRequest
+from corral.protocol import Ack, PingRequest, ResetRequest
 from corral.sandbox import AsyncSandbox, OutputCallback, make_spec
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,8 @@ REFILL_DELAY_S = 0.02
 #: A ready sandbox checked this recently only gets the cheap liveness check
 #: (its process runs, its channel is open); older ones must answer a ping.
 RECHECK_AFTER_S = 1.0
+#: How long a reset may take before the sandbox is discarded instead.
+RESET_TIMEOUT_S = 2.0
 #: Sandboxes started at once while refilling.
 MAX_CONCURRENT_STARTS = 2
 
@@ -48,12 +53,15 @@ class AsyncPool:
         language: Language = "python",
         isolation: str = "auto",
         env: dict[str, str] | None = None,
+        recycle: bool = False,
         **limits: Any,
     ):
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1024:
             raise InvalidInputError(f"pool size must be an integer in [0, 1024], got {size!r}")
         self.size = size
+        self.recycle = recycle
         self.spec = make_spec(language, isolation, env, **limits)
+        self._recycling: set[asyncio.Task] = set()
         self._ready: asyncio.Queue[Lease] = asyncio.Queue()
         self._starting = 0
         self._wake = asyncio.Event()
@@ -61,6 +69,7 @@ class AsyncPool:
         self._closed = False
         self.hits = 0
         self.misses = 0
+        self.recycled = 0
 
     async def start(self, *, wait: bool = True) -> AsyncPool:
         """Begin filling; with ``wait`` return once ``size`` sandboxes are ready."""
@@ -82,7 +91,8 @@ class AsyncPool:
 
     def statistics(self) -> dict[str, int]:
         """Ready sandboxes, starts in flight, hits and misses so far."""
-        return {"ready": self._ready.qsize(), "starting": self._starting, "hits": self.hits, "misses": self.misses}
+        return {"ready": self._ready.qsize(), "starting": self._starting, "hits": self.hits, "misses": self.misses,
+                "recycled": self.recycled}
 
     async def lease(self) -> Lease:
         """A ready, healthy sandbox (or a cold-started one if none is ready)."""
@@ -116,9 +126,34 @@ class AsyncPool:
         options = sandbox._options(code, language, False, timeout, env, None, stdin)
         await sandbox.start()
         try:
-            return await sandbox._run_oneshot(options, on_stdout, on_stderr)
-        finally:
+            result = await sandbox._run_oneshot(options, on_stdout, on_stderr)
+        except BaseException:
             await sandbox.close()
+            raise
+        if self.recycle and not self._closed:
+            task = asyncio.ensure_future(self._recycle(sandbox.detach()))
+            self._recycling.add(task)
+            task.add_done_callback(self._recycling.discard)
+        else:
+            await sandbox.close()
+        return result
+
+    async def _recycle(self, lease: Lease) -> None:
+        """Reset a used sandbox and put it back, or discard it if the reset fails."""
+        await asyncio.sleep(TEARDOWN_DELAY_S)  # the caller's continuation runs first
+        try:
+            event = await asyncio.wait_for(
+                lease.channel.call(lambda request_id: ResetRequest(id=request_id)), RESET_TIMEOUT_S
+            )
+        except (asyncio.TimeoutError, CorralError):
+            event = None
+        if isinstance(event, Ack) and not self._closed and lease.instance.alive():
+            lease.instance.reset_accounting()
+            lease.checked_at = time.monotonic()
+            self.recycled += 1
+            self._ready.put_nowait(lease)
+        else:
+            discard(lease)
             self._wake_soon()
 
     def sandbox(self) -> AsyncSandbox:
@@ -132,6 +167,9 @@ class AsyncPool:
             self._filler.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._filler
+        for task in list(self._recycling):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         while not self._ready.empty():
             discard(self._ready.get_nowait())
         await wait_for_teardowns()

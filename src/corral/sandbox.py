@@ -139,6 +139,12 @@ class AsyncSandbox:
             if self._pool is not None:
                 self._pool._wake_soon()
 
+    def detach(self) -> Lease:
+        """Close this sandbox object but hand its lease to the caller (a pool recycling it)."""
+        lease = self._ready_lease()
+        self._state = State.CLOSED
+        return lease
+
     async def __aenter__(self) -> AsyncSandbox:
         return await self.start()
 

@@ -146,7 +146,10 @@ def test_pool_serves_warm_fresh_runs():
 
 
 def test_pool_size_option_on_run():
-    results = [corral.run("print(7)", pool_size=1) for _ in range(3)]
+    results = []
+    for _ in range(3):
+        results.append(corral.run("print(7)", pool_size=1))
+        time.sleep(0.3)  # the shared pool refills in the background
     assert all(r.stdout == "7\n" for r in results)
     assert any(r.warm_pool_hit for r in results[1:])
 
@@ -234,3 +237,42 @@ def test_prestarted_interpreter_behaves_like_python_c():
         failed = pool.run("def f():\n    raise KeyError('k')\nf()")
         assert failed.exit_code == 1 and failed.stderr.startswith("Traceback") and "KeyError: 'k'" in failed.stderr
         assert "corral" not in failed.stderr  # no agent frames in the user's traceback
+
+
+def test_recycled_pool_leaves_nothing_of_the_previous_run():
+    leave_traces = """
+import os, subprocess, ctypes
+open('/home/user/home-trace', 'w').write('x')
+open('/tmp/tmp-trace', 'w').write('x')
+open('/dev/shm/shm-trace', 'w').write('x')
+os.makedirs('/home/user/locked/inner'); os.chmod('/home/user/locked', 0)
+subprocess.Popen(['sleep', '300'], start_new_session=True)
+libc = ctypes.CDLL(None, use_errno=True)
+print(libc.shmget(0, 4096, 0o1000 | 0o666) >= 0)
+import builtins; builtins.leak = 1
+"""
+    look = """
+import os, builtins
+print(sorted(os.listdir('/home/user')), sorted(os.listdir('/tmp')), sorted(os.listdir('/dev/shm')))
+print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) , hasattr(builtins, 'leak'))
+print(open('/proc/sysvipc/shm').read().count('\\n'))
+"""
+    with corral.Pool(size=1, recycle=True) as pool:
+        first = pool.run(leave_traces)
+        assert first.stdout == "True\n", first
+        deadline = time.monotonic() + 5
+        while pool.statistics()["recycled"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert pool.statistics()["recycled"] == 1
+        second = pool.run(look)
+        assert second.warm_pool_hit and pool.statistics()["misses"] == 0
+        homes, pids, segments = second.stdout.splitlines()
+        assert homes == "[] [] []"
+        assert pids.endswith("False") and len(eval(pids.rsplit(" ", 1)[0])) <= 3  # agent, this run, the spare
+        assert segments == "1"  # only the header line
+
+
+def test_message_queues_are_denied():
+    result = corral.run("import ctypes; libc = ctypes.CDLL(None, use_errno=True); "
+                        "print(libc.mq_open(b'/q', 0o100 | 2, 0o600, None), ctypes.get_errno())")
+    assert result.stdout == "-1 1\n"  # EPERM

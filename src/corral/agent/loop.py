@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - not CPython
 import sys
 import time
 
-from corral.agent import child, tree
+from corral.agent import child, reset, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
 from corral.agent.runs import OneshotRun, SessionWorker, SparePython
@@ -47,6 +47,7 @@ class Agent:
         self.scratch_dir = config.get("scratch_dir", "/tmp/.corral")
         self.protected = bool(config.get("protect_agent"))
         self.prefork = bool(config.get("prefork"))
+        self.wipe_paths = [(path, mode) for path, mode in config.get("wipe_paths", [])]
         self.spare = None
         self.proto_in = proto_in
         self.proto_out = proto_out
@@ -257,8 +258,23 @@ class Agent:
             self.send({"type": "ack", "id": request_id})
         elif kind == "ping":
             self.send({"type": "ack", "id": request_id})
+        elif kind == "reset":
+            self._reset()
+            self.send({"type": "ack", "id": request_id})
         else:
             raise RequestError("invalid", f"unknown request type {kind!r}")
+
+    def _reset(self):
+        """Kill everything, empty the writable places, forget sessions and the spare."""
+        if self.runs:
+            raise RequestError("busy", "cannot reset while operations are running")
+        if not reset.kill_everything_but(self.pid, self.reap):
+            raise RequestError("internal", "processes kept appearing while the sandbox was reset")
+        self.spare = None
+        self.sessions.clear()
+        for path, mode in self.wipe_paths:
+            reset.empty_directory(path, mode)
+        reset.remove_sysv_ipc()
 
     def _checked_exec(self, request):
         """Re-check an exec request (the agent trusts no input) and fill in defaults."""

@@ -50,6 +50,10 @@ class Instance(abc.ABC):
         """Resource use so far, or None where the host cannot measure it."""
 
     @abc.abstractmethod
+    def reset_accounting(self) -> None:
+        """Start peak-memory accounting afresh (the sandbox is being reused)."""
+
+    @abc.abstractmethod
     async def stop(self) -> None:
         """Kill everything in the sandbox and release its resources.
 

@@ -162,6 +162,13 @@ class Cgroup:
         cpu = f"{self.paths['cpuacct']}/cpuacct.usage" if "cpuacct" in self.paths else "/nonexistent"
         return cpu, None, 1e6, f"{memory}/memory.max_usage_in_bytes", f"{memory}/memory.oom_control"
 
+    def reset_peak(self) -> None:
+        """Restart peak-memory tracking from the current usage (v1; v2 only where writable)."""
+        if self.version == "v2":
+            _write(self.paths["memory"] / "memory.peak", "reset", quiet=True)
+        else:
+            _write(self.paths["memory"] / "memory.max_usage_in_bytes", "0", quiet=True)
+
     def kill_all(self, deadline_s: float = 5.0) -> bool:
         """SIGKILL every process in the cgroup; return True once it is empty."""
         if self.version == "v2":

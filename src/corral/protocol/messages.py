@@ -92,6 +92,13 @@ class PingRequest(_Message):
     id: int
 
 
+class ResetRequest(_Message):
+    """Return an idle sandbox to the state of a new one (for reuse by a pool)."""
+
+    type: Literal["reset"] = "reset"
+    id: int
+
+
 Request = Annotated[
     Union[
         ExecRequest,
@@ -101,6 +108,7 @@ Request = Annotated[
         FileRemoveRequest,
         CancelRequest,
         PingRequest,
+        ResetRequest,
     ],
     Field(discriminator="type"),
 ]

@@ -65,6 +65,11 @@ class ProcessInstance(Instance):
         """Resource use from the sandbox's cgroup."""
         return self.cgroup.usage() if self.cgroup is not None else None
 
+    def reset_accounting(self) -> None:
+        """Reset the cgroup's peak-memory mark."""
+        if self.cgroup is not None:
+            self.cgroup.reset_peak()
+
     async def stop(self) -> None:
         """Kill the whole sandbox and remove its cgroup."""
         if self._stopped:
@@ -174,6 +179,7 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
         },
         "rlimits": rlimits,
         "landlock_paths": list(bwrap.WRITABLE_PATHS),
+        "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
         "prestart_session": "javascript" if spec.language == "javascript" else None,
         "protect_agent": True,
         "prefork": spec.language == "python",

@@ -1,0 +1,74 @@
+"""Returning a used sandbox to the state of a new one, so a pool can reuse it.
+
+After a reset nothing of the previous run is left that the next run could
+see: every process but the agent is killed (the pre-forked spare too, since
+user code could have written into its memory), the writable file systems are
+emptied, and System V IPC objects (which outlive their processes) are removed.
+POSIX message queues cannot be created at all (the seccomp filter denies
+them), and nothing else in the sandbox is writable.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from corral.agent import tree
+
+_IPC_RMID = 0
+_SYSV_TABLES = (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl"))
+
+
+def kill_everything_but(agent_pid, reap, rounds=200):
+    """SIGKILL every process in the sandbox except ``agent_pid``; True once none is left."""
+    for _ in range(rounds):
+        table = tree.process_table()
+        targets = [pid for pid, (_, state, _) in table.items() if pid != agent_pid and state != "Z"]
+        if not targets:
+            reap()
+            return True
+        for pid in targets:
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
+        reap()
+    return False
+
+
+def empty_directory(path, mode):
+    """Remove everything inside ``path`` (whatever permissions user code set) and reset its mode."""
+    os.chmod(path, mode)
+    for entry in os.scandir(path):
+        _remove(entry.path)
+
+
+def _remove(path):
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+        return
+    os.chmod(path, 0o700)  # user code may have made it unreadable or unwritable
+    for entry in os.scandir(path):
+        _remove(entry.path)
+    os.rmdir(path)
+
+
+def remove_sysv_ipc():
+    """Remove every System V shared memory segment, message queue and semaphore set."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for table, call in _SYSV_TABLES:
+        try:
+            with open(f"/proc/sysvipc/{table}") as handle:
+                rows = handle.read().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            identifier = int(row.split()[1])
+            function = getattr(libc, call)
+            if call == "semctl":
+                function(identifier, 0, _IPC_RMID)
+            else:
+                function(identifier, _IPC_RMID, None)
