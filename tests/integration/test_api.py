@@ -276,3 +276,16 @@ def test_message_queues_are_denied():
     result = corral.run("import ctypes; libc = ctypes.CDLL(None, use_errno=True); "
                         "print(libc.mq_open(b'/q', 0o100 | 2, 0o600, None), ctypes.get_errno())")
     assert result.stdout == "-1 1\n"  # EPERM
+
+
+def test_prestarted_node_behaves_like_node_e():
+    with corral.Pool(size=1, language="javascript") as pool:
+        pool.run("0")  # the sandbox keeps a node process started ahead for the next run
+        result = pool.run("let d = ''; process.stdin.on('data', c => d += c).on('end', () => "
+                          "console.log(d.toUpperCase(), process.cwd(), require('path').basename(__filename)))",
+                          stdin=b"abc")
+        assert result.stdout == "ABC /home/user [eval]\n" and result.exit_code == 0
+        failed = pool.run("const x = 1;\nthrow new Error('boom')")
+        assert failed.exit_code == 1 and "Error: boom" in failed.stderr and "[eval]:2" in failed.stderr
+        assert pool.run("setTimeout(() => console.log('later'), 20); process.exitCode = 3").stdout == "later\n"
+        assert pool.run("process.exit(4)").exit_code == 4

@@ -23,7 +23,7 @@ import time
 from corral.agent import child, reset, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
-from corral.agent.runs import OneshotRun, SessionWorker, SparePython
+from corral.agent.runs import OneshotRun, SessionWorker, Spare
 from corral.protocol import wire
 
 SESSION_LANGUAGES = ("python", "javascript")
@@ -46,7 +46,8 @@ class Agent:
         self.rlimits = dict(config.get("rlimits", {}))
         self.scratch_dir = config.get("scratch_dir", "/tmp/.corral")
         self.protected = bool(config.get("protect_agent"))
-        self.prefork = bool(config.get("prefork"))
+        #: Language of the one-shot child kept started ahead ("python", "javascript" or None).
+        self.prefork = config.get("prefork") if config.get("prefork") in SESSION_LANGUAGES else None
         self.wipe_paths = [(path, mode) for path, mode in config.get("wipe_paths", [])]
         self.spare = None
         self.proto_in = proto_in
@@ -120,19 +121,21 @@ class Agent:
             if owner is not None:
                 owner.on_exit(status)
 
-    def take_spare(self):
-        """The pre-forked Python child, now owned by the caller (None if there is none)."""
+    def take_spare(self, language):
+        """The spare child for ``language``, now owned by the caller (None if there is none)."""
+        if self.spare is None or self.spare.language != language:
+            return None
         spare, self.spare = self.spare, None
         return spare
 
     def ensure_spare(self):
-        """Fork a spare Python child if pre-forking is on and none is waiting.
+        """Start a spare child for one-shot runs if pre-forking is on and none is waiting.
 
         Called at start (the host put the agent in its cgroup before it started)
         and after each answered request, so forking stays off the hot path.
         """
         if self.prefork and self.spare is None and self.running:
-            self.spare = SparePython(self)
+            self.spare = Spare(self, self.prefork)
 
     def kill_tree(self, root, since_ticks):
         """Kill ``root``, its descendants and the orphans started since ``since_ticks``."""

@@ -140,11 +140,16 @@ def _program_argv(language, code, request_id, scratch_dir):
     return ["bash", "-c", code]
 
 
-class SparePython:
-    """A Python child forked ahead of time, waiting for the code of the next one-shot run."""
+class Spare:
+    """A child started ahead of time, waiting for the code of the next one-shot run.
 
-    def __init__(self, agent):
+    Python: a fork of the agent's own interpreter. JavaScript: a node process
+    running ``spare.js``. Either way a run skips the start-up on its hot path.
+    """
+
+    def __init__(self, agent, language):
         self.agent = agent
+        self.language = language
         in_r, self.in_w = os.pipe()
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
@@ -153,7 +158,9 @@ class SparePython:
                                  control_fds=(ctl_r, None), protected_parent=agent.protected)
         pid = os.fork()
         if pid == 0:
-            child.serve_spare(setup)
+            if language == "python":
+                child.serve_spare(setup)
+            child.exec_program(setup, ["node", os.path.join(os.path.dirname(__file__), "spare.js")])
         self.pid = pid
         for fd in (in_r, out_w, err_w, ctl_r):
             os.close(fd)
@@ -196,7 +203,7 @@ class OneshotRun:
 
     def _spawn(self, request):
         stdin_data = request.get("stdin")
-        spare = self.agent.take_spare() if request["language"] == "python" else None
+        spare = self.agent.take_spare(request["language"])
         self.started = time.monotonic()
         if spare is not None:
             pid, in_w, out_r, err_r = spare.hand_over(request)

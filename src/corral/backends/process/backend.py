@@ -182,7 +182,7 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
         "prestart_session": "javascript" if spec.language == "javascript" else None,
         "protect_agent": True,
-        "prefork": spec.language == "python",
+        "prefork": spec.language if spec.language in ("python", "javascript") else None,
     }
 
 
