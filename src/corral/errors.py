@@ -3,15 +3,16 @@
 ::
 
     CorralError
-    ├── InvalidInputError        fix the input: nothing ran            (also a ValueError)
-    ├── IsolationUnavailableError give up here: the level cannot work on this host
-    ├── TransientError           retry: nothing ran, a retry may succeed
-    │   └── SandboxStartError      the sandbox did not come up
-    ├── OutcomeUnknownError      do not retry blindly: the operation may have run
-    │   └── SandboxCrashedError    the sandbox or its agent died mid-operation
-    ├── SandboxClosedError       you closed it (or it was torn down): open a new one
-    ├── FileOperationError       a file operation failed inside the sandbox (also an OSError)
-    └── ProtocolError            the agent broke the protocol: a bug, report it
+    ├── InvalidInputError          fix the input: nothing ran            (also a ValueError)
+    ├── TransientError             retry: nothing ran, a retry may succeed
+    │   └── SandboxStartError        the sandbox did not come up
+    ├── OutcomeUnknownError        do not retry blindly: the operation may have run
+    │   └── SandboxCrashedError      the sandbox or its agent died mid-operation
+    ├── PermanentError             give up: the same call cannot succeed here
+    │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
+    │   └── ProtocolError              the agent broke the protocol: a bug, report it
+    ├── SandboxClosedError         you closed it (or it was torn down): open a new one
+    └── FileOperationError         a file operation failed inside the sandbox (also an OSError)
 
 The user's code failing (an exception, a non-zero exit, a timeout, running out
 of memory) is never an exception: it is data in :class:`corral.ExecutionResult`.
@@ -28,7 +29,11 @@ class InvalidInputError(CorralError, ValueError):
     """A request was refused before anything ran; the message names the problem."""
 
 
-class IsolationUnavailableError(CorralError):
+class PermanentError(CorralError):
+    """Retrying the same call cannot succeed on this host."""
+
+
+class IsolationUnavailableError(PermanentError):
     """The requested isolation level cannot work on this host; ``reason`` says why."""
 
     def __init__(self, isolation: str, reason: str):
@@ -57,7 +62,7 @@ class SandboxClosedError(CorralError):
     """The sandbox was closed (by you, or by its teardown) before this call."""
 
 
-class ProtocolError(CorralError):
+class ProtocolError(PermanentError):
     """The agent sent something the protocol does not allow."""
 
 
@@ -78,6 +83,7 @@ __all__ = [
     "InvalidInputError",
     "IsolationUnavailableError",
     "OutcomeUnknownError",
+    "PermanentError",
     "ProtocolError",
     "SandboxClosedError",
     "SandboxCrashedError",

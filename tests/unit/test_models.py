@@ -51,6 +51,8 @@ def test_invalid_input_is_also_a_value_error():
     assert issubclass(corral.InvalidInputError, ValueError)
     assert issubclass(corral.SandboxStartError, corral.TransientError)
     assert issubclass(corral.SandboxCrashedError, corral.OutcomeUnknownError)
+    assert issubclass(corral.IsolationUnavailableError, corral.PermanentError)
+    assert issubclass(corral.errors.ProtocolError, corral.PermanentError)
     for name in corral.errors.__all__:
         assert issubclass(getattr(corral.errors, name), corral.CorralError)
 
