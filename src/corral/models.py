@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from corral.errors import InvalidInputError
 from corral.protocol import wire
@@ -19,19 +19,54 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Memory that full file systems always leave to the agent.
+AGENT_RESERVE_MB = 32
+#: /dev/shm holds POSIX shared memory and semaphores; it needs little room.
+SHM_MAX_MB = 64
+
+
 class Limits(_Frozen):
     """Resource limits for one sandbox; each is enforced outside the user's code."""
 
     timeout: float = Field(default=30.0, gt=0, le=24 * 3600, description="wall-clock seconds per run")
-    memory_mb: int = Field(default=256, ge=32, le=1024 * 1024, description="memory of the whole sandbox")
+    memory_mb: int = Field(default=256, ge=64, le=1024 * 1024, description="memory of the whole sandbox")
     pids: int = Field(default=256, ge=16, le=1 << 22, description="processes and threads at once")
     cpus: float | None = Field(default=1.0, gt=0, le=1024, description="CPU share; None for no cap")
-    disk_mb: int = Field(
-        default=128, ge=1, le=1024 * 1024,
-        description="size of each writable tmpfs (home, /tmp); tmpfs is memory, charged to memory_mb",
+    disk_mb: int | None = Field(
+        default=None, ge=1, le=1024 * 1024,
+        description="size of each writable tmpfs (home, /tmp); None: a third of what memory_mb leaves",
     )
     stdout_limit: int = Field(default=wire.DEFAULT_STDOUT_LIMIT, ge=0, le=256 * 1024 * 1024)
     stderr_limit: int = Field(default=wire.DEFAULT_STDERR_LIMIT, ge=0, le=256 * 1024 * 1024)
+
+    @model_validator(mode="after")
+    def _tmpfs_fits_in_memory(self) -> Limits:
+        # tmpfs pages are memory charged to the sandbox: full file systems must not leave
+        # the agent without room, or the OOM killer would have nothing left to pick but it
+        if self.disk_mb is not None and self.tmpfs_total_mb > self.memory_mb - AGENT_RESERVE_MB:
+            raise ValueError(
+                f"disk_mb={self.disk_mb} needs {self.tmpfs_total_mb} MB of memory for home, /tmp and /dev/shm "
+                f"(tmpfs is memory), more than memory_mb={self.memory_mb} minus {AGENT_RESERVE_MB} MB for corral's "
+                "agent: raise memory_mb or lower disk_mb"
+            )
+        return self
+
+    @property
+    def writable_mb(self) -> int:
+        """Size of each of home and /tmp in MB (``disk_mb``, or derived from ``memory_mb``)."""
+        if self.disk_mb is not None:
+            return self.disk_mb
+        return max(1, min(1024, (self.memory_mb - AGENT_RESERVE_MB) // 3))
+
+    @property
+    def shm_mb(self) -> int:
+        """Size of /dev/shm in MB."""
+        return min(self.writable_mb, SHM_MAX_MB)
+
+    @property
+    def tmpfs_total_mb(self) -> int:
+        """Memory all writable file systems can hold together."""
+        return 2 * self.writable_mb + self.shm_mb
 
 
 def check_env(env: dict[str, str] | None) -> dict[str, str]:

@@ -194,6 +194,17 @@ async def test_cancelled_session_block_reports_the_reset_next_time():
         assert not (await sandbox.run("pass")).session_reset
 
 
+def test_filling_every_file_system_does_not_starve_the_agent():
+    with corral.Sandbox(memory_mb=128) as sandbox:
+        fill = sandbox.commands.run(
+            "for d in /home/user /tmp /dev/shm; do head -c 1000M /dev/zero > $d/fill; done; echo done", timeout=20
+        )
+        assert "No space left" in fill.stderr
+        hog = sandbox.run("x = bytearray(200 * 1024 * 1024)")
+        assert hog.oom_killed
+        assert sandbox.run("print('agent survived')").stdout == "agent survived\n"
+
+
 def test_signals_to_the_agent_do_not_break_the_sandbox():
     with corral.Sandbox() as sandbox:
         for sig in ("INT", "TERM", "HUP", "USR1"):
@@ -202,7 +213,7 @@ def test_signals_to_the_agent_do_not_break_the_sandbox():
 
 
 def test_user_code_is_what_the_oom_killer_picks():
-    with corral.Sandbox(memory_mb=128, disk_mb=64) as sandbox:
+    with corral.Sandbox(memory_mb=128, disk_mb=16) as sandbox:
         result = sandbox.run("x = bytearray(400 * 1024 * 1024)")
         assert result.oom_killed and result.session_reset
         assert sandbox.run("print('agent survived')").stdout == "agent survived\n"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from corral.backends.process.bwrap import HOME, SHM_MAX_BYTES, SandboxLayout, bwrap_argv
+from corral.backends.process.bwrap import HOME, SandboxLayout, bwrap_argv
 
 
 def layout(**overrides):
-    fields = dict(runtime_dir="/rt", agent_config="{}", disk_bytes=1 << 20, seccomp_fd=7,
+    fields = dict(runtime_dir="/rt", agent_config="{}", disk_bytes=1 << 20, shm_bytes=1 << 19, seccomp_fd=7,
                   system_dirs=("/usr",), symlinks=(("/bin", "usr/bin"),), etc_entries=("ssl",))
     fields.update(overrides)
     return SandboxLayout(**fields)
@@ -36,13 +36,11 @@ def test_only_system_directories_are_bound_and_read_only():
 
 
 def test_writable_space_is_sized_tmpfs():
-    argv = bwrap_argv("/bwrap", layout(disk_bytes=12345))
+    argv = bwrap_argv("/bwrap", layout(disk_bytes=12345, shm_bytes=678))
     tmpfs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--tmpfs"]
     assert tmpfs == ["/dev/shm", "/tmp", HOME]
     sizes = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--size"]
-    assert sizes == ["12345", "12345", "12345"]
-    big = bwrap_argv("/bwrap", layout(disk_bytes=1 << 40))
-    assert big[big.index("/dev/shm") - 4] == str(SHM_MAX_BYTES)
+    assert sizes == ["678", "12345", "12345"]
 
 
 def test_seccomp_fd_and_agent_command():

@@ -13,7 +13,7 @@ from corral.sandbox import make_spec
 
 def test_defaults_match_the_documented_limits():
     spec = make_spec("python", "auto", None)
-    assert spec.limits.timeout == 30 and spec.limits.memory_mb == 256
+    assert spec.limits.timeout == 30 and spec.limits.memory_mb == 256 and spec.limits.writable_mb == 74
     assert spec.limits.stdout_limit == 1024 * 1024 and spec.limits.stderr_limit == 100 * 1024
 
 
@@ -24,6 +24,7 @@ def test_defaults_match_the_documented_limits():
         ({"timeout": -1}, "timeout"),
         ({"timeout": 0}, "timeout"),
         ({"memory_mb": 1}, "memory_mb"),
+        ({"memory_mb": 63}, "memory_mb"),
         ({"pids": 0}, "pids"),
         ({"env": {"LD_PRELOAD": "x"}}, "LD_PRELOAD"),
         ({"env": {"A-B": "x"}}, "A-B"),
@@ -34,6 +35,17 @@ def test_bad_sandbox_options_name_the_problem(options, fragment):
     env = options.pop("env", None)
     with pytest.raises(InvalidInputError, match=fragment):
         make_spec(language, "auto", env, **options)
+
+
+def test_writable_space_always_leaves_the_agent_memory():
+    default = make_spec("python", "auto", None).limits
+    assert default.tmpfs_total_mb <= default.memory_mb - 32
+    for memory in (64, 100, 256, 4096):
+        limits = make_spec("python", "auto", None, memory_mb=memory).limits
+        assert 1 <= limits.tmpfs_total_mb <= memory - 32
+    with pytest.raises(InvalidInputError, match="disk_mb=512 needs"):
+        make_spec("python", "auto", None, memory_mb=256, disk_mb=512)
+    assert make_spec("python", "auto", None, memory_mb=2048, disk_mb=512).limits.writable_mb == 512
 
 
 def test_bad_run_input_is_refused():

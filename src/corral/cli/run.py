@@ -29,7 +29,9 @@ def run(
     memory: Annotated[int, typer.Option(help="Memory limit in MB.")] = 256,
     pids: Annotated[int, typer.Option(help="Limit on processes and threads.")] = 256,
     cpus: Annotated[float, typer.Option(help="CPU share (1.0 = one core).")] = 1.0,
-    disk: Annotated[int, typer.Option(help="Size in MB of each writable tmpfs (home, /tmp); counts against --memory.")] = 128,
+    disk: Annotated[
+        Optional[int], typer.Option(help="Size in MB of each writable tmpfs (home, /tmp); it is memory (default: derived from --memory).")
+    ] = None,
     env: Annotated[list[str], typer.Option("--env", "-e", help="NAME=value, repeatable.")] = [],  # noqa: B006
     isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
     json_output: Annotated[bool, typer.Option("--json", help="Print the ExecutionResult as JSON instead of streaming.")] = False,

@@ -132,9 +132,10 @@ class Cgroup:
             _write(self.paths["cpu"] / "cpu.cfs_quota_us", str(int(limits.cpus * 100_000)), quiet=True)
 
     def add(self, pid: int) -> None:
-        """Move process ``pid`` into this cgroup (under every controller)."""
+        """Move process ``pid`` into this cgroup; raise OSError if a limiting controller refuses."""
+        limiting = {self.paths[name] for name in _REQUIRED}
         for path in set(self.paths.values()):
-            _write(path / "cgroup.procs", str(pid), quiet=True)
+            _write(path / "cgroup.procs", str(pid), quiet=path not in limiting)
 
     def pids(self) -> list[int]:
         """Processes currently in the cgroup."""

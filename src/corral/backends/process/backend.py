@@ -116,7 +116,8 @@ class ProcessBackend(Backend):
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         layout = host_layout(
-            str(runtime), json.dumps(_agent_config(spec, cgroup is not None)), limits.disk_mb * 2**20, seccomp_fd,
+            str(runtime), json.dumps(_agent_config(spec, cgroup is not None)), limits.writable_mb * 2**20,
+            limits.shm_mb * 2**20, seccomp_fd,
             info_fd=info_w, block_fd=block_r,
         )
         argv, kwargs = drop_privileges(bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout))
@@ -146,7 +147,10 @@ class ProcessBackend(Backend):
             sandbox_pid = await _read_info(info_r, process)
             for pid in (process.pid, sandbox_pid):
                 if cgroup is not None:
-                    cgroup.add(pid)
+                    try:
+                        cgroup.add(pid)
+                    except OSError as exc:
+                        raise SandboxStartError(f"cannot put the sandbox into its cgroup: {exc}") from exc
             _write_quietly(f"/proc/{sandbox_pid}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
             os.write(block_w, b"go")
             instance.hello = await _wait_for_hello(process)

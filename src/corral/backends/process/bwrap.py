@@ -16,8 +16,6 @@ AGENT_DIR = "/opt/corral"
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: /dev/shm is for POSIX shared memory and semaphores; it needs little room.
-SHM_MAX_BYTES = 64 * 2**20
 #: The only places Landlock lets sandboxed code create or change files.
 #: /proc is there so each child can raise its own OOM score (the OOM killer
 #: must pick user code, not the agent); /dev/shm is a sized tmpfs.
@@ -57,6 +55,7 @@ class SandboxLayout:
     runtime_dir: str
     agent_config: str
     disk_bytes: int
+    shm_bytes: int
     seccomp_fd: int | None
     python: str = "/usr/bin/python3"
     system_dirs: tuple[str, ...] = ("/usr",)
@@ -98,7 +97,7 @@ def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
         "--ro-bind", layout.runtime_dir, AGENT_DIR,
         "--proc", "/proc",
         "--dev", "/dev",
-        "--size", str(min(layout.disk_bytes, SHM_MAX_BYTES)), "--perms", "1777", "--tmpfs", "/dev/shm",
+        "--size", str(layout.shm_bytes), "--perms", "1777", "--tmpfs", "/dev/shm",
         "--size", str(layout.disk_bytes), "--perms", "1777", "--tmpfs", "/tmp",
         "--size", str(layout.disk_bytes), "--perms", "0755", "--tmpfs", HOME,
         "--chdir", HOME,

@@ -53,7 +53,7 @@ def _host_dirs() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[st
     return tuple(system_dirs), tuple(symlinks), etc
 
 
-def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, seccomp_fd: int | None,
+def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, shm_bytes: int, seccomp_fd: int | None,
                 info_fd: int | None = None, block_fd: int | None = None) -> SandboxLayout:
     """The sandbox layout for this host."""
     system_dirs, symlinks, etc = _host_dirs()
@@ -61,6 +61,7 @@ def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, seccomp_fd
         runtime_dir=runtime_dir,
         agent_config=agent_config,
         disk_bytes=disk_bytes,
+        shm_bytes=shm_bytes,
         seccomp_fd=seccomp_fd,
         system_dirs=system_dirs,
         symlinks=symlinks,

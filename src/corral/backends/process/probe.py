@@ -72,7 +72,8 @@ def _landlock_summary() -> str:
 
 def _try_sandbox(runtime, credentials) -> str | None:
     seccomp_fd = seccomp.program_fd()
-    layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, seccomp_fd=seccomp_fd)
+    layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, shm_bytes=1 << 20,
+                         seccomp_fd=seccomp_fd)
     argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
     # replace the agent command with a trivial program
     argv, kwargs = drop_privileges(argv[: argv.index(layout.python)] + ["/bin/true"])
