@@ -17,6 +17,7 @@ from corral.errors import (
     FileOperationError,
     InvalidInputError,
     IsolationUnavailableError,
+    PackageInstallError,
     OutcomeUnknownError,
     PermanentError,
     SandboxClosedError,
@@ -24,7 +25,16 @@ from corral.errors import (
     SandboxStartError,
     TransientError,
 )
-from corral.models import ExecutionResult, FileEntry, Limits, OutputEvent, SandboxSpec, TimingBreakdown
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    FileEntry,
+    Limits,
+    OutputEvent,
+    SandboxSpec,
+    TimingBreakdown,
+)
+from corral.network import EgressDecision, ExposedPort, Network, PortMapping
 from corral.oneshot import arun
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox
@@ -35,17 +45,23 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncPool",
     "AsyncSandbox",
+    "BackgroundCommand",
     "CorralError",
+    "EgressDecision",
     "ExecutionResult",
+    "ExposedPort",
     "FileEntry",
     "FileOperationError",
     "InvalidInputError",
     "IsolationUnavailableError",
     "Limits",
+    "Network",
     "OutcomeUnknownError",
     "OutputEvent",
+    "PackageInstallError",
     "PermanentError",
     "Pool",
+    "PortMapping",
     "Sandbox",
     "SandboxClosedError",
     "SandboxCrashedError",

@@ -11,6 +11,7 @@
     ├── PermanentError             give up: the same call cannot succeed here
     │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
     │   └── ProtocolError              the agent broke the protocol: a bug, report it
+    ├── PackageInstallError        the package installer failed: its output is in .result
     ├── SandboxClosedError         you closed it (or it was torn down): open a new one
     └── FileOperationError         a file operation failed inside the sandbox (also an OSError)
 
@@ -62,6 +63,17 @@ class SandboxClosedError(CorralError):
     """The sandbox was closed (by you, or by its teardown) before this call."""
 
 
+class PackageInstallError(CorralError):
+    """The package installer failed; ``result`` holds its output and exit code."""
+
+    def __init__(self, packages: list[str], result: object):
+        stderr = getattr(result, "stderr", "") or getattr(result, "stdout", "")
+        super().__init__(f"installing {', '.join(packages)} failed (exit {getattr(result, 'exit_code', '?')}): "
+                         f"{stderr.strip()[-1500:]}")
+        self.packages = packages
+        self.result = result
+
+
 class ProtocolError(PermanentError):
     """The agent sent something the protocol does not allow."""
 
@@ -83,6 +95,7 @@ __all__ = [
     "InvalidInputError",
     "IsolationUnavailableError",
     "OutcomeUnknownError",
+    "PackageInstallError",
     "PermanentError",
     "ProtocolError",
     "SandboxClosedError",

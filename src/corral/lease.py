@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from corral.backends import registry
 from corral.backends.base import Instance
@@ -34,6 +35,8 @@ class Lease:
     warm: bool
     #: time.monotonic() of the last successful health check.
     checked_at: float = 0.0
+    #: Network services attached after hand-out (closed before teardown or recycling).
+    services: Any = None
 
     @property
     def setup_ms(self) -> float:
@@ -63,6 +66,8 @@ class _Teardowns:
     async def _stop(self, lease: Lease) -> None:
         await asyncio.sleep(TEARDOWN_DELAY_S)
         async with self.slots:
+            if lease.services is not None:
+                await lease.services.close()
             await lease.channel.close()
             await lease.instance.stop()
 

@@ -143,6 +143,13 @@ class OutputEvent(_Frozen):
     data: str
 
 
+class BackgroundCommand(_Frozen):
+    """A command started in the background: its pid inside the sandbox and its log file."""
+
+    pid: int
+    log_path: str
+
+
 class FileEntry(_Frozen):
     """One entry of a directory inside a sandbox."""
 

@@ -141,6 +141,9 @@ class AsyncPool:
     async def _recycle(self, lease: Lease) -> None:
         """Reset a used sandbox and put it back, or discard it if the reset fails."""
         await asyncio.sleep(TEARDOWN_DELAY_S)  # the caller's continuation runs first
+        if lease.services is not None:
+            await lease.services.close()
+            lease.services = None
         try:
             event = await asyncio.wait_for(
                 lease.channel.call(lambda request_id: ResetRequest(id=request_id)), RESET_TIMEOUT_S

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import enum
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -17,22 +18,37 @@ from typing import TYPE_CHECKING, Any
 from corral.errors import (
     FileOperationError,
     InvalidInputError,
+    PackageInstallError,
     ProtocolError,
     SandboxClosedError,
     SandboxCrashedError,
 )
+from corral.network import EgressDecision, ExposedPort, Network, PortMapping
+from corral.packages import check_index, check_packages, index_hosts, install_command
+from corral.services import SandboxServices
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
 from corral.lease import Lease, cold_start, discard
-from corral.models import ExecutionResult, FileEntry, Language, Limits, OutputEvent, SandboxSpec, validated
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    FileEntry,
+    Language,
+    Limits,
+    OutputEvent,
+    SandboxSpec,
+    validated,
+)
 from corral.protocol import (
     Ack,
     DirListing,
     Error,
+    ExecRequest,
     FileData,
     FileListRequest,
     FileReadRequest,
     FileRemoveRequest,
     FileWriteRequest,
+    Started,
     wire,
 )
 
@@ -81,12 +97,23 @@ class AsyncSandbox:
         stdout_limit: int | None = None,
         stderr_limit: int | None = None,
         env: dict[str, str] | None = None,
+        network: Network | None = None,
+        expose: list[PortMapping | int] | None = None,
+        packages: list[str] | None = None,
+        index_url: str | None = None,
         pool: AsyncPool | None = None,
     ):
         self.spec = pool.spec if pool is not None else make_spec(
             language, isolation, env, timeout=timeout, memory_mb=memory_mb, pids=pids, cpus=cpus,
             disk_mb=disk_mb, stdout_limit=stdout_limit, stderr_limit=stderr_limit,
         )
+        self.network = _check_network(network)
+        self._expose = _check_expose(expose)
+        self._packages = check_packages(packages, self.spec.language) if packages is not None else None
+        self._index_url = check_index(index_url, self.spec.language) if packages is not None else index_url
+        #: Ports of the sandbox reachable from the host (known once started).
+        self.exposed_ports: list[ExposedPort] = []
+        self._services: SandboxServices | None = None
         self._pool = pool
         self._lease: Lease | None = None
         self._state = State.NEW
@@ -126,8 +153,43 @@ class AsyncSandbox:
         except BaseException:
             self._state = State.CLOSED
             raise
-        self._move(State.READY)
+        try:
+            self._services = self._lease.services = SandboxServices(self._lease.channel, self.network)
+            self.exposed_ports = await self._services.start(self._expose)
+            self._move(State.READY)
+            if self._packages:
+                await self.install(self._packages, index_url=self._index_url)
+        except BaseException:
+            await self.close()
+            raise
         return self
+
+    def network_log(self) -> list[EgressDecision]:
+        """Every connection the egress proxy allowed or refused for this sandbox, oldest first."""
+        return self._services.decisions if self._services else []
+
+    async def install(self, packages: list[str], *, language: Language | None = None, index_url: str | None = None,
+                      timeout: float = 300.0, on_stdout: OutputCallback | None = None,
+                      on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Install pinned packages (pip for python, npm for javascript) into the sandbox's home.
+
+        Only the package index is reachable during the install, whatever the
+        network policy. Raises PackageInstallError if the installer fails.
+        """
+        language = language or self.spec.language
+        specs = check_packages(packages, language)
+        url = check_index(index_url, language)
+        services = self._services
+        if services is None:
+            self._ready_lease()
+        async with services.temporary_egress(index_hosts(url)) as env:
+            result = await self.commands.run(
+                install_command(specs, language, url), env=env, cwd=wire.SANDBOX_HOME, timeout=timeout,
+                on_stdout=on_stdout, on_stderr=on_stderr,
+            )
+        if not result.ok:
+            raise PackageInstallError(specs, result)
+        return result
 
     async def close(self) -> None:
         """Kill the sandbox; teardown finishes in the background. Idempotent."""
@@ -179,6 +241,8 @@ class AsyncSandbox:
 
     async def _events(self, options: RunOptions) -> AsyncIterator[OutputEvent | ExecutionResult]:
         lease = self._ready_lease()
+        if self._services is not None and self.network.enabled:
+            options = dataclasses.replace(options, env={**self._services.run_env(), **options.env})
         startup = self._startup_pending
         self._startup_pending = False
         lock = self._session_lock if options.session else None
@@ -252,10 +316,31 @@ class AsyncCommands:
     def __init__(self, sandbox: AsyncSandbox):
         self._sandbox = sandbox
 
+    async def start(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None) -> BackgroundCommand:
+        """Start ``cmd`` in the background (no timeout; output to a log file); returns at once.
+
+        It runs until it exits or the sandbox is closed. ``run(cmd, background=True)`` is the same.
+        """
+        sandbox = self._sandbox
+        options = sandbox._options(cmd, "shell", False, None, env, cwd, None)
+        env = {**(sandbox._services.run_env() if sandbox._services else {}), **options.env}
+        event = await sandbox._ready_lease().channel.call(
+            lambda request_id: ExecRequest(
+                id=request_id, language="shell", code=cmd, background=True, timeout_ms=1, env=env, cwd=cwd,
+            )
+        )
+        if isinstance(event, Error):
+            raise InvalidInputError(event.message) if event.code == "invalid" else ProtocolError(event.message)
+        started = _expect(event, Started)
+        return BackgroundCommand(pid=started.pid, log_path=started.log_path)
+
     async def run(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
-                  stdin: bytes | str | None = None, timeout: float | None = None,
-                  on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
-        """Run ``cmd`` with bash; returns its output and exit code."""
+                  stdin: bytes | str | None = None, timeout: float | None = None, background: bool = False,
+                  on_stdout: OutputCallback | None = None,
+                  on_stderr: OutputCallback | None = None) -> ExecutionResult | BackgroundCommand:
+        """Run ``cmd`` with bash; returns its output and exit code (``background``: see :meth:`start`)."""
+        if background:
+            return await self.start(cmd, cwd=cwd, env=env)
         options = self._sandbox._options(cmd, "shell", False, timeout, env, cwd, stdin)
         return await self._sandbox._run_oneshot(options, on_stdout, on_stderr)
 
@@ -300,6 +385,29 @@ class AsyncFiles:
         await self._sandbox._file_call(
             lambda request_id: FileRemoveRequest(id=request_id, path=path, recursive=recursive)
         )
+
+
+def _check_network(network: object) -> Network:
+    if network is None:
+        return Network.none()
+    if not isinstance(network, Network):
+        raise InvalidInputError("network must be corral.Network.none(), .allow([...]) or .full()")
+    return network
+
+
+def _check_expose(expose: object) -> list[PortMapping]:
+    mappings = []
+    for item in expose or ():
+        if isinstance(item, PortMapping):
+            mappings.append(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            mappings.append(validated(PortMapping, internal=item))
+        else:
+            raise InvalidInputError(f"expose takes PortMapping objects or port numbers, got {item!r}")
+    externals = [m.external for m in mappings if m.external is not None]
+    if len(externals) != len(set(externals)):
+        raise InvalidInputError("two mappings ask for the same external port")
+    return mappings
 
 
 def _check_path(path: object) -> None:

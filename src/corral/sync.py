@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from corral.errors import ProtocolError
-from corral.models import ExecutionResult, FileEntry, Language, OutputEvent
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
+from corral.network import EgressDecision, ExposedPort
 from corral.oneshot import arun
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox, OutputCallback
@@ -53,6 +54,19 @@ class Sandbox:
         """True once closed."""
         return self._async.closed
 
+    @property
+    def exposed_ports(self) -> list[ExposedPort]:
+        """Ports of the sandbox reachable from the host."""
+        return self._async.exposed_ports
+
+    def network_log(self) -> list[EgressDecision]:
+        """Every connection the egress proxy allowed or refused, oldest first."""
+        return self._async.network_log()
+
+    def install(self, packages: list[str], **options: Any) -> ExecutionResult:
+        """Install pinned packages into the sandbox (see AsyncSandbox.install)."""
+        return bridge.call(self._async.install(packages, **options))
+
     def start(self) -> Sandbox:
         """Start the sandbox (``with`` does it for you)."""
         bridge.call(self._async.start())
@@ -89,8 +103,12 @@ class Commands:
     def __init__(self, sandbox: AsyncSandbox):
         self._sandbox = sandbox
 
+    def start(self, cmd: str, **options: Any) -> BackgroundCommand:
+        """Start ``cmd`` in the background; returns at once."""
+        return bridge.call(self._sandbox.commands.start(cmd, **options))
+
     def run(self, cmd: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-            **options: Any) -> ExecutionResult:
+            **options: Any) -> ExecutionResult | BackgroundCommand:
         """Run ``cmd`` with bash; returns its output and exit code (callbacks run on corral's loop thread)."""
         return bridge.call(self._sandbox.commands.run(cmd, on_stdout=on_stdout, on_stderr=on_stderr, **options))
 

@@ -146,6 +146,7 @@ def _run_as_main(code, env, cwd):
         return 1
     sys.argv = ["-c"]
     sys.path.insert(0, "")
+    _add_user_site()
     status = _run_code(code, _fresh_main_namespace())
     return _finish_interpreter(status)
 
@@ -168,6 +169,7 @@ def serve_python_session(setup):
                 break
             request = wire.loads(line.decode())
             os.environ.update(request["env"])
+            _add_user_site()
             run_status = _enter_directory(request["cwd"])
             run_status = run_status or _run_code(request["code"], namespace)
             _flush_stdio()
@@ -192,6 +194,22 @@ class _LineReader:
             self._pending += chunk
         line, _, self._pending = self._pending.partition(b"\n")
         return line
+
+
+def _add_user_site():
+    """Make packages installed with ``pip install --user`` importable.
+
+    The agent runs with ``-I`` (no user site); the children it runs code in get
+    the sandbox user's site-packages back, as ``python3`` in a shell has it.
+    """
+    path = os.path.expanduser("~/.local/lib/python%d.%d/site-packages" % sys.version_info[:2])
+    if path not in sys.path and os.path.isdir(path):
+        import site
+
+        site.addsitedir(path)
+        importlib = sys.modules.get("importlib")
+        if importlib is not None:
+            importlib.invalidate_caches()
 
 
 def _enter_directory(path):

@@ -23,7 +23,7 @@ import time
 from corral.agent import child, reset, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
-from corral.agent.runs import OneshotRun, SessionWorker, Spare
+from corral.agent.runs import BackgroundProgram, OneshotRun, SessionWorker, Spare
 from corral.protocol import wire
 
 SESSION_LANGUAGES = ("python", "javascript")
@@ -50,6 +50,9 @@ class Agent:
         self.prefork = config.get("prefork") if config.get("prefork") in SESSION_LANGUAGES else None
         self.wipe_paths = [(path, mode) for path, mode in config.get("wipe_paths", [])]
         self.spare = None
+        self.pairs = set()
+        self.egress = None
+        self.background = {}
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.pid = os.getpid()
@@ -72,6 +75,12 @@ class Agent:
         """Call ``callback()`` whenever ``fd`` is readable (or writable)."""
         self.handlers[fd] = callback
         self.epoll.register(fd, select.EPOLLOUT if writable else select.EPOLLIN)
+
+    def rewatch(self, fd, readable, writable):
+        """Change which readiness of a watched ``fd`` calls its callback."""
+        if fd in self.handlers:
+            mask = (select.EPOLLIN if readable else 0) | (select.EPOLLOUT if writable else 0)
+            self.epoll.modify(fd, mask)
 
     def unwatch(self, fd):
         """Stop watching ``fd`` (before it is closed)."""
@@ -261,11 +270,35 @@ class Agent:
             self.send({"type": "ack", "id": request_id})
         elif kind == "ping":
             self.send({"type": "ack", "id": request_id})
+        elif kind == "egress":
+            self._egress(bool(request.get("enable")), _int(request, "port", wire.EGRESS_RELAY_PORT))
+            self.send({"type": "ack", "id": request_id})
+        elif kind == "port_connect":
+            from corral.agent.relay import connect_port, service_path
+
+            try:
+                connect_port(self, _int(request, "port", 0), _text(request, "token"), service_path(wire.PORTS_SOCKET))
+            except OSError as exc:
+                raise RequestError("not_found", f"cannot connect to port {request.get('port')}: {exc.strerror or exc}")
+            self.send({"type": "ack", "id": request_id})
         elif kind == "reset":
             self._reset()
             self.send({"type": "ack", "id": request_id})
         else:
             raise RequestError("invalid", f"unknown request type {kind!r}")
+
+    def _egress(self, enable, port):
+        """Start or stop the in-sandbox end of the egress proxy."""
+        from corral.agent.relay import EgressRelay, service_path
+
+        if enable and self.egress is None:
+            try:
+                self.egress = EgressRelay(self, port, service_path(wire.EGRESS_SOCKET))
+            except OSError as exc:
+                raise RequestError("busy", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
+        elif not enable and self.egress is not None:
+            self.egress.close()
+            self.egress = None
 
     def _reset(self):
         """Kill everything, empty the writable places, forget sessions and the spare."""
@@ -275,6 +308,10 @@ class Agent:
             raise RequestError("internal", "processes kept appearing while the sandbox was reset")
         self.spare = None
         self.sessions.clear()
+        self.background.clear()
+        for pair in list(self.pairs):
+            pair.close()
+        self._egress(False, 0)
         for path, mode in self.wipe_paths:
             reset.empty_directory(path, mode)
         reset.remove_sysv_ipc()
@@ -306,7 +343,8 @@ class Agent:
                 raise RequestError("invalid", "stdin_b64 is not valid base64") from None
             if len(stdin) > wire.MAX_STDIN_BYTES:
                 raise RequestError("too_large", f"stdin is larger than {wire.MAX_STDIN_BYTES} bytes")
-        session = bool(request.get("session")) and language in SESSION_LANGUAGES
+        background = bool(request.get("background"))
+        session = bool(request.get("session")) and language in SESSION_LANGUAGES and not background
         if session and stdin:
             raise RequestError("invalid", "stdin can only be given to one-shot runs and commands")
         return {
@@ -314,6 +352,7 @@ class Agent:
             "language": language,
             "code": code,
             "session": session,
+            "background": background,
             "timeout_ms": timeout_ms,
             "env": {**self.base_env, **env},
             "cwd": self.files.resolve(cwd),
@@ -323,6 +362,10 @@ class Agent:
         }
 
     def _start_exec(self, request):
+        if request["background"]:
+            program = BackgroundProgram(self, request)
+            self.send({"type": "started", "id": request["id"], "pid": program.pid, "log_path": program.log_path})
+            return
         if not request["session"]:
             self.runs[request["id"]] = OneshotRun(self, request)
             return

@@ -5,9 +5,9 @@
 'use strict';
 const fs = require('fs');
 const readline = require('readline');
+const path = require('path');
 const vm = require('vm');
-
-globalThis.require = require;
+const { createRequire } = require('module');
 
 function reply(exitCode) {
   fs.writeSync(4, JSON.stringify({ exit_code: exitCode }) + '\n');
@@ -29,6 +29,8 @@ async function serve() {
     try {
       Object.assign(process.env, env);
       process.chdir(cwd);
+      // require resolves from the working directory, so packages installed in home are found
+      globalThis.require = createRequire(path.join(process.cwd(), '[session]'));
       const result = new vm.Script(code, { filename: '[session]' }).runInThisContext();
       if (result && typeof result.then === 'function') {
         await result;

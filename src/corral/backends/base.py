@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from corral.host.cgroups import CgroupUsage
 from corral.models import SandboxSpec
@@ -40,6 +41,9 @@ class Instance(abc.ABC):
     writer: asyncio.StreamWriter
     setup_ms: float
     boot_ms: float
+    #: A host directory, private to this sandbox, whose Unix sockets the agent can
+    #: connect to at ``wire.SERVICE_DIR`` (the egress proxy, port forwarding).
+    service_dir: Path
 
     @abc.abstractmethod
     def alive(self) -> bool:

@@ -34,6 +34,8 @@ class ExecRequest(_Message):
     language: Language
     code: str = Field(max_length=wire.MAX_CODE_BYTES)
     session: bool = False
+    #: Start the program and answer ``started`` at once; its output goes to a log file.
+    background: bool = False
     timeout_ms: int = Field(gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
@@ -92,6 +94,24 @@ class PingRequest(_Message):
     id: int
 
 
+class EgressRequest(_Message):
+    """Start (or stop) the agent's 127.0.0.1:<port> end of the host's egress proxy."""
+
+    type: Literal["egress"] = "egress"
+    id: int
+    enable: bool
+    port: int = Field(default=wire.EGRESS_RELAY_PORT, ge=1, le=65535)
+
+
+class PortConnectRequest(_Message):
+    """Connect 127.0.0.1:<port> inside the sandbox to the host's port socket, presenting ``token``."""
+
+    type: Literal["port_connect"] = "port_connect"
+    id: int
+    port: int = Field(ge=1, le=65535)
+    token: str = Field(min_length=16, max_length=128)
+
+
 class ResetRequest(_Message):
     """Return an idle sandbox to the state of a new one (for reuse by a pool)."""
 
@@ -109,6 +129,8 @@ Request = Annotated[
         CancelRequest,
         PingRequest,
         ResetRequest,
+        EgressRequest,
+        PortConnectRequest,
     ],
     Field(discriminator="type"),
 ]
@@ -149,6 +171,15 @@ class ExecDone(_Message):
     session_reset: bool = False
     spawn_ms: float = 0.0
     process_ms: float = 0.0
+
+
+class Started(_Message):
+    """A background program was started."""
+
+    type: Literal["started"] = "started"
+    id: int
+    pid: int
+    log_path: str
 
 
 class FileData(_Message):
@@ -211,10 +242,10 @@ class Error(_Message):
 
 
 Event = Annotated[
-    Union[Hello, Output, ExecDone, FileData, DirListing, Ack, Error],
+    Union[Hello, Output, ExecDone, Started, FileData, DirListing, Ack, Error],
     Field(discriminator="type"),
 ]
-TERMINAL_TYPES = frozenset({"exec_done", "file_data", "dir_listing", "ack", "error"})
+TERMINAL_TYPES = frozenset({"exec_done", "started", "file_data", "dir_listing", "ack", "error"})
 
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 request_adapter: TypeAdapter[Request] = TypeAdapter(Request)

@@ -38,6 +38,15 @@ MAX_PATH_BYTES = 4096
 
 LANGUAGES = ("python", "javascript", "shell")
 
+#: The sandbox user's home: relative paths in the file API start here.
+SANDBOX_HOME = "/home/user"
+#: Host sockets the agent can reach appear in this directory inside the sandbox.
+SERVICE_DIR = "/run/corral"
+EGRESS_SOCKET = "egress.sock"
+PORTS_SOCKET = "ports.sock"
+#: Where the in-sandbox end of the egress proxy listens (127.0.0.1) by default.
+EGRESS_RELAY_PORT = 3128
+
 _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _NAME_REST = _NAME_START | frozenset("0123456789")
 

@@ -13,12 +13,14 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import time
 import uuid
+from pathlib import Path
 
 from corral.backends.base import Backend, Instance, ProbeResult
 from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import drop_privileges, host_layout
+from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir
 from corral.backends.process.probe import probe
 from corral.errors import SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
@@ -36,9 +38,11 @@ _AGENT_OOM_SCORE_ADJ = "-900"
 class ProcessInstance(Instance):
     """A running bwrap sandbox."""
 
-    def __init__(self, process: asyncio.subprocess.Process, cgroup: Cgroup | None, setup_ms: float):
+    def __init__(self, process: asyncio.subprocess.Process, cgroup: Cgroup | None, service_dir: Path,
+                 setup_ms: float):
         self.process = process
         self.cgroup = cgroup
+        self.service_dir = service_dir
         self.reader = process.stdout
         self.writer = process.stdin
         self.setup_ms = setup_ms
@@ -86,6 +90,7 @@ class ProcessInstance(Instance):
             await asyncio.wait_for(self._stderr_task, 1.0)
         if self.cgroup is not None:
             await _off_loop(self.cgroup.remove)
+        shutil.rmtree(self.service_dir, ignore_errors=True)
 
 
 class ProcessBackend(Backend):
@@ -109,16 +114,16 @@ class ProcessBackend(Backend):
         runtime = runtime_dir()
         limits = spec.limits
         memory_bytes = limits.memory_mb * 2**20
-        cgroup = await asyncio.to_thread(
-            Cgroup.create, f"sb-{uuid.uuid4().hex[:12]}", CgroupLimits(memory_bytes, limits.pids, limits.cpus)
-        )
+        name = f"sb-{uuid.uuid4().hex[:12]}"
+        cgroup = await asyncio.to_thread(Cgroup.create, name, CgroupLimits(memory_bytes, limits.pids, limits.cpus))
+        service_dir = make_service_dir(name)
         seccomp_fd = seccomp.program_fd()
         info_r, info_w = os.pipe()
         block_r, block_w = os.pipe()
         layout = host_layout(
             str(runtime), json.dumps(_agent_config(spec, cgroup is not None)), limits.writable_mb * 2**20,
             limits.shm_mb * 2**20, seccomp_fd,
-            info_fd=info_w, block_fd=block_r,
+            info_fd=info_w, block_fd=block_r, service_dir=str(service_dir),
         )
         argv, kwargs = drop_privileges(bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout))
         try:
@@ -137,12 +142,13 @@ class ProcessBackend(Backend):
                 os.close(fd)
             if cgroup is not None:
                 cgroup.remove()
+            shutil.rmtree(service_dir, ignore_errors=True)
             raise SandboxStartError(f"cannot launch bwrap: {exc}") from exc
         finally:
             for fd in (seccomp_fd, info_w, block_r):
                 os.close(fd)
         launched = time.perf_counter()
-        instance = ProcessInstance(process, cgroup, setup_ms=(launched - started) * 1000)
+        instance = ProcessInstance(process, cgroup, service_dir, setup_ms=(launched - started) * 1000)
         try:
             sandbox_pid = await _read_info(info_r, process)
             for pid in (process.pid, sandbox_pid):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-HOME = "/home/user"
+from corral.protocol.wire import SANDBOX_HOME, SERVICE_DIR
+
+HOME = SANDBOX_HOME
 AGENT_DIR = "/opt/corral"
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
@@ -61,6 +63,8 @@ class SandboxLayout:
     system_dirs: tuple[str, ...] = ("/usr",)
     symlinks: tuple[tuple[str, str], ...] = ()
     etc_entries: tuple[str, ...] = ()
+    #: Host directory shown read-only at wire.SERVICE_DIR (Unix sockets of host services).
+    service_dir: str | None = None
     #: bwrap writes the sandbox's host pid here, then waits on block_fd before exec'ing the agent.
     info_fd: int | None = None
     block_fd: int | None = None
@@ -93,6 +97,8 @@ def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
         argv += ["--ro-bind", f"/etc/{entry}", f"/etc/{entry}"]
     for name in ("passwd", "group", "hosts", "hostname", "resolv.conf", "nsswitch.conf"):
         argv += ["--ro-bind", f"{layout.runtime_dir}/etc/{name}", f"/etc/{name}"]
+    if layout.service_dir is not None:
+        argv += ["--ro-bind", layout.service_dir, SERVICE_DIR]
     argv += [
         "--ro-bind", layout.runtime_dir, AGENT_DIR,
         "--proc", "/proc",

@@ -4,13 +4,28 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 from functools import lru_cache
 
 from corral.backends.process.bwrap import ETC_ENTRIES, SandboxLayout
+from corral.host.runtime_dir import data_dir
 
 #: The unprivileged host uid/gid sandboxes run as when corral runs as root.
 NOBODY = (65534, 65534)
 _MERGED_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+
+
+def make_service_dir(name: str) -> Path:
+    """A fresh host directory only this sandbox's uid (and root) can enter."""
+    root = data_dir() / "sandboxes"
+    root.mkdir(parents=True, exist_ok=True)
+    root.chmod(0o711)
+    path = root / name
+    path.mkdir(mode=0o700)
+    credentials = sandbox_credentials()
+    if credentials is not None:
+        os.chown(path, *credentials)
+    return path
 
 
 def sandbox_credentials() -> tuple[int, int] | None:
@@ -54,7 +69,8 @@ def _host_dirs() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[st
 
 
 def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, shm_bytes: int, seccomp_fd: int | None,
-                info_fd: int | None = None, block_fd: int | None = None) -> SandboxLayout:
+                info_fd: int | None = None, block_fd: int | None = None,
+                service_dir: str | None = None) -> SandboxLayout:
     """The sandbox layout for this host."""
     system_dirs, symlinks, etc = _host_dirs()
     return SandboxLayout(
@@ -68,4 +84,5 @@ def host_layout(runtime_dir: str, agent_config: str, disk_bytes: int, shm_bytes:
         etc_entries=etc,
         info_fd=info_fd,
         block_fd=block_fd,
+        service_dir=service_dir,
     )

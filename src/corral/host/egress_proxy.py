@@ -1,0 +1,209 @@
+"""The host side of a sandbox's only way out: an HTTP proxy that enforces its network policy.
+
+It serves HTTP ``CONNECT`` (HTTPS and other TLS) and plain ``http://`` requests
+on a Unix socket that the sandbox reaches through its agent. A request goes
+out only when its host name matches the policy; the proxy resolves the name
+itself (the sandbox has no DNS) and refuses private, loopback, link-local and
+other non-public addresses unless the operator wrote that address down
+(``Network.hosts`` or an IP literal in the allow-list). Every decision is kept
+in :attr:`EgressProxy.decisions` and logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from corral.host.splice import splice
+from corral.network import EgressDecision, Network, normalize_host
+
+log = logging.getLogger(__name__)
+
+_MAX_HEADER_BYTES = 64 * 1024
+_HEADER_TIMEOUT_S = 30.0
+_CONNECT_TIMEOUT_S = 10.0
+_MAX_DECISIONS = 1000
+_HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive", "te", "trailer", "upgrade"}
+
+
+class Refused(Exception):
+    """The policy refuses this destination; the message says why."""
+
+
+class EgressPolicy:
+    """Which host names may be reached, and at which addresses."""
+
+    def __init__(self, network: Network):
+        self.network = network
+        self.extra: set[str] = set()  # temporary allowances (a package index during an install)
+
+    def allow_temporarily(self, host: str) -> None:
+        """Also allow ``host`` until :meth:`revoke` (used around package installs)."""
+        self.extra.add(normalize_host(host))
+
+    def revoke(self, host: str) -> None:
+        """Undo :meth:`allow_temporarily`."""
+        self.extra.discard(normalize_host(host))
+
+    def _listed(self, host: str) -> bool:
+        patterns = set(self.network.allowed) | self.extra
+        if host in patterns:
+            return True
+        return any(pattern.startswith("*.") and host.endswith(pattern[1:]) for pattern in patterns)
+
+    def _trusted_addresses(self, host: str) -> list[str] | None:
+        mapped = dict(self.network.hosts).get(host)
+        if mapped is not None:
+            return [mapped]
+        if _is_ip(host) and self._listed(host):
+            return [host]
+        return None
+
+    async def addresses(self, host: str, port: int) -> list[str]:
+        """Addresses to connect to for ``host``; raise Refused if the policy forbids it."""
+        host = normalize_host(host)
+        if not (self.network.mode == "full" or self._listed(host)):
+            raise Refused(f"{host} is not in this sandbox's allow-list")
+        trusted = self._trusted_addresses(host)
+        if trusted is not None:
+            return trusted
+        if _is_ip(host):
+            candidates = [host]
+        else:
+            try:
+                infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                raise Refused(f"{host} does not resolve: {exc}") from None
+            candidates = list(dict.fromkeys(info[4][0] for info in infos))
+        public = [address for address in candidates if _public(address)]
+        if not public:
+            raise Refused(f"{host} resolves only to private, loopback or link-local addresses ({', '.join(candidates)})")
+        return public
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class EgressProxy:
+    """One sandbox's proxy, listening on a Unix socket."""
+
+    def __init__(self, policy: EgressPolicy, socket_path: Path):
+        self.policy = policy
+        self.socket_path = socket_path
+        self.decisions: collections.deque[EgressDecision] = collections.deque(maxlen=_MAX_DECISIONS)
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.Task] = set()
+
+    async def start(self) -> None:
+        """Listen (the socket is made connectable for the sandbox's uid)."""
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o666)
+
+    async def close(self) -> None:
+        """Stop listening and cut every open connection."""
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        for task in list(self._connections):
+            task.cancel()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket_path.unlink()
+
+    def _record(self, host: str, port: int, allowed: bool, reason: str) -> None:
+        self.decisions.append(EgressDecision(time=time.time(), host=host, port=port, allowed=allowed, reason=reason))
+        log.info("egress %s %s:%d (%s)", "allowed" if allowed else "refused", host, port, reason)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        self._connections.add(task)
+        try:
+            await self._handle(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
+            pass
+        finally:
+            self._connections.discard(task)
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEADER_TIMEOUT_S)
+        if len(head) > _MAX_HEADER_BYTES:
+            return await _answer(writer, 431, "request headers too large")
+        request_line, *header_lines = head.decode("latin-1").split("\r\n")
+        try:
+            method, target, version = request_line.split(" ")
+        except ValueError:
+            return await _answer(writer, 400, "malformed request line")
+        if method == "CONNECT":
+            host, _, port_text = target.rpartition(":")
+            path = None
+        else:
+            url = urlsplit(target)
+            if url.scheme != "http" or not url.hostname:
+                return await _answer(writer, 400, "only CONNECT and absolute http:// URLs go through this proxy")
+            host, port_text = url.hostname, str(url.port or 80)
+            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
+        try:
+            port = int(port_text)
+        except ValueError:
+            return await _answer(writer, 400, f"bad port in {target!r}")
+        host = normalize_host(host)
+        try:
+            addresses = await self.policy.addresses(host, port)
+        except Refused as exc:
+            self._record(host, port, False, str(exc))
+            return await _answer(writer, 403, f"corral: egress to {host}:{port} refused: {exc}")
+        upstream = await _connect(addresses, port)
+        if upstream is None:
+            self._record(host, port, False, "connection failed")
+            return await _answer(writer, 502, f"corral: cannot connect to {host}:{port}")
+        self._record(host, port, True, f"matched the policy; connected to {upstream[2]}")
+        up_reader, up_writer, _ = upstream
+        if path is None:
+            writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+        else:
+            kept = [line for line in header_lines if line and line.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
+            up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1"))
+            up_writer.write("".join(f"{line}\r\n" for line in [*kept, "Connection: close"]).encode("latin-1") + b"\r\n")
+        await splice(reader, writer, up_reader, up_writer)
+
+
+async def _connect(addresses: list[str], port: int):
+    for address in addresses:
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(address, port), _CONNECT_TIMEOUT_S)
+            return reader, writer, address
+        except (OSError, asyncio.TimeoutError):
+            continue
+    return None
+
+
+async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}
+    body = (message + "\n").encode()
+    writer.write(
+        f"HTTP/1.1 {status} {reasons[status]}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        f"Connection: close\r\nX-Corral-Egress: refused\r\n\r\n".encode() + body
+    )
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
