@@ -9,10 +9,12 @@ current event loop (kept until :func:`close_default_pools`).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from corral.errors import InvalidInputError
 from corral.models import ExecutionResult, Language, SandboxSpec
+from corral.network import ExposedPort, Network, PortMapping
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox, OutputCallback
 
@@ -31,23 +33,38 @@ async def arun(
     disk_mb: int | None = None,
     env: dict[str, str] | None = None,
     stdin: bytes | str | None = None,
+    network: Network | None = None,
+    expose: list[PortMapping | int] | None = None,
+    packages: list[str] | None = None,
+    index_url: str | None = None,
     pool: AsyncPool | None = None,
     pool_size: int | None = None,
     on_stdout: OutputCallback | None = None,
     on_stderr: OutputCallback | None = None,
+    on_exposed: Callable[[list[ExposedPort]], Any] | None = None,
 ) -> ExecutionResult:
-    """Run ``code`` once in a fresh process in its own sandbox and return the result."""
+    """Run ``code`` once in a fresh process in its own sandbox and return the result.
+
+    ``network``, ``expose`` and ``packages`` are set up before the code runs;
+    ``on_exposed`` is called with the exposed ports once they listen.
+    """
     limits: dict[str, Any] = {"memory_mb": memory_mb, "pids": pids, "cpus": cpus, "disk_mb": disk_mb}
     if pool is not None and (env or any(value is not None for value in limits.values())):
         raise InvalidInputError("a pool fixes env and limits: pass them to the Pool, not to run(pool=...)")
+    if pool is not None or pool_size:
+        if network is not None or expose or packages:
+            raise InvalidInputError("network, expose and packages need their own sandbox: not with pool or pool_size")
     if pool is None and pool_size:
         pool = await default_pool(pool_size, language=language, isolation=isolation, env=env, **limits)
     if pool is not None:
         return await pool.run(code, language=language, timeout=timeout, env=None, stdin=stdin,
                               on_stdout=on_stdout, on_stderr=on_stderr)
-    sandbox = AsyncSandbox(language, isolation=isolation, env=env, timeout=timeout, **limits)
+    sandbox = AsyncSandbox(language, isolation=isolation, env=env, timeout=timeout, network=network, expose=expose,
+                           packages=packages, index_url=index_url, **limits)
     options = sandbox._options(code, language, False, None, None, None, stdin)
     async with sandbox:
+        if on_exposed is not None and sandbox.exposed_ports:
+            on_exposed(sandbox.exposed_ports)
         return await sandbox._run_oneshot(options, on_stdout, on_stderr)
 
 

@@ -82,3 +82,22 @@ def test_doctor():
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("corral")
     assert script.exists() and os.access(script, os.X_OK)
+
+
+def test_network_ports_and_packages_flags(http_server):
+    http_server.routes["/x"] = (200, {}, b"through the proxy")
+    fetch = ("import urllib.request, sys\n"
+             "try: print(urllib.request.urlopen(sys.argv[0] if False else URL, timeout=10).read().decode())\n"
+             "except Exception as exc: print('ERR', exc)")
+    url = f"http://127.0.0.1:{http_server.port}/x"
+    allowed = corral("run", "--allow-domain", "127.0.0.1", "-c", f"URL = {url!r}\n{fetch}",
+                     "-e", "NO_PROXY=", "-e", "no_proxy=")
+    assert allowed.stdout == "through the proxy\n", allowed.stderr
+    refused = corral("run", "--allow-domain", "pypi.org", "-c", f"URL = {url!r}\n{fetch}", "-e", "NO_PROXY=", "-e", "no_proxy=")
+    assert refused.stdout.startswith("ERR") and "403" in refused.stdout
+    exposed = corral("run", "--expose", "8080", "-c", "print('ok')")
+    assert exposed.returncode == 0 and "sandbox port 8080 is at http://127.0.0.1:" in exposed.stderr
+    bad = corral("run", "--package", "requests", "-c", "print(1)")
+    assert bad.returncode == 2 and "pinned" in bad.stderr
+    bad_port = corral("run", "--expose", "80:80", "-c", "print(1)")
+    assert bad_port.returncode == 2 and "--expose" in bad_port.stderr

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from corral.errors import CorralError, InvalidInputError, IsolationUnavailableError
+from corral.network import ExposedPort, Network, PortMapping
 from corral.protocol import wire
 from corral.sync import run as run_code
 
@@ -34,6 +35,16 @@ def run(
     ] = None,
     env: Annotated[list[str], typer.Option("--env", "-e", help="NAME=value, repeatable.")] = [],  # noqa: B006
     isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
+    allow_domain: Annotated[
+        list[str], typer.Option("--allow-domain", help="Host name (or *.domain) the program may reach over HTTP(S); repeatable.")
+    ] = [],  # noqa: B006
+    expose: Annotated[
+        list[str], typer.Option("--expose", help="Sandbox TCP port to expose on 127.0.0.1: PORT or PORT:HOSTPORT; repeatable.")
+    ] = [],  # noqa: B006
+    package: Annotated[
+        list[str], typer.Option("--package", help="Pinned package to install first (name==1.2.3, npm: name@1.2.3); repeatable.")
+    ] = [],  # noqa: B006
+    index_url: Annotated[Optional[str], typer.Option(help="Package index (pip) or registry (npm) URL.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the ExecutionResult as JSON instead of streaming.")] = False,
 ) -> None:
     """Run a program once in a fresh sandbox and exit with its exit code."""
@@ -51,10 +62,15 @@ def run(
             disk_mb=disk,
             env=variables,
             stdin=stdin,
+            network=Network.allow(allow_domain) if allow_domain else None,
+            expose=[_parse_port(spec) for spec in expose] or None,
+            packages=package or None,
+            index_url=index_url,
+            on_exposed=_announce_ports,
             on_stdout=None if json_output else _writer(sys.stdout),
             on_stderr=None if json_output else _writer(sys.stderr),
         )
-    except InvalidInputError as exc:
+    except (InvalidInputError, ValueError) as exc:
         _fail(f"invalid input: {exc}", EXIT_USAGE)
     except IsolationUnavailableError as exc:
         _fail(str(exc), EXIT_UNAVAILABLE)
@@ -89,6 +105,20 @@ def _program(source: str | None, code: str | None, language: str | None) -> tupl
     if source != "-" and not sys.stdin.isatty():
         stdin = sys.stdin.buffer.read(wire.MAX_STDIN_BYTES + 1) or None
     return program, language or "python", stdin
+
+
+def _parse_port(spec: str) -> PortMapping:
+    internal, _, external = spec.partition(":")
+    try:
+        return PortMapping(internal=int(internal), external=int(external) if external else None)
+    except ValueError as exc:
+        raise InvalidInputError(f"--expose takes PORT or PORT:HOSTPORT (1024-65535), got {spec!r}: {exc}") from None
+
+
+def _announce_ports(ports: list[ExposedPort]) -> None:
+    for port in ports:
+        sys.stderr.write(f"corral: sandbox port {port.internal} is at {port.url}\n")
+    sys.stderr.flush()
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
