@@ -77,3 +77,16 @@ def https_server(tls_dir: Path) -> Iterator[LocalServer]:
     server = LocalServer(tls_dir)
     yield server
     server.close()
+
+
+def _levels() -> list[str]:
+    from corral.backends import registry
+
+    return registry.available() or ["process"]
+
+
+@pytest.fixture(autouse=True, params=_levels())
+def isolation_level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every integration test runs once per isolation level that works here (``auto`` pinned to it)."""
+    monkeypatch.setenv("CORRAL_ISOLATION", request.param)
+    return request.param

@@ -300,3 +300,7 @@ def test_prestarted_node_behaves_like_node_e():
         assert failed.exit_code == 1 and "Error: boom" in failed.stderr and "[eval]:2" in failed.stderr
         assert pool.run("setTimeout(() => console.log('later'), 20); process.exitCode = 3").stdout == "later\n"
         assert pool.run("process.exit(4)").exit_code == 4
+
+
+def test_auto_follows_the_pinned_level(isolation_level):
+    assert corral.run("print(1)").isolation == isolation_level

@@ -3,9 +3,12 @@
 ``auto`` picks the strongest level that works here: a backend whose probe
 proves hardware isolation first, then the process sandbox. A level that is
 only emulated (a microVM under TCG) is used only when asked for by name.
+A deployment can pin what ``auto`` means with ``CORRAL_ISOLATION=<level>``.
 """
 
 from __future__ import annotations
+
+import os
 
 from corral.backends.base import Backend, ProbeResult
 from corral.errors import InvalidInputError, IsolationUnavailableError
@@ -26,6 +29,11 @@ def names() -> list[str]:
     return sorted(_BACKENDS)
 
 
+def available() -> list[str]:
+    """Levels whose probe says they work here."""
+    return [name for name, result in probe_all().items() if result.available]
+
+
 def probe_all() -> dict[str, ProbeResult]:
     """Probe every registered backend."""
     _load_builtin()
@@ -35,6 +43,9 @@ def probe_all() -> dict[str, ProbeResult]:
 def resolve(isolation: str) -> Backend:
     """The backend for ``isolation`` (a name or ``"auto"``) that works here, or raise."""
     _load_builtin()
+    pinned = os.environ.get("CORRAL_ISOLATION", "auto")
+    if isolation == "auto" and pinned != "auto":
+        return resolve(pinned)
     if isolation == "auto":
         for name in _AUTO_ORDER:
             backend = _BACKENDS.get(name)
