@@ -7,6 +7,10 @@ cd "$(dirname "$0")/.."
 need=()
 [ -x /usr/bin/python3 ] || need+=(python3)             # the interpreter inside sandboxes
 command -v node >/dev/null 2>&1 || need+=(nodejs)       # javascript inside sandboxes
+command -v npm >/dev/null 2>&1 || need+=(npm)           # package installs for javascript
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # package installs for python
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # dropping to the sandbox uid
+command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the tests' HTTPS peer
 ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
