@@ -32,7 +32,7 @@ async def test_addresses_the_operator_wrote_are_trusted_even_on_loopback():
 @pytest.mark.parametrize("address", ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254",
                                      "::1", "fe80::1", "fc00::1", "0.0.0.0", "224.0.0.1", "::ffff:127.0.0.1"])
 async def test_full_network_never_reaches_private_loopback_or_link_local_addresses(address):
-    with pytest.raises(Refused, match="private, loopback or link-local"):
+    with pytest.raises(Refused, match="private, loopback, link-local"):
         await addresses(Network.full(), address)
 
 
@@ -48,3 +48,18 @@ async def test_temporary_allowance_is_revoked():
     policy.revoke("127.0.0.1")
     with pytest.raises(Refused):
         await policy.addresses("127.0.0.1", 80)
+
+
+async def test_the_hosts_own_public_addresses_are_refused(monkeypatch):
+    from corral.host import egress_proxy
+
+    monkeypatch.setattr(egress_proxy, "host_addresses", lambda: frozenset({"93.184.216.34"}))
+    with pytest.raises(Refused, match="own addresses"):
+        await addresses(Network.full(), "93.184.216.34")
+    assert await addresses(Network.full(), "93.184.216.35") == ["93.184.216.35"]
+
+
+def test_host_addresses_include_loopback():
+    from corral.host.egress_proxy import host_addresses
+
+    assert {"127.0.0.1", "::1"} <= host_addresses()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -85,7 +86,10 @@ class EgressPolicy:
             candidates = list(dict.fromkeys(info[4][0] for info in infos))
         public = [address for address in candidates if _public(address)]
         if not public:
-            raise Refused(f"{host} resolves only to private, loopback or link-local addresses ({', '.join(candidates)})")
+            raise Refused(
+                f"{host} resolves only to private, loopback, link-local or this host's own addresses "
+                f"({', '.join(candidates)})"
+            )
         return public
 
 
@@ -101,7 +105,23 @@ def _public(address: str) -> bool:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+    return ip.is_global and not ip.is_multicast and str(ip) not in host_addresses()
+
+
+@functools.lru_cache(maxsize=1)
+def host_addresses() -> frozenset[str]:
+    """This host's own addresses (public ones included): never a destination."""
+    found = set()
+    with contextlib.suppress(OSError):
+        lines = Path("/proc/net/fib_trie").read_text().splitlines()
+        for previous, line in zip(lines, lines[1:]):
+            if line.strip().endswith("host LOCAL") and "|--" in previous:
+                found.add(previous.split("|--")[1].strip())
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/if_inet6").read_text().splitlines():
+            raw = line.split()[0]
+            found.add(str(ipaddress.IPv6Address(int(raw, 16))))
+    return frozenset(found)
 
 
 class EgressProxy:
