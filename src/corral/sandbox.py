@@ -343,6 +343,9 @@ class AsyncCommands:
                   on_stderr: OutputCallback | None = None) -> ExecutionResult | BackgroundCommand:
         """Run ``cmd`` with bash; returns its output and exit code (``background``: see :meth:`start`)."""
         if background:
+            if stdin is not None or timeout is not None or on_stdout is not None or on_stderr is not None:
+                raise InvalidInputError("a background command takes no stdin, timeout or output callbacks "
+                                        "(its output goes to BackgroundCommand.log_path)")
             return await self.start(cmd, cwd=cwd, env=env)
         options = self._sandbox._options(cmd, "shell", False, timeout, env, cwd, stdin)
         return await self._sandbox._run_oneshot(options, on_stdout, on_stderr)

@@ -7,6 +7,7 @@ they are closed before the sandbox is torn down or recycled.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -41,11 +42,15 @@ class SandboxServices:
         self.proxy: EgressProxy | None = None
         self.forwarder: PortForwarder | None = None
         self._relay_users = 0
+        self._log: list[EgressDecision] | None = None  # the proxy's log, kept after close
+        self._install_lock = asyncio.Lock()
 
     @property
     def decisions(self) -> list[EgressDecision]:
         """Every connection the egress proxy allowed or refused, oldest first."""
-        return list(self.proxy.decisions) if self.proxy else []
+        if self.proxy is not None:
+            return list(self.proxy.decisions)
+        return list(self._log or [])
 
     def run_env(self) -> dict[str, str]:
         """Environment every run gets (the proxy settings when the sandbox has network)."""
@@ -61,20 +66,28 @@ class SandboxServices:
         return await self.forwarder.start(expose)
 
     @contextlib.asynccontextmanager
-    async def temporary_egress(self, hosts: list[str]) -> AsyncIterator[dict[str, str]]:
-        """Let the sandbox reach ``hosts`` too, for the duration (a package install); yields the proxy env."""
-        for host in hosts:
-            self.policy.allow_temporarily(host)
+    async def temporary_egress(self, hosts: list[tuple[str, int]]) -> AsyncIterator[dict[str, str]]:
+        """Let the sandbox reach ``hosts`` (host, port) too, for the duration; yields the proxy env.
+
+        Installs are serialized, so one cannot end another's allowance.
+        """
+        async with self._install_lock:
+            async with self._temporary(hosts) as env:
+                yield env
+
+    @contextlib.asynccontextmanager
+    async def _temporary(self, hosts: list[tuple[str, int]]) -> AsyncIterator[dict[str, str]]:
+        for host, port in hosts:
+            self.policy.allow_temporarily(host, port)
         await self._relay(+1)
         try:
             # everything through the proxy, loopback included: an index given as 127.0.0.1 is on
             # the host's loopback, which the sandbox can reach only through the proxy
             yield {**PROXY_ENV, "NO_PROXY": "", "no_proxy": ""}
         finally:
+            for host, port in hosts:
+                self.policy.revoke(host, port)
             await self._relay(-1)
-            for host in hosts:
-                if host not in self.network.allowed:
-                    self.policy.revoke(host)
 
     async def _relay(self, delta: int) -> None:
         before = self._relay_users
@@ -99,6 +112,8 @@ class SandboxServices:
 
     async def close(self) -> None:
         """Release host ports and stop the proxy."""
+        if self.proxy is not None:
+            self._log = list(self.proxy.decisions)
         for service in (self.forwarder, self.proxy):
             if service is not None:
                 with contextlib.suppress(Exception):

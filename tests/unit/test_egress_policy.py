@@ -41,13 +41,20 @@ async def test_names_resolving_to_private_addresses_are_refused():
         await addresses(Network.allow(["localhost"]), "localhost")
 
 
-async def test_temporary_allowance_is_revoked():
+async def test_temporary_allowance_is_for_one_port_and_revoked():
     policy = EgressPolicy(Network.none())
-    policy.allow_temporarily("127.0.0.1")
-    assert await policy.addresses("127.0.0.1", 80) == ["127.0.0.1"]
-    policy.revoke("127.0.0.1")
+    policy.allow_temporarily("127.0.0.1", 8000)
+    assert await policy.addresses("127.0.0.1", 8000) == ["127.0.0.1"]
     with pytest.raises(Refused):
-        await policy.addresses("127.0.0.1", 80)
+        await policy.addresses("127.0.0.1", 22)
+    policy.revoke("127.0.0.1", 8000)
+    with pytest.raises(Refused):
+        await policy.addresses("127.0.0.1", 8000)
+
+
+async def test_wildcards_never_match_ip_literals():
+    with pytest.raises(Refused, match="allow-list"):
+        await addresses(Network.allow(["*.0.0.1"]), "127.0.0.1")
 
 
 async def test_the_hosts_own_public_addresses_are_refused(monkeypatch):

@@ -32,6 +32,9 @@ _MAX_HEADER_BYTES = 64 * 1024
 _HEADER_TIMEOUT_S = 30.0
 _CONNECT_TIMEOUT_S = 10.0
 _MAX_DECISIONS = 1000
+_ADDRESSES_TTL_S = 10
+#: Connections one sandbox may have open through its proxy at once.
+MAX_CONNECTIONS = 64
 _HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive", "te", "trailer", "upgrade"}
 
 
@@ -44,36 +47,43 @@ class EgressPolicy:
 
     def __init__(self, network: Network):
         self.network = network
-        self.extra: set[str] = set()  # temporary allowances (a package index during an install)
+        #: Temporary (host, port) allowances: a package index during an install.
+        self.extra: collections.Counter[tuple[str, int]] = collections.Counter()
 
-    def allow_temporarily(self, host: str) -> None:
-        """Also allow ``host`` until :meth:`revoke` (used around package installs)."""
-        self.extra.add(normalize_host(host))
+    def allow_temporarily(self, host: str, port: int) -> None:
+        """Also allow ``host:port`` until the matching :meth:`revoke` (used around package installs)."""
+        self.extra[(normalize_host(host), port)] += 1
 
-    def revoke(self, host: str) -> None:
-        """Undo :meth:`allow_temporarily`."""
-        self.extra.discard(normalize_host(host))
+    def revoke(self, host: str, port: int) -> None:
+        """Undo one :meth:`allow_temporarily`."""
+        key = (normalize_host(host), port)
+        self.extra[key] -= 1
+        if self.extra[key] <= 0:
+            del self.extra[key]
 
-    def _listed(self, host: str) -> bool:
-        patterns = set(self.network.allowed) | self.extra
+    def _listed(self, host: str, port: int) -> bool:
+        if (host, port) in self.extra:
+            return True
+        patterns = self.network.allowed
         if host in patterns:
             return True
-        return any(pattern.startswith("*.") and host.endswith(pattern[1:]) for pattern in patterns)
+        # a wildcard names subdomains: it never matches the text of an IP literal
+        return not _is_ip(host) and any(p.startswith("*.") and host.endswith(p[1:]) for p in patterns)
 
-    def _trusted_addresses(self, host: str) -> list[str] | None:
+    def _trusted_addresses(self, host: str, port: int) -> list[str] | None:
         mapped = dict(self.network.hosts).get(host)
         if mapped is not None:
             return [mapped]
-        if _is_ip(host) and self._listed(host):
+        if _is_ip(host) and (host in self.network.allowed or (host, port) in self.extra):
             return [host]
         return None
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """Addresses to connect to for ``host``; raise Refused if the policy forbids it."""
         host = normalize_host(host)
-        if not (self.network.mode == "full" or self._listed(host)):
-            raise Refused(f"{host} is not in this sandbox's allow-list")
-        trusted = self._trusted_addresses(host)
+        if not (self.network.mode == "full" or self._listed(host, port)):
+            raise Refused(f"{host}:{port} is not in this sandbox's allow-list")
+        trusted = self._trusted_addresses(host, port)
         if trusted is not None:
             return trusted
         if _is_ip(host):
@@ -108,9 +118,13 @@ def _public(address: str) -> bool:
     return ip.is_global and not ip.is_multicast and str(ip) not in host_addresses()
 
 
-@functools.lru_cache(maxsize=1)
 def host_addresses() -> frozenset[str]:
-    """This host's own addresses (public ones included): never a destination."""
+    """This host's own addresses (public ones included): never a destination. Re-read every few seconds."""
+    return _host_addresses(int(time.monotonic() // _ADDRESSES_TTL_S))
+
+
+@functools.lru_cache(maxsize=1)
+def _host_addresses(_epoch: int) -> frozenset[str]:
     found = set()
     with contextlib.suppress(OSError):
         lines = Path("/proc/net/fib_trie").read_text().splitlines()
@@ -156,11 +170,16 @@ class EgressProxy:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        if len(self._connections) >= MAX_CONNECTIONS:
+            await _answer(writer, 503, f"corral: more than {MAX_CONNECTIONS} connections at once")
+            writer.close()
+            return
         self._connections.add(task)
         try:
             await self._handle(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
+                asyncio.CancelledError):
+            pass  # the client went away, or the sandbox is being closed
         finally:
             self._connections.discard(task)
             writer.close()
@@ -219,11 +238,13 @@ async def _connect(addresses: list[str], port: int):
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}
+    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
+               503: "Service Unavailable"}
     body = (message + "\n").encode()
+    marker = "X-Corral-Egress: refused\r\n" if status == 403 else ""
     writer.write(
         f"HTTP/1.1 {status} {reasons[status]}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
-        f"Connection: close\r\nX-Corral-Egress: refused\r\n\r\n".encode() + body
+        f"Connection: close\r\n{marker}\r\n".encode() + body
     )
     with contextlib.suppress(ConnectionError):
         await writer.drain()

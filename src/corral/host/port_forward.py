@@ -78,7 +78,7 @@ class PortForwarder:
             await self._open_in_sandbox(internal, token)
             inner_reader, inner_writer = await asyncio.wait_for(arrived, RENDEZVOUS_TIMEOUT_S)
             await splice(reader, writer, inner_reader, inner_writer)
-        except Exception:  # nothing listens inside, or the sandbox is gone: drop the connection
+        except (Exception, asyncio.CancelledError):  # nothing listens inside, the sandbox is gone or closing
             writer.close()
         finally:
             self._pending.pop(token, None)

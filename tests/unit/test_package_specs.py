@@ -36,8 +36,21 @@ def test_lists_languages_and_indexes():
         check_index("https://user:pw@example.com/simple", "python")
     with pytest.raises(InvalidInputError):
         check_index("file:///etc", "python")
-    assert index_hosts("https://pypi.org/simple") == ["pypi.org", "files.pythonhosted.org"]
-    assert index_hosts("http://127.0.0.1:8000/simple/") == ["127.0.0.1"]
+    assert index_hosts("https://pypi.org/simple") == [("pypi.org", 443), ("files.pythonhosted.org", 443)]
+    assert index_hosts("http://127.0.0.1:8000/simple/") == [("127.0.0.1", 8000)]
+    with pytest.raises(InvalidInputError, match="spaces"):
+        check_index("http://127.0.0.1:1/simple x", "python")
+
+
+@pytest.mark.parametrize("spec", ["left-pad@latest", "left-pad@1", "left-pad@1.x", "left-pad@^1.0.0", "left-pad"])
+def test_npm_versions_must_be_exact(spec):
+    with pytest.raises(InvalidInputError, match="pinned"):
+        check_packages([spec], "javascript")
+
+
+def test_index_url_cannot_inject_shell():
+    command = install_command(["a==1"], "python", "http://127.0.0.1:1/simple;echo${IFS}INJECTED>/home/user/x")
+    assert "'http://127.0.0.1:1/simple;echo${IFS}INJECTED>/home/user/x'" in command
 
 
 def test_install_commands_keep_specifiers_after_the_end_of_options():
