@@ -3,7 +3,8 @@
     python benchmarks/bench_core.py [--runs 30] [--programs 200] [--callers 4]
 
 Prints medians (ms) and ratios to bare ``python3 -c 'print(1)'`` measured in
-the same run, because these machines are shared and noisy. Rows:
+the same run, because these machines are shared and noisy. Rows: two floors
+under a cold start (python3 and the agent inside corral's own bwrap command line),
 cold one-shot (no pool), warm one-shot (pool hit), session run after the first,
 and throughput of short programs with concurrent callers (fresh sandboxes, recycled
 sandboxes, and cold starts).
@@ -12,6 +13,8 @@ sandboxes, and cold starts).
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
 import subprocess
 import time
@@ -36,6 +39,31 @@ def timed(function, runs: int, pause: float = 0.0) -> list[float]:
 
 def bare_python() -> None:
     subprocess.run(["/usr/bin/python3", "-c", PROGRAM], check=True, capture_output=True)
+
+
+def in_bwrap(command: list[str] | None) -> None:
+    """Start corral's exact bwrap command line with ``command`` instead of the agent (None: the
+    agent itself, until it says hello): the floor under a cold start."""
+    from corral.backends.process import bwrap, seccomp
+    from corral.backends.process.backend import _agent_config
+    from corral.backends.process.host_layout import drop_privileges, host_layout
+    from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
+
+    runtime = runtime_dir()
+    fd = seccomp.program_fd()
+    try:
+        config = json.dumps(_agent_config(corral.SandboxSpec(), True))
+        layout = host_layout(str(runtime), config, 1 << 26, 1 << 26, fd)
+        argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
+        if command is not None:
+            argv = argv[: argv.index(layout.python)] + command
+        argv, options = drop_privileges(argv)
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(fd,), **options)
+        process.stdout.readline()
+        process.stdin.close()
+        process.wait()
+    finally:
+        os.close(fd)
 
 
 def checked(result: corral.ExecutionResult) -> corral.ExecutionResult:
@@ -63,6 +91,9 @@ def main() -> None:
     rows: list[tuple[str, list[float]]] = []
     bare = timed(bare_python, args.runs)
     rows.append(("bare python3 -c (baseline)", bare))
+    rows.append(("  floor: python3 -c in corral's bwrap", timed(lambda: in_bwrap(["/usr/bin/python3", "-c", PROGRAM]),
+                                                          args.runs)))
+    rows.append(("  floor: corral's agent hello in bwrap", timed(lambda: in_bwrap(None), args.runs)))
     rows.append(("cold one-shot corral.run", timed(lambda: checked(corral.run(PROGRAM)), args.runs)))
     with corral.Pool(size=4) as pool:
         hits = []
