@@ -126,6 +126,31 @@ class StdinWriter:
             self.fd = None
 
 
+def _fork_child(setup, python_entry, argv):
+    """Fork a child that runs ``python_entry(setup)`` in this interpreter, or else execs ``argv``.
+
+    Returns the child's pid (in the parent only: neither branch returns in the child).
+    """
+    pid = os.fork()
+    if pid == 0:
+        if python_entry is not None:
+            python_entry(setup)
+        child.exec_program(setup, argv)
+    return pid
+
+
+def _node_script(name):
+    """Command line running one of the agent's node scripts."""
+    return ["node", os.path.join(os.path.dirname(__file__), name)]
+
+
+def _program_child(language, code, request_id, scratch_dir):
+    """(python entry, argv) for a fresh one-shot process running ``code``."""
+    if language == "python":
+        return (lambda setup: child.run_python_oneshot(setup, code)), None
+    return None, _program_argv(language, code, request_id, scratch_dir)
+
+
 def _program_argv(language, code, request_id, scratch_dir):
     """Command line that runs ``code`` in a new node or shell process."""
     if len(code.encode()) > _MAX_INLINE_CODE:
@@ -156,12 +181,8 @@ class Spare:
         ctl_r, self.ctl_w = os.pipe()
         setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits,
                                  control_fds=(ctl_r, None), protected_parent=agent.protected)
-        pid = os.fork()
-        if pid == 0:
-            if language == "python":
-                child.serve_spare(setup)
-            child.exec_program(setup, ["node", os.path.join(os.path.dirname(__file__), "spare.js")])
-        self.pid = pid
+        python = child.serve_spare if language == "python" else None
+        self.pid = pid = _fork_child(setup, python, _node_script("spare.js"))
         for fd in (in_r, out_w, err_w, ctl_r):
             os.close(fd)
         agent.adopt(pid, self)
@@ -232,13 +253,8 @@ class OneshotRun:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
         setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits,
                                  protected_parent=self.agent.protected)
-        language, code = request["language"], request["code"]
-        argv = None if language == "python" else _program_argv(language, code, self.request_id, self.agent.scratch_dir)
-        pid = os.fork()
-        if pid == 0:
-            if argv is None:
-                child.run_python_oneshot(setup, code)
-            child.exec_program(setup, argv)
+        python, argv = _program_child(request["language"], request["code"], self.request_id, self.agent.scratch_dir)
+        pid = _fork_child(setup, python, argv)
         for fd in (in_r, out_w, err_w):
             os.close(fd)
         return pid, in_w, out_r, err_r
@@ -308,13 +324,8 @@ class BackgroundProgram:
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, log_fd, log_fd, request["cwd"], request["env"], agent.rlimits,
                                  protected_parent=agent.protected)
-        language, code = request["language"], request["code"]
-        argv = None if language == "python" else _program_argv(language, code, request["id"], agent.scratch_dir)
-        pid = os.fork()
-        if pid == 0:
-            if argv is None:
-                child.run_python_oneshot(setup, code)
-            child.exec_program(setup, argv)
+        python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
+        pid = _fork_child(setup, python, argv)
         for fd in (log_fd, stdin):
             os.close(fd)
         self.pid = pid
@@ -354,12 +365,8 @@ class SessionWorker:
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w),
                                  protected_parent=agent.protected)
-        pid = os.fork()
-        if pid == 0:
-            if language == "python":
-                child.serve_python_session(setup)
-            child.exec_program(setup, ["node", os.path.join(os.path.dirname(__file__), "session.js")])
-        self.pid = pid
+        python = child.serve_python_session if language == "python" else None
+        self.pid = pid = _fork_child(setup, python, _node_script("session.js"))
         for fd in (out_w, err_w, ctl_r, res_w, stdin):
             os.close(fd)
         self.stdout = OutputPipe(agent, out_r, "stdout")
