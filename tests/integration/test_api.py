@@ -304,3 +304,29 @@ def test_prestarted_node_behaves_like_node_e():
 
 def test_auto_follows_the_pinned_level(isolation_level):
     assert corral.run("print(1)").isolation == isolation_level
+
+
+def test_sandboxes_of_a_killed_corral_are_cleaned_up_by_the_next(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = ("import corral, time\nsb = corral.Sandbox().start()\nprint(sb._async._lease.instance.service_dir.name,"
+              " flush=True)\ntime.sleep(60)\n")
+    crashing = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    name = crashing.stdout.readline().strip()
+    assert name.startswith("sb-")
+    os.kill(crashing.pid, signal.SIGKILL)
+    crashing.wait()
+    crashing.stdout.close()
+    from corral.host.cgroups import Cgroup
+
+    assert Cgroup.existing(name) is not None  # nobody tore the sandbox down
+    cleanup = subprocess.run([sys.executable, "-c", "import corral; print(corral.run('print(1)').stdout)"],
+                             capture_output=True, text=True, timeout=60)
+    assert cleanup.stdout == "1\n\n", cleanup.stderr
+    assert Cgroup.existing(name) is None
+    from corral.host.runtime_dir import data_dir
+
+    assert not (data_dir() / "sandboxes" / name).exists()

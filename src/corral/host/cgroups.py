@@ -95,6 +95,14 @@ class Cgroup:
         self._files = self._usage_files()
 
     @classmethod
+    def existing(cls, name: str) -> Cgroup | None:
+        """The sandbox cgroup ``name`` if it exists (to clean up after a crashed corral)."""
+        version, dirs, _ = detect()
+        if version is None or not (dirs["memory"] / GROUP_ROOT / name).is_dir():
+            return None
+        return cls(version, dirs, name)
+
+    @classmethod
     def create(cls, name: str, limits: CgroupLimits) -> Cgroup | None:
         """Create and configure the cgroup; None when this host has no usable cgroups."""
         version, dirs, _ = detect()
@@ -222,6 +230,15 @@ def _sweep_stale() -> None:
                         child.rmdir()
                     except OSError:
                         pass
+
+
+def live_sandbox_names() -> set[str] | None:
+    """Names of sandbox cgroups that still exist (None where this host has no cgroups)."""
+    version, dirs, _ = detect()
+    if version is None:
+        return None
+    parent = dirs["memory"] / GROUP_ROOT
+    return {child.name for child in parent.iterdir() if child.is_dir()} if parent.is_dir() else set()
 
 
 def _write(path: Path, value: str, quiet: bool = False) -> None:
