@@ -50,7 +50,7 @@ class Channel:
             while True:
                 event = await queue.get()
                 if event is _BROKEN:
-                    raise SandboxCrashedError(self._failure_message()) from self._failure
+                    raise self._lost()
                 yield event
                 if event.type in TERMINAL_TYPES:
                     return
@@ -81,7 +81,7 @@ class Channel:
         if self._closed:
             raise SandboxClosedError("the sandbox is closed")
         if self._failure is not None:
-            raise SandboxCrashedError(self._failure_message()) from self._failure
+            raise self._lost()
 
     async def _send(self, message: BaseModel) -> None:
         data = encode_request(message)
@@ -117,6 +117,14 @@ class Channel:
             self._failure = exc
         for queue in self._pending.values():
             queue.put_nowait(_BROKEN)
+
+    def _lost(self) -> Exception:
+        """What a waiting operation raises: the close itself, or a crash with the sandbox's last words."""
+        if isinstance(self._failure, SandboxClosedError):
+            return self._failure
+        error = SandboxCrashedError(self._failure_message())
+        error.__cause__ = self._failure
+        return error
 
     def _failure_message(self) -> str:
         detail = self.instance.diagnostics()

@@ -21,7 +21,7 @@ import logging
 import time
 from typing import Any
 
-from corral.errors import CorralError, InvalidInputError, SandboxClosedError
+from corral.errors import CorralError, InvalidInputError, SandboxClosedError, TransientError
 from corral.lease import TEARDOWN_DELAY_S, Lease, cold_start, discard, wait_for_teardowns
 from corral.models import ExecutionResult, Language
 from corral.protocol import Ack, PingRequest, ResetRequest
@@ -100,6 +100,8 @@ class AsyncPool:
             raise SandboxClosedError("the pool is closed")
         if self._filler is None:
             await self.start(wait=False)
+        if self._filler.done() and not self._filler.cancelled() and self._filler.exception() is not None:
+            raise self._filler.exception()  # a permanent error (bad isolation level...) ended the filler
         while True:
             try:
                 lease = self._ready.get_nowait()
@@ -193,8 +195,8 @@ class AsyncPool:
         self._starting += 1
         try:
             lease = await cold_start(self.spec)
-        except CorralError as exc:
-            log.warning("pool could not start a sandbox: %s", exc)
+        except TransientError as exc:
+            log.warning("pool could not start a sandbox (will retry): %s", exc)
             return False
         finally:
             self._starting -= 1

@@ -176,12 +176,11 @@ class AsyncSandbox:
         Only the package index is reachable during the install, whatever the
         network policy. Raises PackageInstallError if the installer fails.
         """
+        self._ready_lease()
         language = language or self.spec.language
         specs = check_packages(packages, language)
         url = check_index(index_url, language)
         services = self._services
-        if services is None:
-            self._ready_lease()
         async with services.temporary_egress(index_hosts(url)) as env:
             result = await self.commands.run(
                 install_command(specs, language, url), env=env, cwd=wire.SANDBOX_HOME, timeout=timeout,

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from corral.channel import Channel
-from corral.errors import ProtocolError, SandboxCrashedError
+from corral.errors import InvalidInputError, ProtocolError, SandboxCrashedError
 from corral.host.egress_proxy import EgressPolicy, EgressProxy
 from corral.host.port_forward import PortForwarder
 from corral.network import EgressDecision, ExposedPort, Network, PortMapping
@@ -77,28 +77,37 @@ class SandboxServices:
 
     @contextlib.asynccontextmanager
     async def _temporary(self, hosts: list[tuple[str, int]]) -> AsyncIterator[dict[str, str]]:
-        for host, port in hosts:
-            self.policy.allow_temporarily(host, port)
-        await self._relay(+1)
+        allowed: list[tuple[str, int]] = []
+        relayed = False
         try:
+            for host, port in hosts:
+                self.policy.allow_temporarily(host, port)
+                allowed.append((host, port))
+            await self._relay(+1)
+            relayed = True
             # everything through the proxy, loopback included: an index given as 127.0.0.1 is on
             # the host's loopback, which the sandbox can reach only through the proxy
             yield {**PROXY_ENV, "NO_PROXY": "", "no_proxy": ""}
         finally:
-            for host, port in hosts:
+            # revoked whatever happened, so a failed install cannot leave the index reachable
+            for host, port in allowed:
                 self.policy.revoke(host, port)
-            await self._relay(-1)
+            if relayed:
+                await self._relay(-1)
 
     async def _relay(self, delta: int) -> None:
-        before = self._relay_users
-        self._relay_users += delta
-        if before == 0 and self._relay_users > 0:
-            if self.proxy is None:
-                self.proxy = EgressProxy(self.policy, self.channel.instance.service_dir / wire.EGRESS_SOCKET)
-                await self.proxy.start()
-            await self._ack(lambda request_id: EgressRequest(id=request_id, enable=True))
-        elif before > 0 and self._relay_users == 0:
-            await self._ack(lambda request_id: EgressRequest(id=request_id, enable=False))
+        """Count users of the in-sandbox relay; the count changes only once the agent agreed."""
+        if delta > 0:
+            if self._relay_users == 0:
+                if self.proxy is None:
+                    self.proxy = EgressProxy(self.policy, self.channel.instance.service_dir / wire.EGRESS_SOCKET)
+                    await self.proxy.start()
+                await self._ack(lambda request_id: EgressRequest(id=request_id, enable=True))
+            self._relay_users += 1
+        else:
+            self._relay_users -= 1
+            if self._relay_users == 0:
+                await self._ack(lambda request_id: EgressRequest(id=request_id, enable=False))
 
     async def _open_port(self, port: int, token: str) -> None:
         await self._ack(lambda request_id: PortConnectRequest(id=request_id, port=port, token=token))
@@ -106,6 +115,8 @@ class SandboxServices:
     async def _ack(self, build) -> None:
         event = await self.channel.call(build)
         if isinstance(event, Error):
+            if event.code == "busy":  # the sandbox's own program holds the relay's port
+                raise InvalidInputError(f"the sandbox cannot open its network relay: {event.message}")
             raise ProtocolError(f"the agent refused ({event.code}): {event.message}")
         if not isinstance(event, Ack):
             raise ProtocolError(f"expected an ack, got {event.type}")

@@ -330,3 +330,30 @@ def test_sandboxes_of_a_killed_corral_are_cleaned_up_by_the_next(tmp_path):
     from corral.host.runtime_dir import data_dir
 
     assert not (data_dir() / "sandboxes" / name).exists()
+
+
+def test_a_pool_that_cannot_work_fails_fast():
+    started = time.monotonic()
+    with pytest.raises(corral.InvalidInputError, match="isolation"):
+        with corral.Pool(size=1, isolation="nonsense"):
+            pass
+    assert time.monotonic() - started < 10
+
+
+def test_a_session_timeout_spares_background_commands():
+    with corral.Sandbox() as sandbox:
+        sandbox.run("x = 1")
+        sandbox.commands.start("sleep 300")
+        assert sandbox.run("import time; time.sleep(30)", timeout=0.5).timed_out
+        assert "sleep 300" in sandbox.commands.run("ps -eo args").stdout
+
+
+async def test_closing_under_a_running_operation_says_closed():
+    sandbox = await corral.AsyncSandbox().start()
+    task = asyncio.ensure_future(sandbox.run("import time; time.sleep(30)"))
+    await asyncio.sleep(0.3)
+    await sandbox.close()
+    with pytest.raises(corral.SandboxClosedError):
+        await task
+    with pytest.raises(corral.SandboxClosedError):
+        await sandbox.install(["corral-demo==1.0.0"])

@@ -128,3 +128,22 @@ def test_npm_install_into_a_javascript_sandbox(npm_registry):
 def test_unpinned_path_url_and_option_specifiers_are_refused(language, spec):
     with pytest.raises(corral.InvalidInputError, match="pinned"):
         corral.Sandbox(language=language, packages=[spec])
+
+
+def test_a_failed_install_leaves_the_index_unreachable(package_index, http_server):
+    with corral.Sandbox() as sandbox:
+        sandbox.commands.start("python3 -m http.server 3128 --bind 127.0.0.1")  # squats the relay's port
+        sandbox.commands.run("for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/3128) 2>/dev/null && break; "
+                             "sleep 0.05; done")
+        with pytest.raises(corral.InvalidInputError, match="relay"):
+            sandbox.install(["corral-demo==1.0.0"], index_url=package_index)
+        probe = sandbox.run(
+            "import socket\ns = socket.socket(socket.AF_UNIX)\n"
+            "try:\n"
+            "    s.connect('/run/corral/egress.sock')\n"
+            f"    s.sendall(b'CONNECT 127.0.0.1:{http_server.port} HTTP/1.1\\r\\n\\r\\n')\n"
+            "    print(s.recv(200).split(b'\\r\\n')[0])\n"
+            "except OSError as exc:\n"
+            "    print('ERR', exc)\n"
+        ).stdout
+        assert "403" in probe or probe.startswith("ERR"), probe

@@ -386,6 +386,8 @@ class SessionWorker:
         received = time.monotonic()
         self.run = {
             "id": request["id"],
+            # a timeout kills orphans started since this block began, not since the worker did
+            "since": tree.uptime_ticks(),
             "received": received,
             "timed_out": False,
             "cancelled": False,
@@ -423,13 +425,13 @@ class SessionWorker:
         """The current block ran too long: kill the interpreter (state is lost)."""
         if self.run is not None:
             self.run["timed_out"] = True
-            self.agent.kill_tree(self.pid, self.since_ticks)
+            self.agent.kill_tree(self.pid, self.run["since"])
 
     def cancel(self):
         """Stop the current block by killing the interpreter (state is lost)."""
         if self.run is not None:
             self.run["cancelled"] = True
-            self.agent.kill_tree(self.pid, self.since_ticks)
+            self.agent.kill_tree(self.pid, self.run["since"])
 
     def on_exit(self, status):
         """The interpreter died: finish the current block and mark the session reset."""

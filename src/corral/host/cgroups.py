@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from corral.host.sandbox_names import PREFIX, owner_alive
+
 GROUP_ROOT = "corral"
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 _REQUIRED = ("memory", "pids")
@@ -108,14 +110,8 @@ class Cgroup:
         version, dirs, _ = detect()
         if version is None:
             return None
-        _sweep_stale()
+        _prepare()
         group = cls(version, dirs, name)
-        if version == "v2":
-            parent = dirs["memory"] / GROUP_ROOT
-            parent.mkdir(exist_ok=True)
-            wanted = {"+memory", "+pids", "+cpu"} & {f"+{c}" for c in (dirs["memory"] / "cgroup.controllers").read_text().split()}
-            _write(dirs["memory"] / "cgroup.subtree_control", " ".join(sorted(wanted)), quiet=True)
-            _write(parent / "cgroup.subtree_control", " ".join(sorted(wanted)), quiet=True)
         for path in set(group.paths.values()):
             path.mkdir(parents=True, exist_ok=True)
         group._apply(limits)
@@ -218,27 +214,26 @@ class Cgroup:
 
 
 @lru_cache(maxsize=1)
-def _sweep_stale() -> None:
-    """Once per process: remove empty sandbox cgroups left by a crashed corral (rmdir fails on busy ones)."""
-    _, dirs, _ = detect()
+def _prepare() -> None:
+    """Once per process: enable the v2 controllers for corral's subtree, and remove the empty
+    cgroups of sandboxes whose corral is gone (a live corral's, even empty ones, stay)."""
+    version, dirs, _ = detect()
+    if version == "v2":
+        parent = dirs["memory"] / GROUP_ROOT
+        parent.mkdir(exist_ok=True)
+        available = (dirs["memory"] / "cgroup.controllers").read_text().split()
+        wanted = " ".join(f"+{name}" for name in ("cpu", "memory", "pids") if name in available)
+        _write(dirs["memory"] / "cgroup.subtree_control", wanted, quiet=True)
+        _write(parent / "cgroup.subtree_control", wanted, quiet=True)
     for root in set(dirs.values()):
         parent = root / GROUP_ROOT
         if parent.is_dir():
             for child in parent.iterdir():
-                if child.is_dir() and child.name.startswith("sb-"):
+                if child.is_dir() and child.name.startswith(PREFIX) and not owner_alive(child.name):
                     try:
-                        child.rmdir()
+                        child.rmdir()  # fails on a cgroup that still has processes
                     except OSError:
                         pass
-
-
-def live_sandbox_names() -> set[str] | None:
-    """Names of sandbox cgroups that still exist (None where this host has no cgroups)."""
-    version, dirs, _ = detect()
-    if version is None:
-        return None
-    parent = dirs["memory"] / GROUP_ROOT
-    return {child.name for child in parent.iterdir() if child.is_dir()} if parent.is_dir() else set()
 
 
 def _write(path: Path, value: str, quiet: bool = False) -> None:

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 from corral.backends.base import Backend, Instance, ProbeResult
@@ -25,6 +24,7 @@ from corral.backends.process.probe import probe
 from corral.errors import SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
 from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
+from corral.host.sandbox_names import new_name
 from corral.models import SandboxSpec
 from corral.protocol import Hello, parse_event, wire
 
@@ -114,7 +114,7 @@ class ProcessBackend(Backend):
         runtime = runtime_dir()
         limits = spec.limits
         memory_bytes = limits.memory_mb * 2**20
-        name = f"sb-{uuid.uuid4().hex[:12]}"
+        name = new_name()
         cgroup = await asyncio.to_thread(Cgroup.create, name, CgroupLimits(memory_bytes, limits.pids, limits.cpus))
         service_dir = make_service_dir(name)
         seccomp_fd = seccomp.program_fd()

@@ -8,11 +8,10 @@ from pathlib import Path
 from functools import lru_cache
 
 from corral.backends.process.bwrap import ETC_ENTRIES, SandboxLayout
-from corral.host.cgroups import Cgroup, live_sandbox_names
+from corral.host.cgroups import Cgroup
+from corral.host.sandbox_names import PREFIX, owner_alive
 from corral.host.runtime_dir import data_dir
 
-#: In each sandbox's service directory: the corral process that owns the sandbox.
-OWNER_FILE = "owner"
 #: The unprivileged host uid/gid sandboxes run as when corral runs as root.
 NOBODY = (65534, 65534)
 _MERGED_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -23,7 +22,6 @@ def make_service_dir(name: str) -> Path:
     root = _service_root()
     path = root / name
     path.mkdir(mode=0o700)
-    (path / OWNER_FILE).write_text(_process_identity(os.getpid()) or "")
     credentials = sandbox_credentials()
     if credentials is not None:
         os.chown(path, *credentials)
@@ -34,39 +32,21 @@ def make_service_dir(name: str) -> Path:
 def _service_root() -> Path:
     """The parent of every sandbox's service directory; once per process, orphans are cleaned up.
 
-    Each directory records the corral process that owns the sandbox. A sandbox whose owner is
-    gone (a corral that crashed or was killed) is killed through its cgroup, and its cgroup and
-    directory are removed. Without cgroups nothing can be found, so nothing is removed.
+    A sandbox's name records the corral process that owns it. A sandbox whose owner is gone
+    (a corral that crashed or was killed) is killed through its cgroup, and its cgroup and
+    directory are removed.
     """
     root = data_dir() / "sandboxes"
     root.mkdir(parents=True, exist_ok=True)
     root.chmod(0o711)
-    if live_sandbox_names() is not None:
-        for child in root.iterdir():
-            if child.name.startswith("sb-") and not _owner_alive(child):
-                orphan = Cgroup.existing(child.name)
-                if orphan is not None:
-                    orphan.kill_all()
-                    orphan.remove()
-                shutil.rmtree(child, ignore_errors=True)
+    for child in root.iterdir():
+        if child.name.startswith(PREFIX) and not owner_alive(child.name):
+            orphan = Cgroup.existing(child.name)
+            if orphan is not None:
+                orphan.kill_all()
+                orphan.remove()
+            shutil.rmtree(child, ignore_errors=True)
     return root
-
-
-def _process_identity(pid: int) -> str | None:
-    """``pid`` and its start time: unique across pid reuse."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return f"{pid} {stat[stat.rfind(')') + 2:].split()[19]}"
-
-
-def _owner_alive(service_dir: Path) -> bool:
-    try:
-        owner = (service_dir / OWNER_FILE).read_text().strip()
-    except OSError:
-        return False
-    return _process_identity(int(owner.split()[0])) == owner
 
 
 def sandbox_credentials() -> tuple[int, int] | None:
