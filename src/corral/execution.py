@@ -41,6 +41,8 @@ class RunOptions:
     stdin: bytes | None
     stdout_limit: int
     stderr_limit: int
+    #: The sandbox is thrown away after this run (the agent need not prepare another).
+    retire: bool = False
 
 
 def check_run(code: object, timeout: float, stdin: bytes | str | None, env: dict | None) -> None:
@@ -69,7 +71,7 @@ async def execute(
     """Run once; yield OutputEvents as they arrive, then the ExecutionResult."""
     usage_before = channel.instance.usage()
     started = time.perf_counter()
-    stdin = options.stdin.encode() if isinstance(options.stdin, str) else options.stdin
+    stdin = options.stdin
 
     sent: list[int] = []
 
@@ -86,6 +88,7 @@ async def execute(
             stdin_b64=base64.b64encode(stdin).decode() if stdin else None,
             stdout_limit=options.stdout_limit,
             stderr_limit=options.stderr_limit,
+            retire=options.retire,
         )
 
     captured = {"stdout": _Capture(options.stdout_limit), "stderr": _Capture(options.stderr_limit)}

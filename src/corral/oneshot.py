@@ -9,6 +9,7 @@ current event loop (kept until :func:`close_default_pools`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -16,7 +17,7 @@ from corral.errors import InvalidInputError
 from corral.models import ExecutionResult, Language, SandboxSpec
 from corral.network import ExposedPort, Network, PortMapping
 from corral.pool import AsyncPool
-from corral.sandbox import AsyncSandbox, OutputCallback
+from corral.sandbox import AsyncSandbox, OutputCallback, make_spec
 
 _default_pools: dict[tuple[asyncio.AbstractEventLoop, SandboxSpec, int], AsyncPool] = {}
 
@@ -61,7 +62,7 @@ async def arun(
                               on_stdout=on_stdout, on_stderr=on_stderr)
     sandbox = AsyncSandbox(language, isolation=isolation, env=env, timeout=timeout, network=network, expose=expose,
                            packages=packages, index_url=index_url, **limits)
-    options = sandbox._options(code, language, False, None, None, None, stdin)
+    options = dataclasses.replace(sandbox._options(code, language, False, None, None, None, stdin), retire=True)
     async with sandbox:
         if on_exposed is not None and sandbox.exposed_ports:
             on_exposed(sandbox.exposed_ports)
@@ -70,11 +71,11 @@ async def arun(
 
 async def default_pool(size: int, **config: Any) -> AsyncPool:
     """The shared pool for this configuration and size on the running loop."""
-    probe = AsyncPool(size, **config)
-    key = (asyncio.get_running_loop(), probe.spec, size)
+    language, isolation, env = config.pop("language"), config.pop("isolation"), config.pop("env")
+    key = (asyncio.get_running_loop(), make_spec(language, isolation, env, **config), size)
     pool = _default_pools.get(key)
     if pool is None:
-        pool = _default_pools[key] = probe
+        pool = _default_pools[key] = AsyncPool(size, language=language, isolation=isolation, env=env, **config)
         await pool.start(wait=False)
     return pool
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -125,7 +126,8 @@ class AsyncPool:
                   on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
         """Run ``code`` once in a fresh process on a warm sandbox; the sandbox is then discarded."""
         sandbox = AsyncSandbox(pool=self)
-        options = sandbox._options(code, language, False, timeout, env, None, stdin)
+        options = dataclasses.replace(sandbox._options(code, language, False, timeout, env, None, stdin),
+                                      retire=not self.recycle)
         await sandbox.start()
         try:
             result = await sandbox._run_oneshot(options, on_stdout, on_stderr)

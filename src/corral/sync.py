@@ -88,7 +88,12 @@ class Sandbox:
 
     def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
             **options: Any) -> ExecutionResult:
-        """Run ``code`` in the session interpreter (state is kept between calls)."""
+        """Run ``code`` in the session interpreter (state is kept between calls).
+
+        Callbacks are called in this thread, as the output arrives.
+        """
+        if on_stdout is None and on_stderr is None:
+            return bridge.call(self._async.run(code, **options))  # one round trip to the loop
         return _consume(self.stream(code, **options), on_stdout, on_stderr)
 
 

@@ -98,6 +98,7 @@ def test_files_errors_are_typed():
         sandbox.files.write("d/a.txt", "text")
         with pytest.raises(corral.FileOperationError):
             sandbox.files.remove("d")
+        sandbox.commands.run("mkdir -p d/sub/deeper && chmod 500 d/sub && chmod 000 d/sub/deeper")
         sandbox.files.remove("d", recursive=True)
         assert sandbox.files.list(".") == []
 

@@ -353,6 +353,7 @@ class Agent:
             "code": code,
             "session": session,
             "background": background,
+            "retire": bool(request.get("retire")),
             "timeout_ms": timeout_ms,
             "env": {**self.base_env, **env},
             "cwd": self.files.resolve(cwd),
@@ -362,6 +363,8 @@ class Agent:
         }
 
     def _start_exec(self, request):
+        if request["retire"]:
+            self.prefork = None
         if request["background"]:
             program = BackgroundProgram(self, request)
             self.send({"type": "started", "id": request["id"], "pid": program.pid, "log_path": program.log_path})

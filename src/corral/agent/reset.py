@@ -11,9 +11,9 @@ them), and nothing else in the sandbox is writable.
 from __future__ import annotations
 
 import os
-import stat
 
 from corral.agent import tree
+from corral.agent.files import remove_tree
 
 _IPC_RMID = 0
 _SYSV_TABLES = (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl"))
@@ -40,18 +40,7 @@ def empty_directory(path, mode):
     """Remove everything inside ``path`` (whatever permissions user code set) and reset its mode."""
     os.chmod(path, mode)
     for entry in os.scandir(path):
-        _remove(entry.path)
-
-
-def _remove(path):
-    info = os.lstat(path)
-    if not stat.S_ISDIR(info.st_mode):
-        os.unlink(path)
-        return
-    os.chmod(path, 0o700)  # user code may have made it unreadable or unwritable
-    for entry in os.scandir(path):
-        _remove(entry.path)
-    os.rmdir(path)
+        remove_tree(entry.path)
 
 
 def remove_sysv_ipc():

@@ -280,7 +280,7 @@ class OneshotRun:
         self.status = status
         self.exited = time.monotonic()
         self.agent.cancel_timer(self.timer)
-        self.agent.call_at(self.exited + EXIT_GRACE_S, self.finish)
+        self.grace_timer = self.agent.call_at(self.exited + EXIT_GRACE_S, self.finish)
         self._finish_if_closed()
 
     def _finish_if_closed(self):
@@ -292,6 +292,7 @@ class OneshotRun:
         if self.finished:
             return
         self.finished = True
+        self.agent.cancel_timer(self.grace_timer)
         for pipe in (self.stdout, self.stderr):
             pipe.drain()
             pipe.finish()
@@ -357,7 +358,6 @@ class SessionWorker:
         self.status = None
         self.died_idle = False
         self.announce_reset = False
-        self.since_ticks = tree.uptime_ticks()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         ctl_r, self.ctl_w = os.pipe()
@@ -475,10 +475,6 @@ class SessionWorker:
         self.stdout.bind(None, 0)
         self.stderr.bind(None, 0)
 
-    def close(self):
-        """Kill the interpreter."""
-        if self.alive:
-            self.agent.kill_tree(self.pid, self.since_ticks)
 
 
 def _write_all(fd, data):

@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from corral.errors import CorralError, InvalidInputError, IsolationUnavailableError
+from corral.models import Limits
 from corral.network import ExposedPort, Network, PortMapping
 from corral.protocol import wire
 from corral.sync import run as run_code
@@ -26,10 +27,10 @@ def run(
     language: Annotated[
         Optional[str], typer.Option("--language", "-l", help="python | javascript | shell (default: from the file name, else python).")
     ] = None,
-    timeout: Annotated[float, typer.Option(help="Wall-clock limit in seconds.")] = 30.0,
-    memory: Annotated[int, typer.Option(help="Memory limit in MB.")] = 256,
-    pids: Annotated[int, typer.Option(help="Limit on processes and threads.")] = 256,
-    cpus: Annotated[float, typer.Option(help="CPU share (1.0 = one core).")] = 1.0,
+    timeout: Annotated[Optional[float], typer.Option(help="Wall-clock limit in seconds [default: 30].")] = None,
+    memory: Annotated[Optional[int], typer.Option(help="Memory limit in MB [default: 256].")] = None,
+    pids: Annotated[Optional[int], typer.Option(help="Limit on processes and threads [default: 256].")] = None,
+    cpus: Annotated[Optional[float], typer.Option(help="CPU share, 1.0 = one core [default: 1.0].")] = None,
     disk: Annotated[
         Optional[int], typer.Option(help="Size in MB of each writable tmpfs (home, /tmp); it is memory (default: derived from --memory).")
     ] = None,
@@ -79,7 +80,8 @@ def run(
     if json_output:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
     elif result.timed_out:
-        sys.stderr.write(f"corral: the program timed out after {timeout:g} s and was killed\n")
+        limit = timeout if timeout is not None else Limits().timeout
+        sys.stderr.write(f"corral: the program timed out after {limit:g} s and was killed\n")
     for stream, flag in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
         if flag and not json_output:
             sys.stderr.write(f"corral: {stream} was truncated at the output limit\n")

@@ -20,6 +20,8 @@ from corral.host.sandbox_names import PREFIX, owner_alive
 GROUP_ROOT = "corral"
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 _REQUIRED = ("memory", "pids")
+#: How long kill_all keeps killing before it gives up on an emptied cgroup.
+KILL_DEADLINE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -174,14 +176,14 @@ class Cgroup:
         else:
             _write(self.paths["memory"] / "memory.max_usage_in_bytes", "0", quiet=True)
 
-    def kill_all(self, deadline_s: float = 5.0) -> bool:
+    def kill_all(self) -> bool:
         """SIGKILL every process in the cgroup; return True once it is empty."""
         if self.version == "v2":
             _write(self.paths["memory"] / "cgroup.kill", "1", quiet=True)
         freezer = self.paths.get("freezer")
         if freezer is not None:
             _write(freezer / "freezer.state", "FROZEN", quiet=True)
-        end = time.monotonic() + deadline_s
+        end = time.monotonic() + KILL_DEADLINE_S
         try:
             while time.monotonic() < end:
                 pids = self.pids()

@@ -150,7 +150,8 @@ class EgressProxy:
 
     async def start(self) -> None:
         """Listen (the socket is made connectable for the sandbox's uid)."""
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path))
+        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path),
+                                                       limit=_MAX_HEADER_BYTES)
         os.chmod(self.socket_path, 0o666)
 
     async def close(self) -> None:
@@ -185,9 +186,10 @@ class EgressProxy:
             writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEADER_TIMEOUT_S)
-        if len(head) > _MAX_HEADER_BYTES:
-            return await _answer(writer, 431, "request headers too large")
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEADER_TIMEOUT_S)
+        except asyncio.LimitOverrunError:
+            return await _answer(writer, 431, f"request headers larger than {_MAX_HEADER_BYTES} bytes")
         request_line, *header_lines = head.decode("latin-1").split("\r\n")
         try:
             method, target, version = request_line.split(" ")

@@ -36,6 +36,8 @@ class ExecRequest(_Message):
     session: bool = False
     #: Start the program and answer ``started`` at once; its output goes to a log file.
     background: bool = False
+    #: The sandbox is discarded after this run: start no spare for a next one.
+    retire: bool = False
     timeout_ms: int = Field(gt=0)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
@@ -248,7 +250,6 @@ Event = Annotated[
 TERMINAL_TYPES = frozenset({"exec_done", "started", "file_data", "dir_listing", "ack", "error"})
 
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
-request_adapter: TypeAdapter[Request] = TypeAdapter(Request)
 
 
 def parse_event(line: bytes) -> Event:

@@ -47,7 +47,6 @@ class ProcessInstance(Instance):
         self.writer = process.stdin
         self.setup_ms = setup_ms
         self.boot_ms = 0.0
-        self.hello: Hello | None = None
         self._stderr = bytearray()
         self._stderr_task = asyncio.ensure_future(self._collect_stderr())
         self._stopped = False
@@ -159,7 +158,7 @@ class ProcessBackend(Backend):
                         raise SandboxStartError(f"cannot put the sandbox into its cgroup: {exc}") from exc
             _write_quietly(f"/proc/{sandbox_pid}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
             os.write(block_w, b"go")
-            instance.hello = await _wait_for_hello(process)
+            await _wait_for_hello(process)
         except BaseException as exc:
             await instance.stop()
             if isinstance(exc, SandboxStartError):
