@@ -436,7 +436,7 @@ victim.wait()
 def test_file_api_cannot_write_host_paths():
     token = uuid.uuid4().hex
     escape_name = f"corral-escape-{token}"
-    runtime_root = Path("/var/lib/corral")
+    runtime_root = Path("/var/lib/corral/runtime")  # the agent bundle (sandboxes/ comes and goes)
     runtime_before = tree_digest(runtime_root) if runtime_root.is_dir() else {}
     passwd_before = Path("/etc/passwd").read_bytes()
     python_before = Path("/usr/bin/python3").resolve().stat()
