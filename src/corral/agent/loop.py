@@ -434,6 +434,4 @@ def main(argv=None):
         }
     )
     agent.ensure_spare()
-    if config.get("prestart_session") in SESSION_LANGUAGES:
-        agent.session_worker(config["prestart_session"], agent.base_env, agent.home)
     agent.serve()

@@ -189,7 +189,6 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
         "rlimits": rlimits,
         "landlock_paths": list(bwrap.WRITABLE_PATHS),
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
-        "prestart_session": "javascript" if spec.language == "javascript" else None,
         "protect_agent": True,
         "prefork": spec.language if spec.language in ("python", "javascript") else None,
     }
