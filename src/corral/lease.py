@@ -64,12 +64,17 @@ class _Teardowns:
         self.slots = asyncio.Semaphore(MAX_CONCURRENT_TEARDOWNS)
 
     async def _stop(self, lease: Lease) -> None:
-        await asyncio.sleep(TEARDOWN_DELAY_S)
-        async with self.slots:
-            if lease.services is not None:
-                await lease.services.close()
-            await lease.channel.close()
-            await lease.instance.stop()
+        try:
+            await asyncio.sleep(TEARDOWN_DELAY_S)
+            async with self.slots:
+                if lease.services is not None:
+                    await lease.services.close()
+                await lease.channel.close()
+                await lease.instance.stop()
+        except asyncio.CancelledError:
+            # the event loop is closing (asyncio.run returning, say): nothing will await us again
+            lease.instance.stop_now()
+            raise
 
 
 _teardowns: dict[asyncio.AbstractEventLoop, _Teardowns] = {}

@@ -358,3 +358,22 @@ async def test_closing_under_a_running_operation_says_closed():
         await task
     with pytest.raises(corral.SandboxClosedError):
         await sandbox.install(["corral-demo==1.0.0"])
+
+
+def test_asyncio_run_returning_right_after_close_leaves_no_sandbox():
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, corral\n"
+        "async def main():\n"
+        "    async with corral.AsyncSandbox() as sandbox:\n"
+        "        await sandbox.run('pass')\n"
+        "        return sandbox._lease.instance.service_dir.name\n"
+        "name = asyncio.run(main())\n"
+        "from corral.host.cgroups import Cgroup\n"
+        "print(name, Cgroup.existing(name) is None)\n"
+    )
+    done = subprocess.run([sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[1] == "True", done.stdout  # torn down before the process even exits

@@ -65,6 +65,13 @@ class Instance(abc.ABC):
         """
 
     @abc.abstractmethod
+    def stop_now(self) -> None:
+        """Synchronous last resort when no event loop will run :meth:`stop` (it is closing).
+
+        Kills everything and releases the resources without awaiting; idempotent; must not raise.
+        """
+
+    @abc.abstractmethod
     def diagnostics(self) -> str:
         """What the sandbox printed outside the protocol (for error messages)."""
 

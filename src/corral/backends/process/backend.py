@@ -87,9 +87,31 @@ class ProcessInstance(Instance):
         await self.process.wait()
         with contextlib.suppress(asyncio.TimeoutError, Exception):
             await asyncio.wait_for(self._stderr_task, 1.0)
+        self._close_pipes()
         if self.cgroup is not None:
             await _off_loop(self.cgroup.remove)
         shutil.rmtree(self.service_dir, ignore_errors=True)
+
+    def stop_now(self) -> None:
+        """Kill and clean up without awaiting (the loop that would run stop() is closing)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+        self._stderr_task.cancel()
+        self._close_pipes()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        shutil.rmtree(self.service_dir, ignore_errors=True)
+
+    def _close_pipes(self) -> None:
+        # asyncio's Process has no close(): its transport owns the pipes; close it so none leaks
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            transport.close()
 
 
 class ProcessBackend(Backend):
