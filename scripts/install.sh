@@ -11,7 +11,7 @@ command -v npm >/dev/null 2>&1 || need+=(npm)           # package installs for j
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # package installs for python
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # dropping to the sandbox uid
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the tests' HTTPS peer
-ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' || need+=(libseccomp2)
+compgen -G '/usr/lib/*/libseccomp.so.2' >/dev/null || compgen -G '/lib/*/libseccomp.so.2' >/dev/null || need+=(libseccomp2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -74,44 +74,47 @@ class ProcessInstance(Instance):
             self.cgroup.reset_peak()
 
     async def stop(self) -> None:
-        """Kill the whole sandbox and remove its cgroup."""
-        if self._stopped:
-            return
-        self._stopped = True
-        with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        if self.cgroup is not None:
-            await _off_loop(self.cgroup.kill_all)
-        with contextlib.suppress(Exception):
-            self.writer.close()
-        await self.process.wait()
-        with contextlib.suppress(asyncio.TimeoutError, Exception):
-            await asyncio.wait_for(self._stderr_task, 1.0)
-        self._close_pipes()
-        if self.cgroup is not None:
-            await _off_loop(self.cgroup.remove)
-        shutil.rmtree(self.service_dir, ignore_errors=True)
+        """Kill the whole sandbox and remove its cgroup (blocking steps run off the loop)."""
+        if self._first_stop():
+            if self.cgroup is not None:
+                await _off_loop(self.cgroup.kill_all)
+            with contextlib.suppress(Exception):
+                self.writer.close()
+            await self.process.wait()
+            with contextlib.suppress(asyncio.TimeoutError, Exception):
+                await asyncio.wait_for(self._stderr_task, 1.0)  # keep the sandbox's last words
+            self._close_pipes()
+            await _off_loop(self._release)
 
     def stop_now(self) -> None:
         """Kill and clean up without awaiting (the loop that would run stop() is closing)."""
+        if self._first_stop():
+            if self.cgroup is not None:
+                self.cgroup.kill_all()
+            self._stderr_task.cancel()
+            self._close_pipes()
+            self._release()
+
+    def _first_stop(self) -> bool:
+        """Kill bwrap (and so the sandbox); True the first time only."""
         if self._stopped:
-            return
+            return False
         self._stopped = True
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
-        if self.cgroup is not None:
-            self.cgroup.kill_all()
-        self._stderr_task.cancel()
-        self._close_pipes()
-        if self.cgroup is not None:
-            self.cgroup.remove()
-        shutil.rmtree(self.service_dir, ignore_errors=True)
+        return True
 
     def _close_pipes(self) -> None:
         # asyncio's Process has no close(): its transport owns the pipes; close it so none leaks
         transport = getattr(self.process, "_transport", None)
         if transport is not None:
             transport.close()
+
+    def _release(self) -> None:
+        """Remove the cgroup and the service directory (blocking: may retry for a moment)."""
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        shutil.rmtree(self.service_dir, ignore_errors=True)
 
 
 class ProcessBackend(Backend):
