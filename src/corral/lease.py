@@ -64,6 +64,7 @@ class _Teardowns:
         self.slots = asyncio.Semaphore(MAX_CONCURRENT_TEARDOWNS)
 
     async def _stop(self, lease: Lease) -> None:
+        stopped = False
         try:
             await asyncio.sleep(TEARDOWN_DELAY_S)
             async with self.slots:
@@ -71,10 +72,12 @@ class _Teardowns:
                     await lease.services.close()
                 await lease.channel.close()
                 await lease.instance.stop()
-        except asyncio.CancelledError:
-            # the event loop is closing (asyncio.run returning, say): nothing will await us again
-            lease.instance.stop_now()
-            raise
+            stopped = True
+        finally:
+            if not stopped:
+                # cancelled, or destroyed with its loop (asyncio.run returning, a test's loop
+                # closing): nothing will run this coroutine again, so stop the sandbox now
+                lease.instance.stop_now()
 
 
 _teardowns: dict[asyncio.AbstractEventLoop, _Teardowns] = {}

@@ -87,13 +87,18 @@ class ProcessInstance(Instance):
             await _off_loop(self._release)
 
     def stop_now(self) -> None:
-        """Kill and clean up without awaiting (the loop that would run stop() is closing)."""
-        if self._first_stop():
-            if self.cgroup is not None:
-                self.cgroup.kill_all()
-            self._stderr_task.cancel()
-            self._close_pipes()
-            self._release()
+        """Kill and clean up without awaiting (the loop that would run stop() is closing).
+
+        Every step is idempotent, so this also completes a stop() that was interrupted.
+        """
+        self._stopped = True
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+        self._stderr_task.cancel()
+        self._close_pipes()
+        self._release()
 
     def _first_stop(self) -> bool:
         """Kill bwrap (and so the sandbox); True the first time only."""
@@ -185,6 +190,9 @@ class ProcessBackend(Backend):
             os.write(block_w, b"go")
             await _wait_for_hello(process)
         except BaseException as exc:
+            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                instance.stop_now()  # the caller went away: no awaiting any more
+                raise
             await instance.stop()
             if isinstance(exc, SandboxStartError):
                 raise SandboxStartError(f"{exc}{_explain(instance)}") from exc
