@@ -232,9 +232,9 @@ class Agent:
         request_id = None
         try:
             request = wire.decode_frame(line)
-            request_id = request.get("id")
-            if not isinstance(request_id, int) or isinstance(request_id, bool):
+            if not isinstance(request.get("id"), int) or isinstance(request.get("id"), bool):
                 raise RequestError("invalid", "request has no integer id")
+            request_id = request["id"]
             self._dispatch(request)
         except RequestError as exc:
             self.send({"type": "error", "id": request_id, "code": exc.code, "message": str(exc)})

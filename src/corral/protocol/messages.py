@@ -20,7 +20,8 @@ StreamName = Literal["stdout", "stderr"]
 
 
 class _Message(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a field of the wrong JSON type is an error, never coerced ("1" is not 1)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 # --- host -> agent -------------------------------------------------------
