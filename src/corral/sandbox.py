@@ -238,13 +238,14 @@ class AsyncSandbox:
             stderr_limit=self.spec.limits.stderr_limit,
         )
 
+    def _run_env(self, env: dict[str, str]) -> dict[str, str]:
+        """A run's env: with network, the proxy settings underneath the sandbox's and the run's own."""
+        proxy = self._services.run_env() if self._services is not None else {}
+        return {**proxy, **self.spec.env_dict, **env} if proxy else env
+
     async def _events(self, options: RunOptions) -> AsyncIterator[OutputEvent | ExecutionResult]:
         lease = self._ready_lease()
-        if self._services is not None and self.network.enabled:
-            # the proxy settings are defaults: the sandbox's and the run's own env win
-            options = dataclasses.replace(
-                options, env={**self._services.run_env(), **self.spec.env_dict, **options.env}
-            )
+        options = dataclasses.replace(options, env=self._run_env(options.env))
         startup = self._startup_pending
         self._startup_pending = False
         lock = self._session_lock if options.session else None
@@ -325,7 +326,7 @@ class AsyncCommands:
         """
         sandbox = self._sandbox
         options = sandbox._options(cmd, "shell", False, None, env, cwd, None)
-        env = {**(sandbox._services.run_env() if sandbox._services else {}), **sandbox.spec.env_dict, **options.env}
+        env = sandbox._run_env(options.env)
         event = await sandbox._ready_lease().channel.call(
             lambda request_id: ExecRequest(
                 id=request_id, language="shell", code=cmd, background=True, timeout_ms=1, env=env, cwd=cwd,

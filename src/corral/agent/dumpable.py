@@ -10,18 +10,14 @@ its own ``/proc/self`` files to raise its OOM score).
 
 from __future__ import annotations
 
+from corral.agent.libc import libc
+
 _PR_SET_DUMPABLE = 4
-_libc = None
 
 
 def set_dumpable(dumpable):
     """Set this process's dumpable flag; return False where prctl is unavailable."""
-    global _libc
     try:
-        if _libc is None:
-            import ctypes
-
-            _libc = ctypes.CDLL(None, use_errno=True)
-        return _libc.prctl(_PR_SET_DUMPABLE, 1 if dumpable else 0, 0, 0, 0) == 0
+        return libc().prctl(_PR_SET_DUMPABLE, 1 if dumpable else 0, 0, 0, 0) == 0
     except (OSError, AttributeError):
         return False

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import stat
 
+from corral.agent.libc import libc as load_libc
+
 _SYS_CREATE_RULESET = 444
 _SYS_ADD_RULE = 445
 _SYS_RESTRICT_SELF = 446
@@ -36,8 +38,7 @@ def restrict_writes(writable_paths):
     abi = abi_version()
     if abi <= 0:
         return 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
+    libc = load_libc()
     handled = _WRITE_FILE | _REMOVE_DIR | _REMOVE_FILE | _MAKE_ALL
     if abi >= 2:
         handled |= _REFER
@@ -82,7 +83,5 @@ def abi_version():
     """The kernel's Landlock ABI version, 0 where Landlock is missing or disabled."""
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-    abi = libc.syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    abi = load_libc().syscall(_SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION))
     return max(abi, 0)

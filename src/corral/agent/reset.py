@@ -14,6 +14,7 @@ import os
 
 from corral.agent import tree
 from corral.agent.files import remove_tree
+from corral.agent.libc import libc
 
 _IPC_RMID = 0
 _SYSV_TABLES = (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl"))
@@ -45,9 +46,6 @@ def empty_directory(path, mode):
 
 def remove_sysv_ipc():
     """Remove every System V shared memory segment, message queue and semaphore set."""
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
     for table, call in _SYSV_TABLES:
         try:
             with open(f"/proc/sysvipc/{table}") as handle:
@@ -56,7 +54,7 @@ def remove_sysv_ipc():
             continue
         for row in rows:
             identifier = int(row.split()[1])
-            function = getattr(libc, call)
+            function = getattr(libc(), call)
             if call == "semctl":
                 function(identifier, 0, _IPC_RMID)
             else:
