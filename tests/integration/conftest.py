@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import socketserver
 import ssl
 import subprocess
@@ -80,8 +81,12 @@ def https_server(tls_dir: Path) -> Iterator[LocalServer]:
 
 
 def _levels() -> list[str]:
+    """Isolation levels that work here, or those named in ``CORRAL_TEST_LEVELS`` (comma-separated)."""
     from corral.backends import registry
 
+    named = os.environ.get("CORRAL_TEST_LEVELS")
+    if named:
+        return [level.strip() for level in named.split(",") if level.strip()]
     return registry.available() or ["process"]
 
 

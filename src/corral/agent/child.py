@@ -30,7 +30,8 @@ SESSION_OUT_FD = 4
 class ChildSetup:
     """How to prepare a child process: its fds, directory, environment and limits."""
 
-    def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None, protected_parent=False):
+    def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None, protected_parent=False,
+                 user=None):
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.stderr_fd = stderr_fd
@@ -39,6 +40,8 @@ class ChildSetup:
         self.rlimits = rlimits
         self.control_fds = control_fds
         self.protected_parent = protected_parent
+        #: (uid, gid) to become, where the agent runs as root (the microVM guest); None: stay.
+        self.user = user
 
     def apply(self):
         """Make this process a clean child: own session, fds 0-2 (3-4), limits, cwd."""
@@ -62,12 +65,17 @@ class ChildSetup:
         os.closerange(first_free, 1 << 20)
         if self.protected_parent:
             set_dumpable(True)
-        _write_quietly("/proc/self/oom_score_adj", "1000")
+        write_quietly("/proc/self/oom_score_adj", "1000")
         for name, value in self.rlimits.items():
             limit = getattr(resource, name)
             _, hard = resource.getrlimit(limit)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(limit, (value, value))
+        if self.user is not None:
+            uid, gid = self.user
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
         try:
             os.chdir(self.cwd)
         except OSError as exc:
@@ -75,7 +83,8 @@ class ChildSetup:
             os._exit(126)
 
 
-def _write_quietly(path, text):
+def write_quietly(path, text):
+    """Write ``text`` to ``path``, ignoring errors (best-effort kernel knobs)."""
     try:
         with open(path, "w") as handle:
             handle.write(text)

@@ -23,6 +23,7 @@ import time
 from corral.agent import child, reset, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
+from corral.agent.identity import UserIdentity
 from corral.agent.runs import BackgroundProgram, OneshotRun, SessionWorker, Spare
 from corral.protocol import wire
 
@@ -56,6 +57,9 @@ class Agent:
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.pid = os.getpid()
+        #: (uid, gid) of user code where the agent runs as root (a VM guest); None in the process sandbox.
+        self.user = tuple(config["user"]) if config.get("user") else None
+        self.as_user = UserIdentity(self.user)
         self.files = Files(self.home)
         self.epoll = select.epoll()
         self.handlers = {}
@@ -252,16 +256,9 @@ class Agent:
         request_id = request["id"]
         if kind == "exec":
             self._start_exec(self._checked_exec(request))
-        elif kind == "file_write":
-            size = self.files.write(request.get("path"), _text(request, "data_b64"), _int(request, "mode", 0o644))
-            self.send({"type": "ack", "id": request_id, "size": size})
-        elif kind == "file_read":
-            self.send({"type": "file_data", "id": request_id, "data_b64": self.files.read(request.get("path"))})
-        elif kind == "file_list":
-            self.send({"type": "dir_listing", "id": request_id, "entries": self.files.list(request.get("path"))})
-        elif kind == "file_remove":
-            self.files.remove(request.get("path"), bool(request.get("recursive")))
-            self.send({"type": "ack", "id": request_id})
+        elif kind in ("file_write", "file_read", "file_list", "file_remove"):
+            with self.as_user:
+                self._file_operation(kind, request)
         elif kind == "cancel":
             target = self.runs.get(request.get("target"))
             if target is None:
@@ -284,8 +281,64 @@ class Agent:
         elif kind == "reset":
             self._reset()
             self.send({"type": "ack", "id": request_id})
+        elif kind == "configure":
+            self._configure(request)
+            self.send({"type": "ack", "id": request_id})
         else:
             raise RequestError("invalid", f"unknown request type {kind!r}")
+
+    def _file_operation(self, kind, request):
+        request_id = request["id"]
+        if kind == "file_write":
+            size = self.files.write(request.get("path"), _text(request, "data_b64"), _int(request, "mode", 0o644))
+            self.send({"type": "ack", "id": request_id, "size": size})
+        elif kind == "file_read":
+            self.send({"type": "file_data", "id": request_id, "data_b64": self.files.read(request.get("path"))})
+        elif kind == "file_list":
+            self.send({"type": "dir_listing", "id": request_id, "entries": self.files.list(request.get("path"))})
+        else:
+            self.files.remove(request.get("path"), bool(request.get("recursive")))
+            self.send({"type": "ack", "id": request_id})
+
+    def _configure(self, request):
+        """Settings a VM gets after boot or restore: env, fresh entropy, the pre-started language.
+
+        A VM restored from a memory snapshot shares the snapshot's kernel RNG
+        state and pre-forked spare with every other clone: the host's entropy
+        reseeds the kernel, and the spare (whose ``random`` state was seeded
+        before the snapshot) is replaced by a fresh fork.
+        """
+        if self.runs or self.sessions or self.background:
+            raise RequestError("busy", "configure is only allowed before the first run")
+        env = request.get("env") or {}
+        problem = wire.env_problems(env)
+        if problem:
+            raise RequestError("invalid", problem)
+        prefork = request.get("prefork")
+        if prefork is not None and prefork not in SESSION_LANGUAGES:
+            raise RequestError("invalid", f"prefork must be one of {SESSION_LANGUAGES} or null")
+        if request.get("entropy_b64"):
+            try:
+                seed = binascii.a2b_base64(_text(request, "entropy_b64"))
+            except (binascii.Error, ValueError):
+                raise RequestError("invalid", "entropy_b64 is not valid base64") from None
+            from corral.agent.entropy import reseed
+
+            try:
+                reseed(seed)
+            except OSError as exc:
+                raise RequestError("internal", f"cannot reseed the kernel's random number generator: {exc}") from None
+        rlimits = request.get("rlimits") or {}
+        for name, value in rlimits.items():
+            if name not in wire.CONFIGURABLE_RLIMITS or not isinstance(value, int) or value < 0:
+                raise RequestError("invalid", f"rlimits: {name!r} must be one of {wire.CONFIGURABLE_RLIMITS} "
+                                   "with a non-negative integer value")
+        self.rlimits.update(rlimits)
+        self.base_env.update(env)
+        if self.spare is not None:
+            self.spare.discard()
+            self.spare = None
+        self.prefork = prefork
 
     def _egress(self, enable, port):
         """Start or stop the in-sandbox end of the egress proxy."""
@@ -423,6 +476,8 @@ def main(argv=None):
         landlock_abi = restrict_writes(config["landlock_paths"])
     if config.get("protect_agent"):
         set_dumpable(False)
+    if "oom_score_adj" in config:
+        child.write_quietly("/proc/self/oom_score_adj", str(int(config["oom_score_adj"])))
     agent = Agent(config, proto_in, proto_out)
     agent.send(
         {

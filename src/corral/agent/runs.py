@@ -179,7 +179,7 @@ class Spare:
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctl_r, self.ctl_w = os.pipe()
-        setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits,
+        setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits, user=agent.user,
                                  control_fds=(ctl_r, None), protected_parent=agent.protected)
         python = child.serve_spare if language == "python" else None
         self.pid = pid = _fork_child(setup, python, _node_script("spare.js"))
@@ -193,6 +193,13 @@ class Spare:
         _write_all(self.ctl_w, frame.encode("utf-8", "surrogatepass") + b"\n")
         os.close(self.ctl_w)
         return self.pid, self.in_w, self.out_r, self.err_r
+
+    def discard(self):
+        """Kill the unused spare (its exit is reaped like any other)."""
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
 
     def on_exit(self, status):
         """The spare died before it was used (killed by user code, out of memory): drop it."""
@@ -252,8 +259,10 @@ class OneshotRun:
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
         setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits,
-                                 protected_parent=self.agent.protected)
-        python, argv = _program_child(request["language"], request["code"], self.request_id, self.agent.scratch_dir)
+                                 protected_parent=self.agent.protected, user=self.agent.user)
+        with self.agent.as_user:
+            python, argv = _program_child(request["language"], request["code"], self.request_id,
+                                          self.agent.scratch_dir)
         pid = _fork_child(setup, python, argv)
         for fd in (in_r, out_w, err_w):
             os.close(fd)
@@ -319,13 +328,14 @@ class BackgroundProgram:
 
     def __init__(self, agent, request):
         self.agent = agent
-        os.makedirs(agent.scratch_dir, mode=0o700, exist_ok=True)
-        self.log_path = os.path.join(agent.scratch_dir, f"background-{request['id']}.log")
-        log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        with agent.as_user:
+            os.makedirs(agent.scratch_dir, mode=0o700, exist_ok=True)
+            self.log_path = os.path.join(agent.scratch_dir, f"background-{request['id']}.log")
+            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+            python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, log_fd, log_fd, request["cwd"], request["env"], agent.rlimits,
-                                 protected_parent=agent.protected)
-        python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
+                                 protected_parent=agent.protected, user=agent.user)
         pid = _fork_child(setup, python, argv)
         for fd in (log_fd, stdin):
             os.close(fd)
@@ -364,7 +374,7 @@ class SessionWorker:
         self.result_r, res_w = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w),
-                                 protected_parent=agent.protected)
+                                 protected_parent=agent.protected, user=agent.user)
         python = child.serve_python_session if language == "python" else None
         self.pid = pid = _fork_child(setup, python, _node_script("session.js"))
         for fd in (out_w, err_w, ctl_r, res_w, stdin):

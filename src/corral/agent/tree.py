@@ -19,9 +19,12 @@ except ImportError:  # pragma: no cover - not CPython
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
+#: Flag of kernel threads in /proc/<pid>/stat (include/linux/sched.h).
+_PF_KTHREAD = 0x00200000
+
 
 def process_table():
-    """Map pid -> (parent pid, state letter, start time in clock ticks) for every visible process."""
+    """Map pid -> (parent pid, state letter, start time in clock ticks) for every visible user process."""
     table = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -33,6 +36,8 @@ def process_table():
             continue
         # the command name may contain spaces and parentheses: split after the last ')'
         fields = stat[stat.rfind(b")") + 2 :].split()
+        if int(fields[6]) & _PF_KTHREAD:  # a VM guest's kernel threads: not ours to kill
+            continue
         table[int(name)] = (int(fields[1]), fields[0].decode(), int(fields[19]))
     return table
 

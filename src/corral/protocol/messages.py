@@ -122,6 +122,20 @@ class ResetRequest(_Message):
     id: int
 
 
+class ConfigureRequest(_Message):
+    """Per-VM settings sent once after a boot or a snapshot restore, before any run."""
+
+    type: Literal["configure"] = "configure"
+    id: int
+    env: dict[str, str] = Field(default_factory=dict)
+    #: Language whose one-shot child the agent keeps pre-started (None: none).
+    prefork: Literal["python", "javascript"] | None = None
+    #: Host entropy the agent credits to the kernel RNG before reseeding it.
+    entropy_b64: str = ""
+    #: Resource limits (``RLIMIT_*`` name -> value) for every process user code starts.
+    rlimits: dict[str, int] = Field(default_factory=dict)
+
+
 Request = Annotated[
     Union[
         ExecRequest,
@@ -132,6 +146,7 @@ Request = Annotated[
         CancelRequest,
         PingRequest,
         ResetRequest,
+        ConfigureRequest,
         EgressRequest,
         PortConnectRequest,
     ],

@@ -37,6 +37,8 @@ MAX_ENV_VALUE_BYTES = 32 * 1024
 MAX_PATH_BYTES = 4096
 
 LANGUAGES = ("python", "javascript", "shell")
+#: Resource limits a ``configure`` request may set for user code.
+CONFIGURABLE_RLIMITS = ("RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_NOFILE")
 
 #: The sandbox user's home: relative paths in the file API start here.
 SANDBOX_HOME = "/home/user"

@@ -1,0 +1,210 @@
+"""The microVM isolation level: QEMU ``-M microvm``, KVM where it works, TCG elsewhere.
+
+A sandbox start is, in order: the guest image (built once, cached by content),
+the accelerator (a KVM boot probe, cached per host), the memory template for
+the VM's shape (one cold boot, then saved), and a restore from that template.
+Every VM, booted or restored, then gets a ``configure`` request: its env, the
+language to pre-start, limits for user code and fresh entropy for the guest's
+kernel RNG, so VMs restored from one template share no random state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import math
+import os
+import time
+from functools import lru_cache
+
+from corral.backends.base import Backend, ProbeResult
+from corral.backends.microvm import snapshot
+from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
+from corral.backends.microvm.probe import probe, qemu_binary
+from corral.backends.microvm.qemu import VmShape
+from corral.backends.microvm.vm import Vm
+from corral.backends.process.host_layout import sandbox_credentials
+from corral.errors import SandboxStartError
+from corral.models import SandboxSpec
+from corral.protocol import Ack, ConfigureRequest, Error, Hello, encode_request, parse_event, wire
+
+#: Guest memory on top of the sandbox's ``memory_mb``: the guest kernel, init and the agent.
+GUEST_RESERVE_MB = 96
+#: Cold boot (kernel, init, Python and the agent) to hello; generous for TCG on a loaded host.
+BOOT_DEADLINE_S = 60.0
+#: A restore and the first answer of the restored agent.
+RESTORE_DEADLINE_S = 20.0
+#: The id of the configure request (the channel's own ids start at 1).
+_CONFIGURE_ID = 0
+_ENTROPY_BYTES = 64
+
+
+class MicrovmBackend(Backend):
+    """QEMU microVMs with the corral agent as the guest's PID 1."""
+
+    name = "microvm"
+
+    def __init__(self) -> None:
+        self._accel: AccelChoice | None = None
+        self._template_locks: dict[str, asyncio.Lock] = {}
+
+    def probe(self) -> ProbeResult:
+        """See :func:`corral.backends.microvm.probe.probe`."""
+        return probe()
+
+    async def start(self, spec: SandboxSpec) -> Vm:
+        """A VM for ``spec``, restored from its shape's memory template (taken first if missing)."""
+        started = time.perf_counter()
+        image = await _image()
+        shape = await self.shape_for(spec, image)
+        if os.environ.get("CORRAL_MICROVM_SNAPSHOTS", "1") == "0":
+            vm = await cold_boot(image, shape)
+        else:
+            template = await self.template(image, shape)
+            vm = await restore(image, template)
+        try:
+            await configure(vm, spec)
+        except BaseException as exc:
+            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                vm.stop_now()
+                raise
+            await vm.stop()
+            raise
+        vm.boot_ms = (time.perf_counter() - started) * 1000 - vm.setup_ms
+        return vm
+
+    async def shape_for(self, spec: SandboxSpec, image) -> VmShape:
+        """Guest memory, vCPUs and accelerator for ``spec``."""
+        accel = await self.accelerator(image)
+        cpus = spec.limits.cpus or 1.0
+        return VmShape(
+            memory_mb=spec.limits.memory_mb + GUEST_RESERVE_MB,
+            vcpus=max(1, math.ceil(cpus)),
+            accel=accel.accel,
+            tsc_khz=tsc_khz() if accel.accel == "tcg" else None,
+        )
+
+    async def accelerator(self, image) -> AccelChoice:
+        """The accelerator for this host (probed once, then cached)."""
+        if self._accel is None:
+            self._accel = await choose_accelerator(qemu_binary(), _probe_boot(image))
+        return self._accel
+
+    async def template(self, image, shape: VmShape) -> snapshot.Template:
+        """The memory template for ``shape``: found, or taken now from a cold-booted VM."""
+        key = snapshot.template_key(image.key, _qemu_identity(), shape)
+        found = snapshot.find_template(key, shape)
+        if found is not None:
+            return found
+        lock = self._template_locks.setdefault(key, asyncio.Lock())
+        async with lock, snapshot.TemplateLock(key):
+            found = snapshot.find_template(key, shape)
+            if found is not None:
+                return found
+            return await take_template(image, shape, key)
+
+
+async def cold_boot(image, shape: VmShape, *, ram_file=None, deadline_s: float = BOOT_DEADLINE_S) -> Vm:
+    """Launch a VM that boots its kernel; return it once its agent said hello."""
+    vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
+                         ram_file=ram_file, as_root=_needs_root(shape))
+    try:
+        await vm.connect_agent(deadline_s)
+        await _expect_hello(vm, deadline_s)
+    except BaseException as exc:
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            vm.stop_now()
+            raise
+        await vm.stop()
+        raise
+    return vm
+
+
+async def restore(image, template: snapshot.Template) -> Vm:
+    """Launch a VM from ``template``: device state loaded, RAM mapped copy-on-write, guest running."""
+    vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), template.shape,
+                         ram_file=snapshot.clone_ram(template), incoming=True, as_root=_needs_root(template.shape))
+    try:
+        await vm.connect_agent(RESTORE_DEADLINE_S)
+        qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, template)
+        await asyncio.to_thread(snapshot.resume, qmp)
+    except BaseException as exc:
+        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+            vm.stop_now()
+            raise
+        await vm.stop()
+        if isinstance(exc, SandboxStartError):
+            raise SandboxStartError(f"{exc}{vm.explain()}") from exc
+        raise
+    return vm
+
+
+async def take_template(image, shape: VmShape, key: str) -> snapshot.Template:
+    """Cold-boot a VM with its RAM in a shared file, let it settle, save it as template ``key``."""
+    staging = snapshot.staging_dir(key)
+    vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging))
+    try:
+        await asyncio.to_thread(snapshot.save, vm.files.qmp_socket, staging / "state")
+    finally:
+        await vm.stop()
+    return await asyncio.to_thread(snapshot.publish, staging, key, shape)
+
+
+async def configure(vm: Vm, spec: SandboxSpec) -> None:
+    """Send the VM its per-sandbox settings and fresh entropy; wait for the agent's ack."""
+    request = ConfigureRequest(
+        id=_CONFIGURE_ID,
+        env=spec.env_dict,
+        prefork=spec.language if spec.language in ("python", "javascript") else None,
+        entropy_b64=base64.b64encode(os.urandom(_ENTROPY_BYTES)).decode(),
+        rlimits={"RLIMIT_NPROC": spec.limits.pids},
+    )
+    vm.writer.write(encode_request(request))
+    await vm.writer.drain()
+    while True:
+        event = parse_event(await vm.read_frame(RESTORE_DEADLINE_S, "the agent's answer to configure"))
+        if isinstance(event, Error) and event.id == _CONFIGURE_ID:
+            raise SandboxStartError(f"the guest agent refused its configuration: {event.message}")
+        if isinstance(event, Ack) and event.id == _CONFIGURE_ID:
+            return
+
+
+async def _expect_hello(vm: Vm, deadline_s: float) -> Hello:
+    line = await vm.read_frame(deadline_s, "hello from the guest agent")
+    try:
+        event = parse_event(line)
+    except ValueError as exc:
+        raise SandboxStartError(f"the guest agent's first message is not a hello: {exc}") from None
+    if not isinstance(event, Hello) or event.version != wire.PROTOCOL_VERSION:
+        raise SandboxStartError(f"unexpected greeting from the guest agent: {line[:200]!r}")
+    return event
+
+
+def _probe_boot(image):
+    async def boot(shape: VmShape, deadline_s: float) -> None:
+        vm = await cold_boot(image, shape, deadline_s=deadline_s)
+        await vm.stop()
+    return boot
+
+
+def _needs_root(shape: VmShape) -> bool:
+    """True when QEMU must keep root: KVM on a host whose /dev/kvm other users cannot open.
+
+    TCG never needs root. Where /dev/kvm is world-accessible (a ``kvm`` group
+    setup with mode 0666), KVM VMs run unprivileged too.
+    """
+    if shape.accel != "kvm" or sandbox_credentials() is None:
+        return False
+    return os.stat("/dev/kvm").st_mode & 0o006 != 0o006
+
+
+@lru_cache(maxsize=1)
+def _qemu_identity() -> str:
+    stat = os.stat(qemu_binary())
+    return f"{qemu_binary()}:{stat.st_size}:{int(stat.st_mtime)}"
+
+
+async def _image():
+    from corral.backends.microvm.image import ensure_image
+
+    return await asyncio.to_thread(ensure_image)

@@ -1,0 +1,40 @@
+"""What the guest looks like from the inside: the agent's configuration and the port's name.
+
+Shared by the image builder (which bakes the configuration into the root file
+system) and the VM runner (which connects to the port). Per-VM settings (env,
+the pre-started language, fresh entropy) are not baked in: the host sends
+them in a ``configure`` request after every boot or restore, so one image and
+one memory snapshot serve every sandbox.
+"""
+
+from __future__ import annotations
+
+from corral.backends.process import bwrap
+
+#: Name of the virtio-serial port the agent speaks the protocol on.
+AGENT_PORT_NAME = "corral"
+#: Where the image keeps the agent's start-up configuration (JSON).
+AGENT_CONFIG_PATH = "/opt/corral/agent.json"
+#: uid/gid that user code runs as; the agent itself stays root (PID 1 of the VM).
+GUEST_USER = (bwrap.SANDBOX_UID, bwrap.SANDBOX_GID)
+
+
+def agent_config() -> dict:
+    """The agent's start-up configuration inside every microVM guest."""
+    return {
+        "home": bwrap.HOME,
+        "env": {
+            "HOME": bwrap.HOME,
+            "PATH": bwrap.SANDBOX_PATH,
+            "LANG": "C.UTF-8",
+            "USER": "user",
+            "TMPDIR": "/tmp",
+        },
+        "rlimits": {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096},
+        "landlock_paths": list(bwrap.WRITABLE_PATHS),
+        "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
+        "protect_agent": True,
+        "prefork": None,
+        "user": list(GUEST_USER),
+        "oom_score_adj": -1000,
+    }

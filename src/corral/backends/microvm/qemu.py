@@ -1,0 +1,108 @@
+"""The QEMU command line for one microVM: a description in, argv out.
+
+Pure: it reads nothing and starts nothing, so it is unit-tested without QEMU.
+The machine is ``-M microvm`` (virtio-mmio, no PCI, no firmware tables beyond
+what the kernel needs), with no default devices, no display and no network
+device. The guest sees a read-only root disk, one virtio-serial port carrying
+the agent protocol, and a serial console that goes to a log file. Under TCG
+the guest is told the TSC frequency (microvm has no other clock to calibrate
+against); under KVM the CPU is the host's minus nested virtualization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.backends.microvm.guest import AGENT_PORT_NAME
+
+#: QEMU's own seccomp filter: no obsolete calls, no privilege changes, no exec, no
+#: resource-control calls. ``spawn=deny`` is why snapshots use fd migration.
+SECCOMP_SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+#: Size of TCG's translated-code cache in MiB: the default (1 GiB) grows idle VMs' RSS.
+TCG_CACHE_MB = 32
+_KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"
+
+
+@dataclass(frozen=True)
+class VmFiles:
+    """Host paths a VM uses: its image (shared, read-only) and its private sockets and log."""
+
+    kernel: Path
+    initramfs: Path
+    rootfs: Path
+    agent_socket: Path
+    qmp_socket: Path
+    console_log: Path
+
+
+@dataclass(frozen=True)
+class VmShape:
+    """What the guest gets: memory, vCPUs, the accelerator."""
+
+    memory_mb: int
+    vcpus: int
+    accel: str  # "kvm" or "tcg"
+    #: Host TSC frequency in kHz, given to the guest kernel under TCG (None: let it calibrate).
+    tsc_khz: int | None = None
+
+
+@dataclass(frozen=True)
+class RamFile:
+    """Guest RAM kept in a file, for memory-template snapshots.
+
+    ``shared=True`` writes guest RAM into the file (the VM a template is taken
+    from); ``shared=False`` maps it copy-on-write (VMs restored from it).
+    """
+
+    path: Path
+    shared: bool
+
+
+def qemu_argv(binary: str, files: VmFiles, shape: VmShape, *, ram_file: RamFile | None = None,
+              incoming: bool = False, seccomp: bool = True) -> list[str]:
+    """The full QEMU command line for one VM."""
+    machine = "microvm"
+    argv = [binary]
+    if ram_file is not None:
+        machine += ",memory-backend=ram"
+        argv += [
+            "-object",
+            f"memory-backend-file,id=ram,size={shape.memory_mb}M,mem-path={ram_file.path},"
+            f"share={'on' if ram_file.shared else 'off'}",
+        ]
+    argv += ["-M", machine, "-m", f"{shape.memory_mb}M", "-smp", str(shape.vcpus)]
+    argv += _accelerator(shape)
+    argv += [
+        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
+        "-kernel", str(files.kernel),
+        "-initrd", str(files.initramfs),
+        "-append", _kernel_args(shape),
+        "-chardev", f"file,id=console,path={files.console_log}",
+        "-serial", "chardev:console",
+        "-drive", f"id=root,file={files.rootfs},format=raw,if=none,readonly=on",
+        "-device", "virtio-blk-device,drive=root",
+        "-device", "virtio-serial-device",
+        "-chardev", f"socket,id=agent,path={files.agent_socket},server=on,wait=off",
+        "-device", f"virtserialport,chardev=agent,name={AGENT_PORT_NAME}",
+        "-qmp", f"unix:{files.qmp_socket},server=on,wait=off",
+    ]
+    if seccomp:
+        argv += ["-sandbox", SECCOMP_SANDBOX]
+    if incoming:
+        argv += ["-incoming", "defer"]
+    return argv
+
+
+def _accelerator(shape: VmShape) -> list[str]:
+    if shape.accel == "kvm":
+        return ["-accel", "kvm", "-cpu", "host,-vmx,-svm"]
+    if shape.accel == "tcg":
+        return ["-accel", f"tcg,tb-size={TCG_CACHE_MB}", "-cpu", "max"]
+    raise ValueError(f"unknown accelerator {shape.accel!r}")
+
+
+def _kernel_args(shape: VmShape) -> str:
+    if shape.accel == "tcg" and shape.tsc_khz:
+        return f"{_KERNEL_ARGS} tsc_early_khz={shape.tsc_khz}"
+    return _KERNEL_ARGS

@@ -1,0 +1,189 @@
+"""Memory-template snapshots: boot once, then start every VM as a restore.
+
+A template is taken from a VM whose guest RAM lives in a file (mapped shared):
+once its agent is ready, QEMU is stopped and its device state migrated to a
+small file, skipping RAM (``x-ignore-shared``: RAM already is in the file).
+New VMs map the RAM file copy-on-write (private) and load the device state:
+the guest continues where the template stopped, with no boot, and the pages
+clones never write stay shared between them.
+
+Migration goes through a file descriptor handed to QEMU over QMP, because
+QEMU's own seccomp filter (``spawn=deny``) forbids the ``exec:`` transport.
+A template is only valid for the exact image, QEMU and VM shape it was made
+with, so its directory is named after a hash of them; it is written under a
+temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from corral.backends.microvm.qemu import SECCOMP_SANDBOX, TCG_CACHE_MB, RamFile, VmShape
+from corral.backends.microvm.qmp import Qmp, QmpError
+from corral.backends.process.host_layout import sandbox_credentials
+from corral.errors import SandboxStartError
+from corral.host.runtime_dir import data_dir
+
+#: Bump when the way templates are taken changes.
+TEMPLATE_FORMAT = 1
+_IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
+_MIGRATION_DEADLINE_S = 60.0
+
+
+@dataclass(frozen=True)
+class Template:
+    """A finished template: the guest's RAM file and its device state."""
+
+    directory: Path
+    shape: VmShape
+
+    @property
+    def ram(self) -> Path:
+        """Guest RAM as of the moment the template was taken."""
+        return self.directory / "ram"
+
+    @property
+    def state(self) -> Path:
+        """QEMU's device state (the migration stream without RAM)."""
+        return self.directory / "state"
+
+
+def template_root() -> Path:
+    """Where templates live: tmpfs (``/dev/shm``) when there is one, so restores never read a disk."""
+    configured = os.environ.get("CORRAL_TEMPLATE_DIR")
+    if configured:
+        return Path(configured)
+    shm = Path("/dev/shm")
+    return shm / "corral-templates" if shm.is_dir() else data_dir() / "templates"
+
+
+def template_key(image_key: str, qemu_identity: str, shape: VmShape) -> str:
+    """The name of the template for this image, QEMU build and VM shape."""
+    material = (f"{TEMPLATE_FORMAT}|{image_key}|{qemu_identity}|{shape.memory_mb}|{shape.vcpus}|{shape.accel}|"
+                f"{shape.tsc_khz}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}")
+    return hashlib.sha256(material.encode()).hexdigest()[:20]
+
+
+def find_template(key: str, shape: VmShape) -> Template | None:
+    """The finished template named ``key``, if there is one."""
+    directory = template_root() / key
+    template = Template(directory, shape)
+    return template if template.state.is_file() and template.ram.is_file() else None
+
+
+class TemplateLock:
+    """An exclusive lock on building one template, across processes (flock) and coroutines."""
+
+    def __init__(self, key: str):
+        root = template_root()
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o711)
+        self.path = root / f".{key}.lock"
+        self._fd: int | None = None
+
+    async def __aenter__(self) -> TemplateLock:
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        await asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_EX)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+
+
+def staging_dir(key: str) -> Path:
+    """A fresh directory the template's source VM writes into (QEMU's uid owns it)."""
+    directory = template_root() / f".staging-{key}-{os.getpid()}"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    credentials = sandbox_credentials()
+    if credentials is not None:
+        os.chown(directory, *credentials)
+    return directory
+
+
+def source_ram(staging: Path) -> RamFile:
+    """The shared RAM file of the VM a template is taken from."""
+    return RamFile(staging / "ram", shared=True)
+
+
+def clone_ram(template: Template) -> RamFile:
+    """The copy-on-write mapping of a template's RAM for a restored VM."""
+    return RamFile(template.ram, shared=False)
+
+
+def save(qmp_socket: Path, state_path: Path) -> None:
+    """Stop the VM and write its device state (RAM stays in its shared file). Blocking."""
+    fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    qmp = Qmp(qmp_socket)
+    try:
+        qmp.execute("migrate-set-capabilities", _IGNORE_SHARED)
+        qmp.execute("stop")
+        qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
+        qmp.execute("migrate", {"uri": "fd:snapshot"})
+        qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
+        os.fsync(fd)
+    except QmpError as exc:
+        raise SandboxStartError(f"cannot save the template VM: {exc}") from None
+    finally:
+        qmp.close()
+        os.close(fd)
+
+
+def publish(staging: Path, key: str, shape: VmShape) -> Template:
+    """Make a complete staging directory the template ``key`` (atomically)."""
+    target = template_root() / key
+    shutil.rmtree(target, ignore_errors=True)
+    os.rename(staging, target)
+    return Template(target, shape)
+
+
+def load(qmp_socket: Path, template: Template) -> Qmp:
+    """Load a template's device state into a VM started with ``-incoming defer``. Blocking.
+
+    Returns the QMP connection; the caller connects to the agent, then calls
+    :func:`resume`, since the guest must find the host end of its port connected.
+    """
+    qmp = Qmp(qmp_socket)
+    fd = os.open(template.state, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        qmp.execute("migrate-set-capabilities", _IGNORE_SHARED)
+        qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
+        qmp.execute("migrate-incoming", {"uri": "fd:snapshot"})
+        qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
+    except QmpError as exc:
+        qmp.close()
+        raise SandboxStartError(f"cannot restore the VM from its template: {exc}") from None
+    finally:
+        os.close(fd)
+    return qmp
+
+
+def resume(qmp: Qmp) -> None:
+    """Let a restored guest run. Blocking."""
+    try:
+        qmp.execute("cont")
+    except QmpError as exc:
+        raise SandboxStartError(f"cannot resume the restored VM: {exc}") from None
+    finally:
+        qmp.close()
+
+
+def remove_all() -> int:
+    """Delete every template (they are rebuilt on demand); return how many were removed."""
+    root = template_root()
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if not entry.name.startswith("."):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed

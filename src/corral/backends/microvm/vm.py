@@ -1,0 +1,205 @@
+"""One QEMU process: launch it confined, connect to its agent, kill it.
+
+Every VM gets a private host directory (its sockets and console log, owned by
+the unprivileged uid QEMU runs as) and, where the host has cgroups, a cgroup
+with memory, pids and CPU limits that QEMU is moved into before the guest runs
+a single instruction. Teardown SIGKILLs QEMU (and the cgroup), waits for the
+exit, and removes the directory: no grace periods, nothing left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from corral.backends.base import Instance
+from corral.backends.microvm.qemu import RamFile, VmFiles, VmShape, qemu_argv
+from corral.backends.process.host_layout import drop_privileges, make_service_dir, sandbox_credentials
+from corral.errors import SandboxStartError
+from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
+from corral.host.sandbox_names import new_name
+from corral.protocol import wire
+
+#: Memory QEMU itself needs next to guest RAM (TCG's code cache, device state, its own heap).
+QEMU_OVERHEAD_MB = 192
+#: Processes and threads QEMU may have (main, vCPUs, I/O and RCU threads).
+QEMU_PIDS = 64
+_CONSOLE_TAIL_BYTES = 4096
+
+
+class Vm(Instance):
+    """A launched QEMU process and, once connected, the stream to its agent."""
+
+    def __init__(self, name: str, directory: Path, files: VmFiles, process: asyncio.subprocess.Process,
+                 cgroup: Cgroup | None, setup_ms: float):
+        self.name = name
+        self.directory = directory
+        self.service_dir = directory
+        self.files = files
+        self.process = process
+        self.cgroup = cgroup
+        self.setup_ms = setup_ms
+        self.boot_ms = 0.0
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self._stopped = False
+
+    @classmethod
+    async def launch(cls, binary: str, image_files: tuple[Path, Path, Path], shape: VmShape, *,
+                     ram_file: RamFile | None = None, incoming: bool = False, seccomp: bool = True,
+                     as_root: bool = False) -> Vm:
+        """Start QEMU for one VM (the guest starts booting, or waits for an incoming migration)."""
+        started = time.perf_counter()
+        name = new_name()
+        directory = make_service_dir(name)
+        kernel, initramfs, rootfs = image_files
+        files = VmFiles(kernel, initramfs, rootfs, directory / "agent.sock", directory / "qmp.sock",
+                        directory / "console.log")
+        cgroup = None
+        try:
+            cgroup = await asyncio.to_thread(
+                Cgroup.create, name,
+                CgroupLimits((shape.memory_mb + QEMU_OVERHEAD_MB) * 2**20, QEMU_PIDS, float(shape.vcpus)),
+            )
+            argv = qemu_argv(binary, files, shape, ram_file=ram_file, incoming=incoming, seccomp=seccomp)
+            kwargs: dict = {}
+            if not as_root and sandbox_credentials() is not None:
+                argv, kwargs = drop_privileges(argv)
+            with open(directory / "qemu.log", "wb") as log:
+                process = await asyncio.create_subprocess_exec(
+                    *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,
+                    start_new_session=True, **kwargs,
+                )
+        except BaseException as exc:
+            if cgroup is not None:
+                cgroup.remove()
+            shutil.rmtree(directory, ignore_errors=True)
+            if isinstance(exc, OSError):
+                raise SandboxStartError(f"cannot launch QEMU: {exc}") from exc
+            raise
+        vm = cls(name, directory, files, process, cgroup, setup_ms=(time.perf_counter() - started) * 1000)
+        if cgroup is not None:
+            try:
+                cgroup.add(process.pid)
+            except OSError as exc:
+                vm.stop_now()
+                raise SandboxStartError(f"cannot put QEMU into its cgroup: {exc}") from exc
+        return vm
+
+    async def connect_agent(self, deadline_s: float) -> None:
+        """Open the agent's socket (it appears a few ms after launch)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline_s
+        while True:
+            try:
+                self.reader, self.writer = await asyncio.open_unix_connection(
+                    str(self.files.agent_socket), limit=wire.MAX_FRAME_BYTES + 1)
+                return
+            except (FileNotFoundError, ConnectionRefusedError):
+                if not self.alive():
+                    raise SandboxStartError(f"QEMU exited during start-up{self.explain()}") from None
+                if loop.time() > end:
+                    raise SandboxStartError(f"QEMU's agent socket did not appear within {deadline_s:.0f} s") from None
+                await asyncio.sleep(0.002)
+
+    async def read_frame(self, deadline_s: float, what: str) -> bytes:
+        """One line from the agent, or SandboxStartError when QEMU exits or the deadline passes.
+
+        A guest that panics makes QEMU exit (``panic=-1`` with ``-no-reboot``); one that
+        hangs is caught by the deadline. Either way the console's last lines are in the error.
+        """
+        read = asyncio.ensure_future(self.reader.readline())
+        exited = asyncio.ensure_future(self.process.wait())
+        try:
+            done, _ = await asyncio.wait({read, exited}, timeout=deadline_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+            if not read.done():
+                read.cancel()
+        if read in done and read.result():
+            return read.result()
+        if read in done or exited in done:
+            raise SandboxStartError(f"the VM stopped before {what}{self.explain()}")
+        raise SandboxStartError(f"no {what} within {deadline_s:.0f} s (the guest hangs){self.explain()}")
+
+    def console(self) -> str:
+        """The guest's serial console so far (kernel and init messages)."""
+        try:
+            return self.files.console_log.read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def diagnostics(self) -> str:
+        """The console's last lines and whatever QEMU wrote to stderr."""
+        parts = []
+        console = self.console()[-_CONSOLE_TAIL_BYTES:].strip()
+        if console:
+            parts.append(f"console: {console}")
+        with contextlib.suppress(OSError):
+            qemu = (self.directory / "qemu.log").read_bytes()[-_CONSOLE_TAIL_BYTES:].decode(errors="replace")
+            if qemu.strip():
+                parts.append(f"qemu: {qemu.strip()}")
+        return "\n".join(parts)
+
+    def explain(self) -> str:
+        """``diagnostics()`` as a suffix for error messages."""
+        text = self.diagnostics()
+        return f"; {text[-2000:]}" if text else ""
+
+    def alive(self) -> bool:
+        """True while QEMU runs."""
+        return self.process.returncode is None and not self._stopped
+
+    def usage(self) -> CgroupUsage | None:
+        """Resource use is inside the guest; the host's cgroup counts QEMU, not the user's code."""
+        return None
+
+    def reset_accounting(self) -> None:
+        """Nothing to reset on the host side."""
+
+    def rss_bytes(self) -> int | None:
+        """QEMU's resident memory (for benchmarks and ``corral doctor``)."""
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        return None
+
+    async def stop(self) -> None:
+        """Kill QEMU, wait for it, remove its cgroup and directory."""
+        if self._stopped:
+            return
+        self._kill()
+        with contextlib.suppress(Exception):
+            await self.process.wait()
+        await asyncio.to_thread(self._release)
+
+    def stop_now(self) -> None:
+        """Kill and clean up without awaiting; completes an interrupted stop()."""
+        self._kill()
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(self.process.pid, 0)
+        self._release()
+
+    def _kill(self) -> None:
+        self._stopped = True
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                self.writer.close()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            self.cgroup.kill_all()
+
+    def _release(self) -> None:
+        transport = getattr(self.process, "_transport", None)
+        if transport is not None:
+            transport.close()
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        shutil.rmtree(self.directory, ignore_errors=True)
