@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import doctor, run
+from corral.cli import doctor, image, run
 
 app = typer.Typer(
     name="corral",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("run", context_settings={"allow_interspersed_args": True})(run.run)
 app.command("doctor")(doctor.doctor)
+app.add_typer(image.app, name="image")
 
 
 def main() -> None:
