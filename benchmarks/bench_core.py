@@ -15,31 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import corral
-
-PROGRAM = "print(1)"
-
-
-def timed(function, runs: int, pause: float = 0.0) -> list[float]:
-    """Milliseconds per call of ``function``, with an untimed pause between calls."""
-    samples = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        function()
-        samples.append((time.perf_counter() - started) * 1000)
-        if pause:
-            time.sleep(pause)
-    return samples
-
-
-def bare_python() -> None:
-    subprocess.run(["/usr/bin/python3", "-c", PROGRAM], check=True, capture_output=True)
-
+from common import PROGRAM, bare_python, checked, print_table, timed
 
 def in_bwrap(command: list[str] | None) -> None:
     """Start corral's exact bwrap command line with ``command`` instead of the agent (None: the
@@ -64,12 +45,6 @@ def in_bwrap(command: list[str] | None) -> None:
         process.wait()
     finally:
         os.close(fd)
-
-
-def checked(result: corral.ExecutionResult) -> corral.ExecutionResult:
-    if result.stdout != "1\n":
-        raise SystemExit(f"unexpected result: {result}")
-    return result
 
 
 def throughput(call, programs: int, callers: int) -> float:
@@ -104,12 +79,7 @@ def main() -> None:
             checked(sandbox.run(PROGRAM))
             rows.append(("session Sandbox.run after the first", timed(lambda: checked(sandbox.run(PROGRAM)), args.runs)))
 
-    baseline = statistics.median(bare)
-    print(f"{'what':45} {'median ms':>10} {'p90 ms':>9} {'x bare':>7}")
-    for name, samples in rows:
-        median = statistics.median(samples)
-        p90 = statistics.quantiles(samples, n=10)[-1]
-        print(f"{name:45} {median:10.2f} {p90:9.2f} {median / baseline:7.2f}")
+    print_table(rows, bare)
 
     bare_rate = throughput(bare_python, args.programs, args.callers)
     with corral.Pool(size=args.callers * 2) as pool:

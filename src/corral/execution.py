@@ -137,6 +137,7 @@ def _result(done, captured, options, channel, usage_before, isolation, warm, set
             cpu_ms = round(usage_after.cpu_time_ms - usage_before.cpu_time_ms, 3)
         peak_mb = round(usage_after.memory_peak_mb, 2) if usage_after.memory_peak_mb is not None else None
         oom = usage_before is not None and usage_after.oom_kills > usage_before.oom_kills
+    oom = oom or done.oom_killed
     stderr = captured["stderr"].text
     if oom:
         note = "corral: the run was killed for exceeding the sandbox's memory limit (out of memory)\n"

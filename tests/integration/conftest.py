@@ -8,6 +8,7 @@ import socketserver
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,8 +91,40 @@ def _levels() -> list[str]:
     return registry.available() or ["process"]
 
 
+def own_qemu_processes() -> set[int]:
+    """QEMU processes of this test process's sandboxes (their directory names carry our pid)."""
+    marker = f"/sb-{os.getpid()}-".encode()
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                    cmdline = handle.read()
+            except OSError:
+                continue
+            if b"qemu-system" in cmdline.split(b"\0")[0] and marker in cmdline:
+                found.add(int(entry))
+    return found
+
+
 @pytest.fixture(autouse=True, params=_levels())
-def isolation_level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every integration test runs once per isolation level that works here (``auto`` pinned to it)."""
+def isolation_level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every integration test runs once per isolation level that works here (``auto`` pinned to it).
+
+    ``@pytest.mark.levels("process")`` limits a test to the levels that have its feature.
+    """
+    marker = request.node.get_closest_marker("levels")
+    if marker is not None and request.param not in marker.args:
+        pytest.skip(f"not available with isolation={request.param!r}")
     monkeypatch.setenv("CORRAL_ISOLATION", request.param)
-    return request.param
+    before = own_qemu_processes() if request.param == "microvm" else set()
+    yield request.param
+    from corral.oneshot import close_default_pools
+    from corral.sync_bridge import bridge
+
+    bridge.call(close_default_pools())  # pools made by corral.run(pool_size=...) live until closed
+    if request.param == "microvm":  # every test checks that no QEMU outlives its sandboxes
+        deadline = time.monotonic() + 15  # teardown runs in the background
+        while own_qemu_processes() - before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not own_qemu_processes() - before, "QEMU processes outlived their sandboxes"

@@ -71,12 +71,14 @@ def test_timeout_message():
     assert done.returncode == 137 and "timed out" in done.stderr
 
 
-def test_doctor():
+def test_doctor(isolation_level):
     human = corral("doctor")
-    assert human.returncode == 0 and "process" in human.stdout
+    assert human.returncode == 0 and "process" in human.stdout and "microvm" in human.stdout
     report = json.loads(corral("doctor", "--json").stdout)
-    assert report["auto"] == "process" and report["levels"]["process"]["available"] is True
+    assert report["auto"] == isolation_level and report["levels"]["process"]["available"] is True
     assert "seccomp" in report["levels"]["process"]["details"]
+    if isolation_level == "microvm":
+        assert {"qemu", "accelerator"} <= set(report["levels"]["microvm"]["details"])
 
 
 def test_console_script_is_installed():
@@ -84,6 +86,7 @@ def test_console_script_is_installed():
     assert script.exists() and os.access(script, os.X_OK)
 
 
+@pytest.mark.levels("process")  # microVM: no host services yet
 def test_network_ports_and_packages_flags(http_server):
     http_server.routes["/x"] = (200, {}, b"through the proxy")
     fetch = ("import urllib.request, sys\n"

@@ -15,7 +15,7 @@ import pytest
 import corral
 from corral import Network, PortMapping
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.levels("process")]  # microVM: no host services yet
 
 FETCH = """
 import ssl, sys, urllib.request, urllib.error
@@ -193,3 +193,13 @@ def test_only_the_agent_can_use_the_forwarding_socket():
             "s.sendall(b'0123456789abcdef0123456789abcdef\\n')\nprint(repr(s.recv(10)))"
         )
         assert result.stdout == "b''\n"  # a wrong token is dropped
+
+
+@pytest.mark.levels("microvm")
+def test_microvm_refuses_network_and_ports_clearly():
+    with pytest.raises(corral.InvalidInputError, match="not available with this isolation level"):
+        corral.Sandbox(network=Network.allow(["example.com"])).start()
+    with pytest.raises(corral.InvalidInputError, match="not available with this isolation level"):
+        corral.Sandbox(expose=[PortMapping(internal=8080)]).start()
+    with corral.Sandbox() as sandbox, pytest.raises(corral.InvalidInputError, match="package installs"):
+        sandbox.install(["requests==2.32.3"])

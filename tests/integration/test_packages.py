@@ -13,7 +13,7 @@ import pytest
 
 import corral
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.levels("process")]  # microVM: no host services yet
 
 
 def _wheel() -> tuple[str, bytes]:

@@ -49,6 +49,8 @@ class Agent:
         self.protected = bool(config.get("protect_agent"))
         #: Language of the one-shot child kept started ahead ("python", "javascript" or None).
         self.prefork = config.get("prefork") if config.get("prefork") in SESSION_LANGUAGES else None
+        #: The kernel is the sandbox's own (a VM): its OOM-kill count is the sandbox's.
+        self.report_oom = bool(config.get("report_oom"))
         self.wipe_paths = [(path, mode) for path, mode in config.get("wipe_paths", [])]
         self.spare = None
         self.pairs = set()
@@ -149,6 +151,26 @@ class Agent:
         """
         if self.prefork and self.spare is None and self.running:
             self.spare = Spare(self, self.prefork)
+
+    def oom_kills(self):
+        """The kernel's count of OOM kills, where the kernel is the sandbox's own (a VM); else None."""
+        if not self.report_oom:
+            return None
+        try:
+            with open("/proc/vmstat", "rb") as handle:
+                for line in handle:
+                    if line.startswith(b"oom_kill "):
+                        return int(line.split()[1])
+        except OSError:
+            pass
+        return None
+
+    def oom_report(self, before):
+        """``exec_done`` fields saying whether the OOM killer struck since ``before`` (empty if unknown)."""
+        after = self.oom_kills()
+        if before is None or after is None:
+            return {}
+        return {"oom_killed": after > before}
 
     def kill_tree(self, root, since_ticks):
         """Kill ``root``, its descendants and the orphans started since ``since_ticks``."""

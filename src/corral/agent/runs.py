@@ -222,6 +222,7 @@ class OneshotRun:
         self.stderr_limit = request["stderr_limit"]
         self.received = time.monotonic()
         self.since_ticks = tree.uptime_ticks()
+        self.oom_kills = agent.oom_kills()
         self.status = None
         self.timed_out = False
         self.cancelled = False
@@ -318,6 +319,7 @@ class OneshotRun:
                 stderr_truncated=self.stderr.truncated,
                 spawn_ms=(self.spawned - self.received) * 1000,
                 process_ms=(self.exited - self.started) * 1000,
+                **self.agent.oom_report(self.oom_kills),
             )
         )
         self.agent.ensure_spare()
@@ -398,6 +400,7 @@ class SessionWorker:
             "id": request["id"],
             # a timeout kills orphans started since this block began, not since the worker did
             "since": tree.uptime_ticks(),
+            "oom_kills": self.agent.oom_kills(),
             "received": received,
             "timed_out": False,
             "cancelled": False,
@@ -480,6 +483,7 @@ class SessionWorker:
                 session_reset=reset,
                 spawn_ms=(run["spawned"] - run["received"]) * 1000,
                 process_ms=(finished - run["spawned"]) * 1000,
+                **self.agent.oom_report(run["oom_kills"]),
             )
         )
         self.stdout.bind(None, 0)

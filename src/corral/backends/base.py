@@ -95,3 +95,11 @@ class Backend(abc.ABC):
         Precondition: ``probe().available``. Raises SandboxStartError (transient:
         nothing ran) if the sandbox does not come up.
         """
+
+
+async def off_loop(function) -> None:
+    """Run blocking clean-up in a thread; inline once the interpreter is shutting down."""
+    try:
+        await asyncio.to_thread(function)
+    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+        function()

@@ -189,6 +189,8 @@ class ExecDone(_Message):
     session_reset: bool = False
     spawn_ms: float = 0.0
     process_ms: float = 0.0
+    #: The guest kernel's OOM killer struck during the run (only sent by agents that own their kernel).
+    oom_killed: bool = False
 
 
 class Started(_Message):

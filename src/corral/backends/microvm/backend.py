@@ -28,7 +28,9 @@ from corral.errors import SandboxStartError
 from corral.models import SandboxSpec
 from corral.protocol import Ack, ConfigureRequest, Error, Hello, encode_request, parse_event, wire
 
-#: Guest memory on top of the sandbox's ``memory_mb``: the guest kernel, init and the agent.
+#: Guest memory on top of the sandbox's ``memory_mb``: the guest kernel, its page cache and the agent.
+#: User code and the tmpfs mounts share ``memory_mb`` (as in the process sandbox, whose limits
+#: keep the mounts from filling it), so the agent always has room.
 GUEST_RESERVE_MB = 96
 #: Cold boot (kernel, init, Python and the agent) to hello; generous for TCG on a loaded host.
 BOOT_DEADLINE_S = 60.0
@@ -82,6 +84,9 @@ class MicrovmBackend(Backend):
             vcpus=max(1, math.ceil(cpus)),
             accel=accel.accel,
             tsc_khz=tsc_khz() if accel.accel == "tcg" else None,
+            home_mb=spec.limits.writable_mb,
+            tmp_mb=spec.limits.writable_mb,
+            shm_mb=spec.limits.shm_mb,
         )
 
     async def accelerator(self, image) -> AccelChoice:

@@ -37,4 +37,5 @@ def agent_config() -> dict:
         "prefork": None,
         "user": list(GUEST_USER),
         "oom_score_adj": -1000,
+        "report_oom": True,
     }

@@ -45,6 +45,10 @@ class VmShape:
     accel: str  # "kvm" or "tcg"
     #: Host TSC frequency in kHz, given to the guest kernel under TCG (None: let it calibrate).
     tsc_khz: int | None = None
+    #: Sizes of the guest's writable tmpfs mounts (home, /tmp, /dev/shm) in MiB; guest RAM backs them.
+    home_mb: int = 64
+    tmp_mb: int = 64
+    shm_mb: int = 16
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,8 @@ def _accelerator(shape: VmShape) -> list[str]:
 
 
 def _kernel_args(shape: VmShape) -> str:
+    """The kernel command line; ``corral.*`` words are read by the guest's init."""
+    args = f"{_KERNEL_ARGS} corral.home_mb={shape.home_mb} corral.tmp_mb={shape.tmp_mb} corral.shm_mb={shape.shm_mb}"
     if shape.accel == "tcg" and shape.tsc_khz:
-        return f"{_KERNEL_ARGS} tsc_early_khz={shape.tsc_khz}"
-    return _KERNEL_ARGS
+        args += f" tsc_early_khz={shape.tsc_khz}"
+    return args

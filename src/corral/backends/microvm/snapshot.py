@@ -65,8 +65,7 @@ def template_root() -> Path:
 
 def template_key(image_key: str, qemu_identity: str, shape: VmShape) -> str:
     """The name of the template for this image, QEMU build and VM shape."""
-    material = (f"{TEMPLATE_FORMAT}|{image_key}|{qemu_identity}|{shape.memory_mb}|{shape.vcpus}|{shape.accel}|"
-                f"{shape.tsc_khz}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}")
+    material = f"{TEMPLATE_FORMAT}|{image_key}|{qemu_identity}|{shape!r}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}"
     return hashlib.sha256(material.encode()).hexdigest()[:20]
 
 

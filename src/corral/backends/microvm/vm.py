@@ -17,7 +17,7 @@ import signal
 import time
 from pathlib import Path
 
-from corral.backends.base import Instance
+from corral.backends.base import Instance, off_loop
 from corral.backends.microvm.qemu import RamFile, VmFiles, VmShape, qemu_argv
 from corral.backends.process.host_layout import drop_privileges, make_service_dir, sandbox_credentials
 from corral.errors import SandboxStartError
@@ -40,6 +40,7 @@ class Vm(Instance):
         self.name = name
         self.directory = directory
         self.service_dir = directory
+        self.host_services = False
         self.files = files
         self.process = process
         self.cgroup = cgroup
@@ -177,7 +178,7 @@ class Vm(Instance):
         self._kill()
         with contextlib.suppress(Exception):
             await self.process.wait()
-        await asyncio.to_thread(self._release)
+        await off_loop(self._release)
 
     def stop_now(self) -> None:
         """Kill and clean up without awaiting; completes an interrupted stop()."""

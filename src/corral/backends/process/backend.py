@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from corral.backends.base import Backend, Instance, ProbeResult
+from corral.backends.base import Backend, Instance, ProbeResult, off_loop
 from corral.backends.process import bwrap, seccomp
 from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir
 from corral.backends.process.probe import probe
@@ -77,14 +77,14 @@ class ProcessInstance(Instance):
         """Kill the whole sandbox and remove its cgroup (blocking steps run off the loop)."""
         if self._first_stop():
             if self.cgroup is not None:
-                await _off_loop(self.cgroup.kill_all)
+                await off_loop(self.cgroup.kill_all)
             with contextlib.suppress(Exception):
                 self.writer.close()
             await self.process.wait()
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(self._stderr_task, 1.0)  # keep the sandbox's last words
             self._close_pipes()
-            await _off_loop(self._release)
+            await off_loop(self._release)
 
     def stop_now(self) -> None:
         """Kill and clean up without awaiting (the loop that would run stop() is closing).
@@ -277,14 +277,6 @@ async def _wait_for_hello(process: asyncio.subprocess.Process) -> Hello:
 def _explain(instance: ProcessInstance) -> str:
     text = instance.diagnostics()
     return f"; sandbox said: {text[-2000:]}" if text else ""
-
-
-async def _off_loop(function) -> None:
-    """Run blocking cleanup in a thread; inline once the interpreter is shutting down."""
-    try:
-        await asyncio.to_thread(function)
-    except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
-        function()
 
 
 def _write_quietly(path: str, value: str) -> None:

@@ -1,0 +1,116 @@
+"""What only the microVM level has: a guest kernel, QEMU, snapshots and their failure modes.
+
+That no QEMU process outlives its sandbox is checked after every microVM test by the
+``isolation_level`` fixture (tests/integration/conftest.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+import corral
+from corral.backends import registry
+from corral.backends.microvm import backend as microvm
+from corral.backends.microvm.vm import Vm
+from corral.errors import SandboxCrashedError, SandboxStartError
+from corral.models import SandboxSpec
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.levels("microvm"), pytest.mark.slow]
+
+
+def _backend() -> microvm.MicrovmBackend:
+    return registry.resolve("microvm")
+
+
+def test_two_restores_from_one_snapshot_are_independent():
+    probe = ("import os, random, uuid; open('/home/user/mine', 'w').write(str(os.getpid()));"
+             "print(os.urandom(16).hex(), random.random(), uuid.uuid4(), sorted(os.listdir('/home/user')))")
+    with corral.Sandbox() as first, corral.Sandbox() as second:
+        a = first.run(probe).stdout.split()
+        b = second.run(probe).stdout.split()
+        assert a[:3] != b[:3] and all(x != y for x, y in zip(a[:3], b[:3]))  # kernel RNG, random, uuid
+        first.files.write("only-here.txt", b"1")
+        assert second.run("import os; print(os.path.exists('/home/user/only-here.txt'))").stdout == "False\n"
+        assert first.run("x = 1").ok and "NameError" in second.run("print(x)").stderr
+
+
+def test_restore_is_the_start_path_and_the_template_is_reused():
+    async def scenario():
+        backend = _backend()
+        image = await microvm._image()
+        shape = await backend.shape_for(SandboxSpec(), image)
+        template = await backend.template(image, shape)
+        assert template.ram.stat().st_size == shape.memory_mb * 2**20 and template.state.stat().st_size < 2**20
+        assert await backend.template(image, shape) == template
+    asyncio.run(scenario())
+
+
+def test_the_guest_has_no_network_device_and_its_own_kernel():
+    with corral.Sandbox(language="shell") as sandbox:
+        result = sandbox.run("ls /sys/class/net; uname -r; cat /proc/1/comm; id -u")
+        interfaces, kernel, init, uid = result.stdout.split("\n")[:4]
+        assert interfaces == "lo" and kernel != os.uname().release and init == "python3" and uid == "1000"
+
+
+def test_qemu_runs_unprivileged_in_its_seccomp_filter_and_its_cgroup():
+    with corral.Sandbox() as sandbox:
+        vm = sandbox._async._lease.instance
+        status = Path(f"/proc/{vm.process.pid}/status").read_text()
+        fields = dict(line.split(":", 1) for line in status.splitlines())
+        assert fields["Seccomp"].strip() == "2"
+        if os.geteuid() == 0:
+            assert fields["Uid"].split()[:2] == ["65534", "65534"]
+        if vm.cgroup is not None:
+            assert vm.process.pid in vm.cgroup.pids()
+        directory = vm.directory
+    deadline = time.monotonic() + 10  # teardown finishes in the background
+    while directory.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not directory.exists()
+
+
+def test_a_killed_qemu_is_a_crash_not_a_hang():
+    with corral.Sandbox() as sandbox:
+        vm = sandbox._async._lease.instance
+        started = time.monotonic()
+        os.kill(vm.process.pid, 9)
+        with pytest.raises(SandboxCrashedError):
+            sandbox.run("import time; time.sleep(30)")
+        assert time.monotonic() - started < 10
+
+
+def test_a_guest_that_hangs_is_reported_within_the_deadline():
+    async def scenario():
+        image = await microvm._image()
+        shape = await _backend().shape_for(SandboxSpec(), image)
+        # a VM waiting for an incoming migration that never comes: QEMU runs, the guest never does
+        vm = await Vm.launch(microvm.qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
+                             incoming=True)
+        try:
+            await vm.connect_agent(5)
+            started = time.monotonic()
+            with pytest.raises(SandboxStartError, match="hangs"):
+                await microvm._expect_hello(vm, 2.0)
+            assert time.monotonic() - started < 5
+        finally:
+            await vm.stop()
+        assert not vm.directory.exists() and vm.process.returncode is not None
+    asyncio.run(scenario())
+
+
+def test_a_guest_that_panics_is_reported_with_its_console():
+    async def scenario():
+        image = await microvm._image()
+        shape = await _backend().shape_for(SandboxSpec(), image)
+        tiny = type(shape)(**{**shape.__dict__, "memory_mb": 24})  # too little to unpack the initramfs
+        started = time.monotonic()
+        with pytest.raises(SandboxStartError) as failure:
+            await microvm.cold_boot(image, tiny, deadline_s=60)
+        assert time.monotonic() - started < 60
+        assert "console" in str(failure.value) or "stopped" in str(failure.value)
+    asyncio.run(scenario())

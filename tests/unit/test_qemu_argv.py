@@ -1,0 +1,83 @@
+"""The QEMU command line is a pure function of the VM's files and shape."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from corral.backends.microvm.qemu import SECCOMP_SANDBOX, RamFile, VmFiles, VmShape, qemu_argv
+from corral.backends.microvm.snapshot import template_key
+
+FILES = VmFiles(Path("/img/vmlinuz"), Path("/img/initramfs"), Path("/img/rootfs.ext4"), Path("/vm/agent.sock"),
+                Path("/vm/qmp.sock"), Path("/vm/console.log"))
+TCG = VmShape(memory_mb=352, vcpus=1, accel="tcg", tsc_khz=2600000, home_mb=74, tmp_mb=74, shm_mb=64)
+
+
+def value(argv, flag):
+    return argv[argv.index(flag) + 1]
+
+
+def values(argv, flag):
+    return [argv[i + 1] for i, arg in enumerate(argv) if arg == flag]
+
+
+def test_a_bare_microvm_with_no_network_and_no_defaults():
+    argv = qemu_argv("/usr/bin/qemu", FILES, TCG)
+    assert value(argv, "-M") == "microvm" and value(argv, "-m") == "352M" and value(argv, "-smp") == "1"
+    for flag in ("-nodefaults", "-no-user-config", "-nographic", "-no-reboot"):
+        assert flag in argv
+    devices = values(argv, "-device")
+    assert not any("net" in device for device in devices) and "-netdev" not in argv and "-nic" not in argv
+    assert devices == ["virtio-blk-device,drive=root", "virtio-serial-device",
+                       "virtserialport,chardev=agent,name=corral"]
+
+
+def test_root_disk_is_read_only_and_the_agent_is_on_a_unix_socket():
+    argv = qemu_argv("/usr/bin/qemu", FILES, TCG)
+    assert "readonly=on" in value(argv, "-drive") and "file=/img/rootfs.ext4" in value(argv, "-drive")
+    assert "socket,id=agent,path=/vm/agent.sock,server=on,wait=off" in values(argv, "-chardev")
+    assert value(argv, "-qmp") == "unix:/vm/qmp.sock,server=on,wait=off"
+
+
+def test_qemu_runs_under_its_own_seccomp_filter_unless_told_not_to():
+    assert value(qemu_argv("q", FILES, TCG), "-sandbox") == SECCOMP_SANDBOX
+    assert "spawn=deny" in SECCOMP_SANDBOX and "elevateprivileges=deny" in SECCOMP_SANDBOX
+    assert "-sandbox" not in qemu_argv("q", FILES, TCG, seccomp=False)
+
+
+def test_tcg_gets_the_tsc_frequency_and_the_tmpfs_sizes():
+    argv = qemu_argv("q", FILES, TCG)
+    assert value(argv, "-accel").startswith("tcg,") and value(argv, "-cpu") == "max"
+    kernel_args = value(argv, "-append").split()
+    assert "tsc_early_khz=2600000" in kernel_args and "panic=-1" in kernel_args
+    assert {"corral.home_mb=74", "corral.tmp_mb=74", "corral.shm_mb=64"} <= set(kernel_args)
+
+
+def test_kvm_uses_the_host_cpu_without_nested_virtualization():
+    argv = qemu_argv("q", FILES, VmShape(memory_mb=512, vcpus=2, accel="kvm"))
+    assert value(argv, "-accel") == "kvm" and value(argv, "-cpu") == "host,-vmx,-svm"
+    assert not any(arg.startswith("tsc_early_khz") for arg in value(argv, "-append").split())
+
+
+def test_unknown_accelerator_is_refused():
+    with pytest.raises(ValueError):
+        qemu_argv("q", FILES, VmShape(memory_mb=512, vcpus=1, accel="hvf"))
+
+
+def test_template_source_shares_its_ram_file_and_clones_map_it_privately():
+    source = qemu_argv("q", FILES, TCG, ram_file=RamFile(Path("/t/ram"), shared=True))
+    clone = qemu_argv("q", FILES, TCG, ram_file=RamFile(Path("/t/ram"), shared=False), incoming=True)
+    assert value(source, "-M") == "microvm,memory-backend=ram"
+    assert value(source, "-object") == "memory-backend-file,id=ram,size=352M,mem-path=/t/ram,share=on"
+    assert value(clone, "-object").endswith("share=off") and value(clone, "-incoming") == "defer"
+    assert "-incoming" not in source
+
+
+def test_templates_are_keyed_by_everything_that_shapes_the_vm():
+    base = template_key("image1", "qemu1", TCG)
+    assert base == template_key("image1", "qemu1", TCG)
+    assert base != template_key("image2", "qemu1", TCG)
+    assert base != template_key("image1", "qemu2", TCG)
+    for change in (dict(memory_mb=353), dict(vcpus=2), dict(home_mb=75), dict(tsc_khz=1)):
+        assert base != template_key("image1", "qemu1", VmShape(**{**TCG.__dict__, **change}))
