@@ -11,6 +11,8 @@ command -v npm >/dev/null 2>&1 || need+=(npm)           # package installs for j
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # package installs for python
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # dropping to the sandbox uid
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the tests' HTTPS peer
+command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)  # the microVM level
+command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)  # the microVM guest's root file system
 compgen -G '/usr/lib/*/libseccomp.so.2' >/dev/null || compgen -G '/lib/*/libseccomp.so.2' >/dev/null || need+=(libseccomp2)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing Debian packages: ${need[*]}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from corral.backends.microvm import guest, image
+from corral.errors import InvalidInputError
 
 pytestmark = [
     pytest.mark.slow,
@@ -28,21 +30,28 @@ def isolation_level() -> str:
 
 
 @pytest.fixture(scope="session")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[image.GuestImage, float]]:
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CORRAL_DATA_DIR", str(tmp_path_factory.mktemp("corral-data")))
-        image._memo.clear()
-        started = time.perf_counter()
-        built = image.ensure_image()
-        yield built, time.perf_counter() - started
-        image._memo.clear()
+def built() -> tuple[image.GuestImage, float]:
+    """The image every microVM test boots (``scripts/test.sh`` builds it first; built here otherwise)."""
+    image._memo.clear()
+    started = time.perf_counter()
+    return image.ensure_image(), time.perf_counter() - started
 
 
 @pytest.fixture
-def data_dir(built: tuple[image.GuestImage, float], monkeypatch: pytest.MonkeyPatch) -> Path:
-    directory = built[0].directory.parent.parent
-    monkeypatch.setenv("CORRAL_DATA_DIR", str(directory))
-    return directory
+def data_dir(built: tuple[image.GuestImage, float], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A scratch data directory holding a linked copy of the image (removing it leaves the real one alone)."""
+    source = built[0].directory
+    target = tmp_path / "images" / source.name
+    target.mkdir(parents=True)
+    for path in source.iterdir():
+        try:
+            os.link(path, target / path.name)
+        except OSError:  # another file system
+            shutil.copy2(path, target / path.name)
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path))
+    image._memo.clear()
+    yield tmp_path
+    image._memo.clear()
 
 
 def _debugfs(rootfs: Path, command: str) -> str:
@@ -50,7 +59,7 @@ def _debugfs(rootfs: Path, command: str) -> str:
                           capture_output=True, text=True, check=True).stdout
 
 
-def test_second_call_is_a_cache_hit(built: tuple[image.GuestImage, float], data_dir: Path) -> None:
+def test_second_call_is_a_cache_hit(built: tuple[image.GuestImage, float]) -> None:
     first, _ = built
     image._memo.clear()  # the on-disk lookup, as in a fresh process
     started = time.perf_counter()
@@ -100,4 +109,6 @@ def test_list_then_remove(built: tuple[image.GuestImage, float], data_dir: Path)
     assert [found.key for found in image.list_images()] == [key]
     image.remove_image(key)
     assert image.list_images() == []
-    assert not built[0].directory.exists()
+    assert not (data_dir / "images" / key).exists() and built[0].directory.exists()  # only the copy went
+    with pytest.raises(InvalidInputError, match="no guest image"):
+        image.remove_image(key)

@@ -129,12 +129,14 @@ def test_init_conf_refuses_values_that_need_quoting() -> None:
         initramfs.init_conf(["virtio"], "cor ral", "/opt/corral/agent.json", "/home/user", (1000, 1000))
 
 
-def test_init_reads_its_settings_and_sizes_tmpfs_by_ram() -> None:
+def test_init_reads_its_settings_and_sizes_tmpfs_from_the_kernel_command_line() -> None:
     script = initramfs.init_script().decode()
-    assert ". /etc/init.conf" in script
-    for size in ("size=40%", "size=20%", "size=10%"):
+    assert ". /etc/init.conf" in script and "/proc/cmdline" in script
+    for option in ("corral.home_mb=", "corral.tmp_mb=", "corral.shm_mb="):
+        assert option in script
+    for size in ("size=${home_mb}m", "size=${tmp_mb}m", "size=${shm_mb}m"):
         assert size in script
-    assert "poweroff -f" in script
+    assert "poweroff -f" in script and "overcommit_memory" in script
 
 
 RESOLUTION = image.Resolution(

@@ -69,6 +69,8 @@ def resolve(isolation: str) -> Backend:
 
 def _load_builtin() -> None:
     if "process" not in _BACKENDS:
+        from corral.backends.microvm.backend import MicrovmBackend
         from corral.backends.process.backend import ProcessBackend
 
         register(ProcessBackend())
+        register(MicrovmBackend())

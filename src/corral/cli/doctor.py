@@ -15,8 +15,13 @@ from corral.errors import CorralError
 
 def doctor(
     json_output: Annotated[bool, typer.Option("--json", help="Print the findings as JSON.")] = False,
+    probe_kvm: Annotated[bool, typer.Option(
+        "--probe-kvm", help="Boot a microVM guest under KVM now to learn whether KVM works here (cached per boot).",
+    )] = False,
 ) -> None:
     """Probe every isolation level (by starting a real sandbox) and say what works here."""
+    if probe_kvm:
+        _probe_kvm(json_output)
     results = registry.probe_all()
     try:
         auto = registry.resolve("auto").name
@@ -46,3 +51,17 @@ def doctor(
         console.print(table)
         console.print(f"isolation=\"auto\" uses: [bold]{auto}[/]" if auto else f"[red]{auto_reason}[/]")
     raise typer.Exit(0 if auto else 1)
+
+
+def _probe_kvm(quiet: bool) -> None:
+    """Run the microVM accelerator probe (building the guest image first if needed)."""
+    from corral.backends.microvm.backend import probe_accelerator
+
+    try:
+        with Console(stderr=True).status("probing KVM: booting a guest under it (up to 10 s)", spinner="dots"):
+            choice = probe_accelerator()
+    except CorralError as exc:
+        typer.echo(f"corral: the KVM probe could not run: {exc}", err=True)
+        return
+    if not quiet:
+        Console().print(f"microVM accelerator: [bold]{choice.accel}[/] ({choice.reason})")

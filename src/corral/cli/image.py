@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from corral.backends.microvm import image
+from corral.backends.microvm import image, snapshot
 from corral.errors import CorralError
 
 app = typer.Typer(help="Build, list and remove the microVM guest images.", no_args_is_help=True)
@@ -60,6 +60,7 @@ def remove(key: Annotated[str, typer.Argument(help="Key of the image (see `corra
     """Remove one guest image."""
     try:
         image.remove_image(key)
+        snapshot.remove_templates(lambda of: of == key)
     except CorralError as exc:
         Console(stderr=True).print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_FAILED) from exc

@@ -109,6 +109,13 @@ class MicrovmBackend(Backend):
             return await take_template(image, shape, key)
 
 
+def probe_accelerator() -> AccelChoice:
+    """Build the guest image if needed and run the KVM boot probe now (cached); for ``corral doctor``."""
+    async def probe_now() -> AccelChoice:
+        return await MicrovmBackend().accelerator(await _image())
+    return asyncio.run(probe_now())
+
+
 async def cold_boot(image, shape: VmShape, *, ram_file=None, deadline_s: float = BOOT_DEADLINE_S) -> Vm:
     """Launch a VM that boots its kernel; return it once its agent said hello."""
     vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
@@ -146,6 +153,7 @@ async def restore(image, template: snapshot.Template) -> Vm:
 
 async def take_template(image, shape: VmShape, key: str) -> snapshot.Template:
     """Cold-boot a VM with its RAM in a shared file, let it settle, save it as template ``key``."""
+    await asyncio.to_thread(snapshot.remove_templates, lambda of: of != image.key)  # replaced images'
     staging = snapshot.staging_dir(key)
     vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging))
     try:

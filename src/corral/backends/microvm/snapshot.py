@@ -21,6 +21,7 @@ import fcntl
 import hashlib
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,9 +65,27 @@ def template_root() -> Path:
 
 
 def template_key(image_key: str, qemu_identity: str, shape: VmShape) -> str:
-    """The name of the template for this image, QEMU build and VM shape."""
+    """The name of the template for this image, QEMU build and VM shape (it starts with the image's key)."""
     material = f"{TEMPLATE_FORMAT}|{image_key}|{qemu_identity}|{shape!r}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}"
-    return hashlib.sha256(material.encode()).hexdigest()[:20]
+    return f"{image_key}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def remove_templates(of_image: Callable[[str], bool]) -> int:
+    """Delete the templates whose image key ``of_image`` accepts; return how many.
+
+    Templates are guest RAM on tmpfs: those of an image that was replaced or removed would
+    hold host memory for nothing. VMs already restored from a removed template keep running
+    (their mapping of its RAM stays valid).
+    """
+    root = template_root()
+    if not root.is_dir():
+        return 0
+    removed = 0
+    for entry in root.iterdir():
+        if not entry.name.startswith(".") and of_image(entry.name.rsplit("-", 1)[0]):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def find_template(key: str, shape: VmShape) -> Template | None:
@@ -173,16 +192,3 @@ def resume(qmp: Qmp) -> None:
         raise SandboxStartError(f"cannot resume the restored VM: {exc}") from None
     finally:
         qmp.close()
-
-
-def remove_all() -> int:
-    """Delete every template (they are rebuilt on demand); return how many were removed."""
-    root = template_root()
-    if not root.is_dir():
-        return 0
-    removed = 0
-    for entry in root.iterdir():
-        if not entry.name.startswith("."):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed += 1
-    return removed
