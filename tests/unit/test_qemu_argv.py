@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from corral.backends.microvm.qemu import SECCOMP_SANDBOX, RamFile, VmFiles, VmShape, qemu_argv
-from corral.backends.microvm.snapshot import template_key
+from corral.backends.microvm.snapshot import image_build, template_key
 
 FILES = VmFiles(Path("/img/vmlinuz"), Path("/img/initramfs"), Path("/img/rootfs.ext4"), Path("/vm/agent.sock"),
                 Path("/vm/qmp.sock"), Path("/vm/console.log"))
@@ -81,3 +81,13 @@ def test_templates_are_keyed_by_everything_that_shapes_the_vm():
     assert base != template_key("image1", "qemu2", TCG)
     for change in (dict(memory_mb=353), dict(vcpus=2), dict(home_mb=75), dict(tsc_khz=1)):
         assert base != template_key("image1", "qemu1", VmShape(**{**TCG.__dict__, **change}))
+    assert base.startswith("image1-")
+
+
+def test_a_rebuilt_image_is_a_new_build(tmp_path):
+    rootfs = tmp_path / "rootfs.ext4"
+    rootfs.write_bytes(b"1")
+    first = image_build("key", rootfs)
+    rootfs.unlink()
+    rootfs.write_bytes(b"2")  # a forced rebuild: same key, new file
+    assert first.startswith("key-") and image_build("key", rootfs) != first

@@ -60,7 +60,7 @@ def remove(key: Annotated[str, typer.Argument(help="Key of the image (see `corra
     """Remove one guest image."""
     try:
         image.remove_image(key)
-        snapshot.remove_templates(lambda of: of == key)
+        snapshot.remove_templates(lambda of: of.split("-")[0] == key)
     except CorralError as exc:
         Console(stderr=True).print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_FAILED) from exc

@@ -64,14 +64,24 @@ def template_root() -> Path:
     return shm / "corral-templates" if shm.is_dir() else data_dir() / "templates"
 
 
-def template_key(image_key: str, qemu_identity: str, shape: VmShape) -> str:
-    """The name of the template for this image, QEMU build and VM shape (it starts with the image's key)."""
-    material = f"{TEMPLATE_FORMAT}|{image_key}|{qemu_identity}|{shape!r}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}"
-    return f"{image_key}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+def image_build(image_key: str, rootfs: Path) -> str:
+    """One build of an image: its key plus its root file system's identity.
+
+    A forced rebuild keeps the key but lays the file system out anew; a template of the
+    previous build would restore a guest whose page cache no longer matches its disk.
+    """
+    stat = rootfs.stat()
+    return f"{image_key}-{stat.st_ino:x}{stat.st_mtime_ns:x}"
 
 
-def remove_templates(of_image: Callable[[str], bool]) -> int:
-    """Delete the templates whose image key ``of_image`` accepts; return how many.
+def template_key(build: str, qemu_identity: str, shape: VmShape) -> str:
+    """The name of the template for this image build, QEMU build and VM shape (it starts with ``build``)."""
+    material = f"{TEMPLATE_FORMAT}|{build}|{qemu_identity}|{shape!r}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}"
+    return f"{build}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def remove_templates(of_build: Callable[[str], bool]) -> int:
+    """Delete the templates whose image build (see :func:`image_build`) ``of_build`` accepts; return how many.
 
     Templates are guest RAM on tmpfs: those of an image that was replaced or removed would
     hold host memory for nothing. VMs already restored from a removed template keep running
@@ -82,7 +92,7 @@ def remove_templates(of_image: Callable[[str], bool]) -> int:
         return 0
     removed = 0
     for entry in root.iterdir():
-        if not entry.name.startswith(".") and of_image(entry.name.rsplit("-", 1)[0]):
+        if not entry.name.startswith(".") and of_build(entry.name.rsplit("-", 1)[0]):
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
     return removed

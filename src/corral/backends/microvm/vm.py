@@ -183,8 +183,6 @@ class Vm(Instance):
     def stop_now(self) -> None:
         """Kill and clean up without awaiting; completes an interrupted stop()."""
         self._kill()
-        with contextlib.suppress(ChildProcessError, OSError):
-            os.waitpid(self.process.pid, 0)
         self._release()
 
     def _kill(self) -> None:
