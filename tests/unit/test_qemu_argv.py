@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.backends.microvm.qemu import SECCOMP_SANDBOX, RamFile, VmFiles, VmShape, qemu_argv
+from corral.backends.microvm.qemu import SECCOMP_SANDBOX, RamFile, VmFiles, VmShape, argv_fingerprint, qemu_argv
 from corral.backends.microvm.snapshot import image_build, template_key
 
 FILES = VmFiles(Path("/img/vmlinuz"), Path("/img/initramfs"), Path("/img/rootfs.ext4"), Path("/vm/agent.sock"),
@@ -48,7 +48,7 @@ def test_qemu_runs_under_its_own_seccomp_filter_unless_told_not_to():
 
 def test_tcg_gets_the_tsc_frequency_and_the_tmpfs_sizes():
     argv = qemu_argv("q", FILES, TCG)
-    assert value(argv, "-accel").startswith("tcg,") and value(argv, "-cpu") == "max"
+    assert value(argv, "-accel").startswith("tcg,") and "+rdrand" in value(argv, "-cpu")
     kernel_args = value(argv, "-append").split()
     assert "tsc_early_khz=2600000" in kernel_args and "panic=-1" in kernel_args
     assert {"corral.home_mb=74", "corral.tmp_mb=74", "corral.shm_mb=64"} <= set(kernel_args)
@@ -75,13 +75,19 @@ def test_template_source_shares_its_ram_file_and_clones_map_it_privately():
 
 
 def test_templates_are_keyed_by_everything_that_shapes_the_vm():
-    base = template_key("image1", "qemu1", TCG)
-    assert base == template_key("image1", "qemu1", TCG)
-    assert base != template_key("image2", "qemu1", TCG)
-    assert base != template_key("image1", "qemu2", TCG)
+    def key(build="image1", qemu="qemu1", shape=TCG, argv=None):
+        return template_key(build, qemu, shape, argv or argv_fingerprint(shape))
+
+    base = key()
+    assert base == key() and base.startswith("image1-")
+    assert base != key(build="image2") and base != key(qemu="qemu2") and base != key(argv="-cpu other")
     for change in (dict(memory_mb=353), dict(vcpus=2), dict(home_mb=75), dict(tsc_khz=1)):
-        assert base != template_key("image1", "qemu1", VmShape(**{**TCG.__dict__, **change}))
-    assert base.startswith("image1-")
+        assert base != key(shape=VmShape(**{**TCG.__dict__, **change}))
+
+
+def test_the_fingerprint_is_the_restore_command_line_without_paths():
+    fingerprint = argv_fingerprint(TCG)
+    assert "-cpu" in fingerprint and "-incoming defer" in fingerprint and "/vm/" not in fingerprint
 
 
 def test_a_rebuilt_image_is_a_new_build(tmp_path):

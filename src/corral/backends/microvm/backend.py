@@ -21,7 +21,7 @@ from corral.backends.base import Backend, ProbeResult
 from corral.backends.microvm import snapshot
 from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
 from corral.backends.microvm.probe import probe, qemu_binary
-from corral.backends.microvm.qemu import VmShape
+from corral.backends.microvm.qemu import VmShape, argv_fingerprint
 from corral.backends.microvm.vm import Vm
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
@@ -99,7 +99,8 @@ class MicrovmBackend(Backend):
 
     async def template(self, image, shape: VmShape) -> snapshot.Template:
         """The memory template for ``shape``: found, or taken now from a cold-booted VM."""
-        key = snapshot.template_key(snapshot.image_build(image.key, image.rootfs), _qemu_identity(), shape)
+        key = snapshot.template_key(snapshot.image_build(image.key, image.rootfs), _qemu_identity(), shape,
+                                    argv_fingerprint(shape))
         found = snapshot.find_template(key, shape)
         if found is not None:
             return found
@@ -192,7 +193,7 @@ async def _call(vm: Vm, request, answer: type, what: str) -> None:
     vm.writer.write(encode_request(request))
     await vm.writer.drain()
     while True:
-        event = parse_event(await vm.read_frame(RESTORE_DEADLINE_S, f"the agent's answer to {what}"))
+        event = parse_event(await vm.read_frame(RESTORE_DEADLINE_S, f"the guest agent's answer to {what}"))
         if isinstance(event, Error) and event.id == _START_ID:
             raise SandboxStartError(f"the guest agent refused {what}: {event.message}")
         if isinstance(event, answer) and event.id == _START_ID:
@@ -200,7 +201,7 @@ async def _call(vm: Vm, request, answer: type, what: str) -> None:
 
 
 async def _expect_hello(vm: Vm, deadline_s: float) -> Hello:
-    line = await vm.read_frame(deadline_s, "hello from the guest agent")
+    line = await vm.read_frame(deadline_s, "the guest agent's hello")
     try:
         event = parse_event(line)
     except ValueError as exc:

@@ -21,6 +21,10 @@ from corral.backends.microvm.guest import AGENT_PORT_NAME
 SECCOMP_SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 #: Size of TCG's translated-code cache in MiB: the default (1 GiB) grows idle VMs' RSS.
 TCG_CACHE_MB = 32
+#: The emulated CPU: baseline x86-64 plus RDRAND (the guest's RNG is ready at once). Measured
+#: against ``max`` (AVX2...) and ``Nehalem`` (SSE4.2): glibc's vector string functions are slower
+#: to emulate, so the baseline boots ~10% faster and runs ``print(1)`` in 17-19 ms instead of 20-24.
+TCG_CPU = "qemu64,+rdrand"
 _KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"
 
 
@@ -102,7 +106,7 @@ def _accelerator(shape: VmShape) -> list[str]:
     if shape.accel == "kvm":
         return ["-accel", "kvm", "-cpu", "host,-vmx,-svm"]
     if shape.accel == "tcg":
-        return ["-accel", f"tcg,tb-size={TCG_CACHE_MB}", "-cpu", "max"]
+        return ["-accel", f"tcg,tb-size={TCG_CACHE_MB}", "-cpu", TCG_CPU]
     raise ValueError(f"unknown accelerator {shape.accel!r}")
 
 
@@ -112,3 +116,9 @@ def _kernel_args(shape: VmShape) -> str:
     if shape.accel == "tcg" and shape.tsc_khz:
         args += f" tsc_early_khz={shape.tsc_khz}"
     return args
+
+
+def argv_fingerprint(shape: VmShape) -> str:
+    """The command line of a VM restored with ``shape``, with placeholder paths: what a template depends on."""
+    files = VmFiles(*(Path(name) for name in ("kernel", "initramfs", "rootfs", "agent", "qmp", "console")))
+    return " ".join(qemu_argv("qemu", files, shape, ram_file=RamFile(Path("ram"), shared=False), incoming=True))

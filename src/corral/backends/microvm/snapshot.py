@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.backends.microvm.qemu import SECCOMP_SANDBOX, TCG_CACHE_MB, RamFile, VmShape
+from corral.backends.microvm.qemu import RamFile, VmShape
 from corral.backends.microvm.qmp import Qmp, QmpError
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
@@ -74,9 +74,13 @@ def image_build(image_key: str, rootfs: Path) -> str:
     return f"{image_key}-{stat.st_ino:x}{stat.st_mtime_ns:x}"
 
 
-def template_key(build: str, qemu_identity: str, shape: VmShape) -> str:
-    """The name of the template for this image build, QEMU build and VM shape (it starts with ``build``)."""
-    material = f"{TEMPLATE_FORMAT}|{build}|{qemu_identity}|{shape!r}|{TCG_CACHE_MB}|{SECCOMP_SANDBOX}"
+def template_key(build: str, qemu_identity: str, shape: VmShape, argv: str) -> str:
+    """The name of the template for this image build, QEMU binary, VM shape and command line.
+
+    It starts with ``build``. ``argv`` is :func:`~corral.backends.microvm.qemu.argv_fingerprint`:
+    a template restored under any other CPU model or device set would hang the guest.
+    """
+    material = f"{TEMPLATE_FORMAT}|{build}|{qemu_identity}|{shape!r}|{argv}"
     return f"{build}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 

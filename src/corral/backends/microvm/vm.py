@@ -125,8 +125,9 @@ class Vm(Instance):
         if read in done and read.result():
             return read.result()
         if read in done or exited in done:
-            raise SandboxStartError(f"the VM stopped before {what}{self.explain()}")
-        raise SandboxStartError(f"no {what} within {deadline_s:.0f} s (the guest hangs){self.explain()}")
+            raise SandboxStartError(f"the VM stopped while waiting for {what}{self.explain()}")
+        raise SandboxStartError(
+            f"waited {deadline_s:.0f} s for {what} in vain (the guest hangs){self.explain()}")
 
     def console(self) -> str:
         """The guest's serial console so far (kernel and init messages)."""
