@@ -55,13 +55,22 @@ class Template:
         return self.directory / "state"
 
 
+#: /dev/shm must have this much room to hold templates (containers often give it only 64 MiB).
+_SHM_MIN_FREE = 2 * 2**30
+
+
 def template_root() -> Path:
-    """Where templates live: tmpfs (``/dev/shm``) when there is one, so restores never read a disk."""
+    """Where templates live: tmpfs (``/dev/shm``) when it has room, so restores never read a disk."""
     configured = os.environ.get("CORRAL_TEMPLATE_DIR")
     if configured:
         return Path(configured)
-    shm = Path("/dev/shm")
-    return shm / "corral-templates" if shm.is_dir() else data_dir() / "templates"
+    try:
+        shm = os.statvfs("/dev/shm")
+        if shm.f_bavail * shm.f_frsize >= _SHM_MIN_FREE:
+            return Path("/dev/shm/corral-templates")
+    except OSError:
+        pass
+    return data_dir() / "templates"
 
 
 def image_build(image_key: str, rootfs: Path) -> str:
