@@ -95,7 +95,7 @@ def test_a_guest_that_hangs_is_reported_within_the_deadline():
             await vm.connect_agent(5)
             started = time.monotonic()
             with pytest.raises(SandboxStartError, match="hangs"):
-                await microvm._expect_hello(vm, 2.0)
+                await vm.read_frame(2.0, "the guest agent's hello")
             assert time.monotonic() - started < 5
         finally:
             await vm.stop()

@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from corral.errors import SandboxStartError
 from corral.host.cgroups import CgroupUsage
 from corral.models import SandboxSpec
+from corral.protocol import Hello, parse_event, wire
 
 
 @dataclass(frozen=True)
@@ -77,6 +81,18 @@ class Instance(abc.ABC):
     def diagnostics(self) -> str:
         """What the sandbox printed outside the protocol (for error messages)."""
 
+    @contextlib.asynccontextmanager
+    async def stopped_on_failure(self) -> AsyncIterator[None]:
+        """Stop the sandbox if the block raises: at once if the caller went away, else awaited."""
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                self.stop_now()  # no awaiting any more
+            else:
+                await self.stop()
+            raise
+
 
 class Backend(abc.ABC):
     """An isolation level. Implementations register themselves by name."""
@@ -95,6 +111,17 @@ class Backend(abc.ABC):
         Precondition: ``probe().available``. Raises SandboxStartError (transient:
         nothing ran) if the sandbox does not come up.
         """
+
+
+def parse_hello(line: bytes) -> Hello:
+    """The agent's first line as a Hello of this protocol version, or SandboxStartError."""
+    try:
+        event = parse_event(line)
+    except ValueError as exc:
+        raise SandboxStartError(f"the agent's first message is not a hello: {exc}") from None
+    if not isinstance(event, Hello) or event.version != wire.PROTOCOL_VERSION:
+        raise SandboxStartError(f"unexpected greeting from the agent: {line[:200]!r}")
+    return event
 
 
 async def off_loop(function) -> None:

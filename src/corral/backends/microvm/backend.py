@@ -17,7 +17,7 @@ import os
 import time
 from functools import lru_cache
 
-from corral.backends.base import Backend, ProbeResult
+from corral.backends.base import Backend, ProbeResult, parse_hello
 from corral.backends.microvm import snapshot
 from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
 from corral.backends.microvm.probe import probe, qemu_binary
@@ -26,7 +26,7 @@ from corral.backends.microvm.vm import Vm
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
 from corral.models import SandboxSpec
-from corral.protocol import Ack, ConfigureRequest, Error, ExecDone, ExecRequest, Hello, encode_request, parse_event, wire
+from corral.protocol import Ack, ConfigureRequest, Error, ExecDone, ExecRequest, encode_request, parse_event
 
 #: Guest memory on top of the sandbox's ``memory_mb``: the guest kernel, its page cache and the agent.
 #: User code and the tmpfs mounts share ``memory_mb`` (as in the process sandbox, whose limits
@@ -65,15 +65,9 @@ class MicrovmBackend(Backend):
         else:
             template = await self.template(image, shape)
             vm = await restore(image, template)
-        try:
+        async with vm.stopped_on_failure():
             await configure(vm, spec)
             await warm_up(vm, spec)
-        except BaseException as exc:
-            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-                vm.stop_now()
-                raise
-            await vm.stop()
-            raise
         vm.boot_ms = (time.perf_counter() - started) * 1000 - vm.setup_ms
         return vm
 
@@ -123,15 +117,9 @@ async def cold_boot(image, shape: VmShape, *, ram_file=None, deadline_s: float =
     """Launch a VM that boots its kernel; return it once its agent said hello."""
     vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
                          ram_file=ram_file, as_root=_needs_root(shape))
-    try:
+    async with vm.stopped_on_failure():
         await vm.connect_agent(deadline_s)
-        await _expect_hello(vm, deadline_s)
-    except BaseException as exc:
-        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-            vm.stop_now()
-            raise
-        await vm.stop()
-        raise
+        parse_hello(await vm.read_frame(deadline_s, "the guest agent's hello"))
     return vm
 
 
@@ -139,18 +127,13 @@ async def restore(image, template: snapshot.Template) -> Vm:
     """Launch a VM from ``template``: device state loaded, RAM mapped copy-on-write, guest running."""
     vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), template.shape,
                          ram_file=snapshot.clone_ram(template), incoming=True, as_root=_needs_root(template.shape))
-    try:
+    async with vm.stopped_on_failure():
         await vm.connect_agent(RESTORE_DEADLINE_S)
-        qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, template)
-        await asyncio.to_thread(snapshot.resume, qmp)
-    except BaseException as exc:
-        if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-            vm.stop_now()
-            raise
-        await vm.stop()
-        if isinstance(exc, SandboxStartError):
+        try:
+            qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, template)
+            await asyncio.to_thread(snapshot.resume, qmp)
+        except SandboxStartError as exc:
             raise SandboxStartError(f"{exc}{vm.explain()}") from exc
-        raise
     return vm
 
 
@@ -198,17 +181,6 @@ async def _call(vm: Vm, request, answer: type, what: str) -> None:
             raise SandboxStartError(f"the guest agent refused {what}: {event.message}")
         if isinstance(event, answer) and event.id == _START_ID:
             return
-
-
-async def _expect_hello(vm: Vm, deadline_s: float) -> Hello:
-    line = await vm.read_frame(deadline_s, "the guest agent's hello")
-    try:
-        event = parse_event(line)
-    except ValueError as exc:
-        raise SandboxStartError(f"the guest agent's first message is not a hello: {exc}") from None
-    if not isinstance(event, Hello) or event.version != wire.PROTOCOL_VERSION:
-        raise SandboxStartError(f"unexpected greeting from the guest agent: {line[:200]!r}")
-    return event
 
 
 def _probe_boot(image):

@@ -23,13 +23,7 @@ def agent_config() -> dict:
     """The agent's start-up configuration inside every microVM guest."""
     return {
         "home": bwrap.HOME,
-        "env": {
-            "HOME": bwrap.HOME,
-            "PATH": bwrap.SANDBOX_PATH,
-            "LANG": "C.UTF-8",
-            "USER": "user",
-            "TMPDIR": "/tmp",
-        },
+        "env": dict(bwrap.SANDBOX_ENV),
         "rlimits": {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096},
         "landlock_paths": list(bwrap.WRITABLE_PATHS),
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],

@@ -17,7 +17,7 @@ import shutil
 import time
 from pathlib import Path
 
-from corral.backends.base import Backend, Instance, ProbeResult, off_loop
+from corral.backends.base import Backend, Instance, ProbeResult, off_loop, parse_hello
 from corral.backends.process import bwrap, seccomp
 from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir
 from corral.backends.process.probe import probe
@@ -26,7 +26,7 @@ from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
 from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
 from corral.host.sandbox_names import new_name
 from corral.models import SandboxSpec
-from corral.protocol import Hello, parse_event, wire
+from corral.protocol import Hello, wire
 
 #: How long a sandbox may take from launch to the agent's hello.
 BOOT_TIMEOUT_S = 20.0
@@ -211,14 +211,7 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
         rlimits["RLIMIT_AS"] = spec.limits.memory_mb * 2**20
     return {
         "home": bwrap.HOME,
-        "env": {
-            "HOME": bwrap.HOME,
-            "PATH": bwrap.SANDBOX_PATH,
-            "LANG": "C.UTF-8",
-            "USER": "user",
-            "TMPDIR": "/tmp",
-            **spec.env_dict,
-        },
+        "env": {**bwrap.SANDBOX_ENV, **spec.env_dict},
         "rlimits": rlimits,
         "landlock_paths": list(bwrap.WRITABLE_PATHS),
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
@@ -265,13 +258,7 @@ async def _wait_for_hello(process: asyncio.subprocess.Process) -> Hello:
         raise SandboxStartError(f"the agent did not start within {BOOT_TIMEOUT_S:.0f} s") from None
     if not line:
         raise SandboxStartError("the sandbox exited before its agent started")
-    try:
-        event = parse_event(line)
-    except ValueError as exc:
-        raise SandboxStartError(f"the agent's first message is not a hello: {exc}") from None
-    if not isinstance(event, Hello) or event.version != wire.PROTOCOL_VERSION:
-        raise SandboxStartError(f"unexpected greeting from the agent: {line[:200]!r}")
-    return event
+    return parse_hello(line)
 
 
 def _explain(instance: ProcessInstance) -> str:

@@ -18,6 +18,8 @@ AGENT_DIR = "/opt/corral"
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: The environment every run starts from (the sandbox's own ``env`` goes on top).
+SANDBOX_ENV = {"HOME": HOME, "PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "USER": "user", "TMPDIR": "/tmp"}
 #: The only places Landlock lets sandboxed code create or change files.
 #: /proc is there so each child can raise its own OOM score (the OOM killer
 #: must pick user code, not the agent); /dev/shm is a sized tmpfs.
