@@ -4,8 +4,9 @@
 
 Rows (medians): guest image build, cold (``--build``: rebuilds from the cached
 .debs) and cached; cold boot to agent-ready; restore from the memory template to
-agent-ready; warm-pool one-shot ``print(1)``; session run after the first; and
-host memory (QEMU's RSS) per idle VM. Prints the accelerator the numbers were
+agent-ready; pause and resume of a used VM (a continuation snapshot); warm-pool
+one-shot ``print(1)``; session run after the first; and host memory (QEMU's RSS)
+per idle VM. Prints the accelerator the numbers were
 measured with: under TCG they are emulation numbers, not KVM numbers.
 """
 
@@ -13,10 +14,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import corral
 from common import PROGRAM, bare_python, checked, print_table, timed
@@ -54,6 +58,19 @@ async def start_ms(backend: microvm.MicrovmBackend, spec: SandboxSpec, cold: boo
     return elapsed
 
 
+async def pause_resume_ms(backend: microvm.MicrovmBackend, spec: SandboxSpec, directory: Path) -> tuple[float, float]:
+    """Pause a used VM (RAM and devices to a file) and resume it to agent-ready; (pause ms, resume ms)."""
+    vm = await backend.start(spec)
+    started = time.perf_counter()
+    await backend.pause(vm, directory)
+    paused = time.perf_counter()
+    resumed = await backend.resume(directory, spec)
+    done = time.perf_counter()
+    await resumed.stop()
+    shutil.rmtree(directory)
+    return (paused - started) * 1000, (done - paused) * 1000
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -83,6 +100,10 @@ def main() -> None:
     warmed_rss: list[float] = []
     rows.append(("  + the warm-up run (a sandbox start; pool refills)",
                  [asyncio.run(start_ms(backend, spec, False, warmed_rss, warm_up=True)) for _ in range(args.runs // 2)]))
+    with tempfile.TemporaryDirectory() as scratch:
+        cycles = [asyncio.run(pause_resume_ms(backend, spec, Path(scratch) / "snap")) for _ in range(args.boots)]
+    rows.append(("pause a VM (RAM + devices to a file)", [pause for pause, _ in cycles]))
+    rows.append(("resume a paused VM to agent-ready", [resume for _, resume in cycles]))
     with corral.Pool(size=2, isolation="microvm") as pool:
         hits = []
         # the pause lets the pool restore and warm up the next VM before the next run (no overlap)

@@ -114,3 +114,51 @@ def test_a_guest_that_panics_is_reported_with_its_console():
         assert time.monotonic() - started < 60
         assert "console" in str(failure.value) or "stopped" in str(failure.value)
     asyncio.run(scenario())
+
+
+def test_pause_and_resume_keep_memory_files_and_processes(tmp_path):
+    from corral.channel import Channel
+    from corral.execution import RunOptions, execute
+
+    async def run(channel, code, session=True):
+        options = RunOptions(language="python", code=code, session=session, timeout=30, env={}, cwd=None,
+                             stdin=None, stdout_limit=1 << 20, stderr_limit=1 << 20)
+        async for event in execute(channel, options, isolation="microvm", warm=False, setup_ms=0, boot_ms=0):
+            result = event
+        return result
+
+    async def scenario():
+        backend = _backend()
+        spec = SandboxSpec(isolation="microvm")
+        vm = await backend.start(spec)
+        channel = Channel(vm)
+        assert (await run(channel, "import random, os; x = 41; open('/home/user/f', 'w').write('kept')")).ok
+        await run(channel, "import subprocess; p = subprocess.Popen(['sleep', '600'])")
+        await channel.close()
+        await backend.pause(vm, tmp_path / "snap")
+        assert not vm.alive() and (tmp_path / "snap" / "state").is_file()
+        with pytest.raises(corral.InvalidInputError, match="already holds"):
+            await backend.pause(vm, tmp_path / "snap")
+        draws = []
+        for _ in range(2):  # resumed twice: two independent continuations of the same moment
+            resumed = await backend.resume(tmp_path / "snap", spec)
+            channel = Channel(resumed)
+            result = await run(channel, "print(x + 1, open('/home/user/f').read(), p.poll(), os.urandom(8).hex())")
+            answer, content, alive, draw = result.stdout.split()
+            assert (answer, content, alive) == ("42", "kept", "None") and not result.session_reset
+            oneshot = await run(channel, "import random; print(random.random())", session=False)
+            draws.append((draw, oneshot.stdout))
+            await channel.close()
+            await resumed.stop()
+        assert draws[0][0] != draws[1][0] and draws[0][1] != draws[1][1]
+
+    asyncio.run(scenario())
+
+
+def test_a_continuation_is_checked_before_it_is_resumed(tmp_path):
+    async def scenario():
+        with pytest.raises(corral.InvalidInputError, match="holds no snapshot"):
+            await _backend().resume(tmp_path, SandboxSpec(isolation="microvm"))
+    asyncio.run(scenario())
+    with pytest.raises(corral.InvalidInputError, match="cannot capture"):
+        asyncio.run(registry.resolve("process").pause(None, tmp_path))

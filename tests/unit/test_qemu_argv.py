@@ -24,7 +24,8 @@ def values(argv, flag):
 
 def test_a_bare_microvm_with_no_network_and_no_defaults():
     argv = qemu_argv("/usr/bin/qemu", FILES, TCG)
-    assert value(argv, "-M") == "microvm" and value(argv, "-m") == "352M" and value(argv, "-smp") == "1"
+    assert value(argv, "-M") == "microvm,memory-backend=ram" and value(argv, "-m") == "352M"
+    assert value(argv, "-object") == "memory-backend-ram,id=ram,size=352M" and value(argv, "-smp") == "1"
     for flag in ("-nodefaults", "-no-user-config", "-nographic", "-no-reboot"):
         assert flag in argv
     devices = values(argv, "-device")

@@ -306,6 +306,9 @@ class Agent:
         elif kind == "configure":
             self._configure(request)
             self.send({"type": "ack", "id": request_id})
+        elif kind == "reseed":
+            self._reseed(request)
+            self.send({"type": "ack", "id": request_id})
         else:
             raise RequestError("invalid", f"unknown request type {kind!r}")
 
@@ -339,6 +342,22 @@ class Agent:
         prefork = request.get("prefork")
         if prefork is not None and prefork not in SESSION_LANGUAGES:
             raise RequestError("invalid", f"prefork must be one of {SESSION_LANGUAGES} or null")
+        rlimits = request.get("rlimits") or {}
+        for name, value in rlimits.items():
+            if name not in wire.CONFIGURABLE_RLIMITS or not isinstance(value, int) or value < 0:
+                raise RequestError("invalid", f"rlimits: {name!r} must be one of {wire.CONFIGURABLE_RLIMITS} "
+                                   "with a non-negative integer value")
+        self._reseed(request)
+        self.rlimits.update(rlimits)
+        self.base_env.update(env)
+        self.prefork = prefork
+
+    def _reseed(self, request):
+        """Credit the host's entropy to the kernel RNG, reseed it, and replace the spare.
+
+        The spare's ``random`` state was seeded when it was forked: in a VM restored from a
+        snapshot, that was before the snapshot, the same for every copy.
+        """
         if request.get("entropy_b64"):
             try:
                 seed = binascii.a2b_base64(_text(request, "entropy_b64"))
@@ -350,17 +369,9 @@ class Agent:
                 reseed(seed)
             except OSError as exc:
                 raise RequestError("internal", f"cannot reseed the kernel's random number generator: {exc}") from None
-        rlimits = request.get("rlimits") or {}
-        for name, value in rlimits.items():
-            if name not in wire.CONFIGURABLE_RLIMITS or not isinstance(value, int) or value < 0:
-                raise RequestError("invalid", f"rlimits: {name!r} must be one of {wire.CONFIGURABLE_RLIMITS} "
-                                   "with a non-negative integer value")
-        self.rlimits.update(rlimits)
-        self.base_env.update(env)
         if self.spare is not None:
             self.spare.discard()
             self.spare = None
-        self.prefork = prefork
 
     def _egress(self, enable, port):
         """Start or stop the in-sandbox end of the egress proxy."""

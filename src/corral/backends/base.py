@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.errors import SandboxStartError
+from corral.errors import InvalidInputError, SandboxStartError
 from corral.host.cgroups import CgroupUsage
 from corral.models import SandboxSpec
 from corral.protocol import Hello, parse_event, wire
@@ -103,6 +103,17 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def probe(self) -> ProbeResult:
         """Check (and cache) whether this backend works here. Never raises."""
+
+    async def pause(self, instance: Instance, directory: Path) -> None:
+        """Save a running sandbox whole, memory included, into ``directory``, then stop it.
+
+        Only for levels that can capture memory; the others raise InvalidInputError.
+        """
+        raise InvalidInputError(f"isolation={self.name!r} cannot capture a sandbox's memory")
+
+    async def resume(self, directory: Path, spec: SandboxSpec) -> Instance:
+        """Start a sandbox from what :meth:`pause` saved in ``directory``; it continues where it stopped."""
+        raise InvalidInputError(f"isolation={self.name!r} cannot resume a memory snapshot")
 
     @abc.abstractmethod
     async def start(self, spec: SandboxSpec) -> Instance:

@@ -136,6 +136,14 @@ class ConfigureRequest(_Message):
     rlimits: dict[str, int] = Field(default_factory=dict)
 
 
+class ReseedRequest(_Message):
+    """Fresh host entropy for a VM resumed from a continuation snapshot (allowed at any time)."""
+
+    type: Literal["reseed"] = "reseed"
+    id: int
+    entropy_b64: str
+
+
 Request = Annotated[
     Union[
         ExecRequest,
@@ -147,6 +155,7 @@ Request = Annotated[
         PingRequest,
         ResetRequest,
         ConfigureRequest,
+        ReseedRequest,
         EgressRequest,
         PortConnectRequest,
     ],

@@ -16,9 +16,10 @@ import math
 import os
 import time
 from functools import lru_cache
+from pathlib import Path
 
 from corral.backends.base import Backend, ProbeResult, parse_hello
-from corral.backends.microvm import snapshot
+from corral.backends.microvm import continuation, snapshot
 from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
 from corral.backends.microvm.probe import probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
@@ -26,7 +27,8 @@ from corral.backends.microvm.vm import Vm
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
 from corral.models import SandboxSpec
-from corral.protocol import Ack, ConfigureRequest, Error, ExecDone, ExecRequest, encode_request, parse_event
+from corral.protocol import (Ack, ConfigureRequest, Error, ExecDone, ExecRequest, ReseedRequest, encode_request,
+                             parse_event)
 
 #: Guest memory on top of the sandbox's ``memory_mb``: the guest kernel, its page cache and the agent.
 #: User code and the tmpfs mounts share ``memory_mb`` (as in the process sandbox, whose limits
@@ -68,6 +70,28 @@ class MicrovmBackend(Backend):
         async with vm.stopped_on_failure():
             await configure(vm, spec)
             await warm_up(vm, spec)
+        vm.boot_ms = (time.perf_counter() - started) * 1000 - vm.setup_ms
+        return vm
+
+    async def pause(self, instance: Vm, directory: Path) -> None:
+        """Save the VM whole (RAM, devices) into ``directory`` and stop it (see ``continuation``)."""
+        image = await _image()
+        await continuation.pause(instance, directory, snapshot.image_build(image.key, image.rootfs))
+
+    async def resume(self, directory: Path, spec: SandboxSpec) -> Vm:
+        """A VM continuing from a paused one, with fresh entropy for its kernel and its spare."""
+        started = time.perf_counter()
+        image = await _image()
+        shape = continuation.read_shape(directory, snapshot.image_build(image.key, image.rootfs))
+        vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
+                             incoming=True, as_root=_needs_root(shape))
+        async with vm.stopped_on_failure():
+            await vm.connect_agent(RESTORE_DEADLINE_S)
+            try:
+                await continuation.load_into(vm, directory)
+            except SandboxStartError as exc:
+                raise SandboxStartError(f"{exc}{vm.explain()}") from exc
+            await _call(vm, ReseedRequest(id=_START_ID, entropy_b64=_entropy()), Ack, "reseed")
         vm.boot_ms = (time.perf_counter() - started) * 1000 - vm.setup_ms
         return vm
 
@@ -130,7 +154,7 @@ async def restore(image, template: snapshot.Template) -> Vm:
     async with vm.stopped_on_failure():
         await vm.connect_agent(RESTORE_DEADLINE_S)
         try:
-            qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, template)
+            qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, template.state)
             await asyncio.to_thread(snapshot.resume, qmp)
         except SandboxStartError as exc:
             raise SandboxStartError(f"{exc}{vm.explain()}") from exc
@@ -156,7 +180,7 @@ async def configure(vm: Vm, spec: SandboxSpec) -> None:
         id=_START_ID,
         env=spec.env_dict,
         prefork=spec.language if spec.language in ("python", "javascript") else None,
-        entropy_b64=base64.b64encode(os.urandom(_ENTROPY_BYTES)).decode(),
+        entropy_b64=_entropy(),
         rlimits={"RLIMIT_NPROC": spec.limits.pids},
     ), Ack, "configure")
 
@@ -169,6 +193,10 @@ async def warm_up(vm: Vm, spec: SandboxSpec) -> None:
     """
     await _call(vm, ExecRequest(id=_START_ID, language=spec.language, code=_EMPTY_PROGRAM[spec.language],
                                 timeout_ms=int(RESTORE_DEADLINE_S * 1000)), ExecDone, "the warm-up run")
+
+
+def _entropy() -> str:
+    return base64.b64encode(os.urandom(_ENTROPY_BYTES)).decode()
 
 
 async def _call(vm: Vm, request, answer: type, what: str) -> None:

@@ -70,16 +70,15 @@ class RamFile:
 def qemu_argv(binary: str, files: VmFiles, shape: VmShape, *, ram_file: RamFile | None = None,
               incoming: bool = False, seccomp: bool = True) -> list[str]:
     """The full QEMU command line for one VM."""
-    machine = "microvm"
-    argv = [binary]
+    # guest RAM is always the memory backend "ram", so that a migration stream from any VM
+    # (a template, a continuation) names the same RAM block on the receiving side
     if ram_file is not None:
-        machine += ",memory-backend=ram"
-        argv += [
-            "-object",
-            f"memory-backend-file,id=ram,size={shape.memory_mb}M,mem-path={ram_file.path},"
-            f"share={'on' if ram_file.shared else 'off'}",
-        ]
-    argv += ["-M", machine, "-m", f"{shape.memory_mb}M", "-smp", str(shape.vcpus)]
+        backend = (f"memory-backend-file,id=ram,size={shape.memory_mb}M,mem-path={ram_file.path},"
+                   f"share={'on' if ram_file.shared else 'off'}")
+    else:
+        backend = f"memory-backend-ram,id=ram,size={shape.memory_mb}M"
+    argv = [binary, "-object", backend, "-M", "microvm,memory-backend=ram", "-m", f"{shape.memory_mb}M",
+            "-smp", str(shape.vcpus)]
     argv += _accelerator(shape)
     argv += [
         "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",

@@ -33,7 +33,12 @@ from corral.host.runtime_dir import data_dir
 
 #: Bump when the way templates are taken changes.
 TEMPLATE_FORMAT = 1
-_IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
+def _ignore_shared(state: bool) -> dict:
+    """Migrate RAM that lives in a shared file (False) or skip it (True: a template's RAM is its file).
+
+    Set explicitly each time: a VM restored from a template keeps the capability on.
+    """
+    return {"capabilities": [{"capability": "x-ignore-shared", "state": state}]}
 _MIGRATION_DEADLINE_S = 60.0
 
 
@@ -160,19 +165,20 @@ def clone_ram(template: Template) -> RamFile:
     return RamFile(template.ram, shared=False)
 
 
-def save(qmp_socket: Path, state_path: Path) -> None:
-    """Stop the VM and write its device state (RAM stays in its shared file). Blocking."""
+def save(qmp_socket: Path, state_path: Path, *, with_ram: bool = False) -> None:
+    """Stop the VM and write its state: device state only (RAM stays in its shared file, for a
+    template), or ``with_ram`` everything (a continuation). Blocking; the VM stays stopped."""
     fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     qmp = Qmp(qmp_socket)
     try:
-        qmp.execute("migrate-set-capabilities", _IGNORE_SHARED)
+        qmp.execute("migrate-set-capabilities", _ignore_shared(not with_ram))
         qmp.execute("stop")
         qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
         qmp.execute("migrate", {"uri": "fd:snapshot"})
         qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
         os.fsync(fd)
     except QmpError as exc:
-        raise SandboxStartError(f"cannot save the template VM: {exc}") from None
+        raise SandboxStartError(f"cannot save the VM: {exc}") from None
     finally:
         qmp.close()
         os.close(fd)
@@ -186,22 +192,23 @@ def publish(staging: Path, key: str, shape: VmShape) -> Template:
     return Template(target, shape)
 
 
-def load(qmp_socket: Path, template: Template) -> Qmp:
-    """Load a template's device state into a VM started with ``-incoming defer``. Blocking.
+def load(qmp_socket: Path, state_path: Path, *, with_ram: bool = False) -> Qmp:
+    """Load saved state into a VM started with ``-incoming defer`` (``with_ram``: a continuation,
+    whose stream holds the RAM too). Blocking.
 
     Returns the QMP connection; the caller connects to the agent, then calls
     :func:`resume`, since the guest must find the host end of its port connected.
     """
     qmp = Qmp(qmp_socket)
-    fd = os.open(template.state, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        qmp.execute("migrate-set-capabilities", _IGNORE_SHARED)
+        qmp.execute("migrate-set-capabilities", _ignore_shared(not with_ram))
         qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
         qmp.execute("migrate-incoming", {"uri": "fd:snapshot"})
         qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
     except QmpError as exc:
         qmp.close()
-        raise SandboxStartError(f"cannot restore the VM from its template: {exc}") from None
+        raise SandboxStartError(f"cannot restore the VM: {exc}") from None
     finally:
         os.close(fd)
     return qmp

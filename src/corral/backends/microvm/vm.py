@@ -35,9 +35,10 @@ _CONSOLE_TAIL_BYTES = 4096
 class Vm(Instance):
     """A launched QEMU process and, once connected, the stream to its agent."""
 
-    def __init__(self, name: str, directory: Path, files: VmFiles, process: asyncio.subprocess.Process,
-                 cgroup: Cgroup | None, setup_ms: float):
+    def __init__(self, name: str, directory: Path, files: VmFiles, shape: VmShape,
+                 process: asyncio.subprocess.Process, cgroup: Cgroup | None, setup_ms: float):
         self.name = name
+        self.shape = shape
         self.directory = directory
         self.service_dir = directory
         self.host_services = False
@@ -83,7 +84,7 @@ class Vm(Instance):
             if isinstance(exc, OSError):
                 raise SandboxStartError(f"cannot launch QEMU: {exc}") from exc
             raise
-        vm = cls(name, directory, files, process, cgroup, setup_ms=(time.perf_counter() - started) * 1000)
+        vm = cls(name, directory, files, shape, process, cgroup, setup_ms=(time.perf_counter() - started) * 1000)
         if cgroup is not None:
             try:
                 cgroup.add(process.pid)
