@@ -16,6 +16,7 @@ import pytest
 import corral
 from corral.backends import registry
 from corral.backends.microvm import backend as microvm
+from corral.backends.microvm.host_user import TEMPLATE_GID, VM_UID_BASE
 from corral.backends.microvm.vm import Vm
 from corral.errors import SandboxCrashedError, SandboxStartError
 from corral.models import SandboxSpec
@@ -57,17 +58,21 @@ def test_the_guest_has_no_network_device_and_its_own_kernel():
         assert interfaces == "lo" and kernel != os.uname().release and init == "python3" and uid == "1000"
 
 
-def test_qemu_runs_unprivileged_in_its_seccomp_filter_and_its_cgroup():
-    with corral.Sandbox() as sandbox:
-        vm = sandbox._async._lease.instance
-        status = Path(f"/proc/{vm.process.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines())
-        assert fields["Seccomp"].strip() == "2"
+def test_each_qemu_runs_as_its_own_uid_in_its_seccomp_filter_and_its_cgroup():
+    with corral.Sandbox() as sandbox, corral.Sandbox() as other:
+        uids = []
+        for vm in (sandbox._async._lease.instance, other._async._lease.instance):
+            status = Path(f"/proc/{vm.process.pid}/status").read_text()
+            fields = dict(line.split(":", 1) for line in status.splitlines())
+            assert fields["Seccomp"].strip() == "2"
+            uids.append(int(fields["Uid"].split()[0]))
+            assert len(set(fields["Uid"].split())) == 1 and fields["Groups"].split() == [str(TEMPLATE_GID)]
+            assert vm.directory.stat().st_uid == uids[-1] and vm.directory.stat().st_mode & 0o077 == 0
+            if vm.cgroup is not None:
+                assert vm.process.pid in vm.cgroup.pids()
         if os.geteuid() == 0:
-            assert fields["Uid"].split()[:2] == ["65534", "65534"]
-        if vm.cgroup is not None:
-            assert vm.process.pid in vm.cgroup.pids()
-        directory = vm.directory
+            assert uids[0] != uids[1] and all(VM_UID_BASE < uid < VM_UID_BASE + (1 << 25) for uid in uids)
+        directory = sandbox._async._lease.instance.directory
     deadline = time.monotonic() + 10  # teardown finishes in the background
     while directory.exists() and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -21,6 +21,7 @@ from pathlib import Path
 from corral.backends.base import Backend, ProbeResult, parse_hello
 from corral.backends.microvm import continuation, snapshot
 from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
+from corral.backends.microvm.host_user import vm_credentials
 from corral.backends.microvm.probe import probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
 from corral.backends.microvm.vm import Vm
@@ -137,10 +138,11 @@ def probe_accelerator() -> AccelChoice:
     return asyncio.run(probe_now())
 
 
-async def cold_boot(image, shape: VmShape, *, ram_file=None, deadline_s: float = BOOT_DEADLINE_S) -> Vm:
+async def cold_boot(image, shape: VmShape, *, ram_file=None, deadline_s: float = BOOT_DEADLINE_S,
+                    credentials: tuple[int, int] | None = None) -> Vm:
     """Launch a VM that boots its kernel; return it once its agent said hello."""
     vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
-                         ram_file=ram_file, as_root=_needs_root(shape))
+                         ram_file=ram_file, as_root=_needs_root(shape), credentials=credentials)
     async with vm.stopped_on_failure():
         await vm.connect_agent(deadline_s)
         parse_hello(await vm.read_frame(deadline_s, "the guest agent's hello"))
@@ -165,8 +167,9 @@ async def take_template(image, shape: VmShape, key: str) -> snapshot.Template:
     """Cold-boot a VM with its RAM in a shared file, let it settle, save it as template ``key``."""
     build = snapshot.image_build(image.key, image.rootfs)
     await asyncio.to_thread(snapshot.remove_templates, lambda of: of != build)  # those of replaced images
-    staging = snapshot.staging_dir(key)
-    vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging))
+    credentials = None if _needs_root(shape) else vm_credentials()
+    staging = snapshot.staging_dir(key, credentials)
+    vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging), credentials=credentials)
     try:
         await asyncio.to_thread(snapshot.save, vm.files.qmp_socket, staging / "state")
     finally:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from corral.backends.microvm.qemu import RamFile, VmShape
 from corral.backends.microvm.qmp import Qmp, QmpError
-from corral.backends.process.host_layout import sandbox_credentials
+from corral.backends.microvm.host_user import TEMPLATE_GID
 from corral.errors import SandboxStartError
 from corral.host.runtime_dir import data_dir
 
@@ -144,12 +144,11 @@ class TemplateLock:
             self._fd = None
 
 
-def staging_dir(key: str) -> Path:
-    """A fresh directory the template's source VM writes into (QEMU's uid owns it)."""
+def staging_dir(key: str, credentials: tuple[int, int] | None) -> Path:
+    """A fresh directory the template's source VM writes into (owned by its QEMU's ``credentials``)."""
     directory = template_root() / f".staging-{key}-{os.getpid()}"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(mode=0o700)
-    credentials = sandbox_credentials()
     if credentials is not None:
         os.chown(directory, *credentials)
     return directory
@@ -185,7 +184,16 @@ def save(qmp_socket: Path, state_path: Path, *, with_ram: bool = False) -> None:
 
 
 def publish(staging: Path, key: str, shape: VmShape) -> Template:
-    """Make a complete staging directory the template ``key`` (atomically)."""
+    """Make a complete staging directory the template ``key`` (atomically).
+
+    As root, the RAM file then belongs to root and to the group every QEMU has
+    (``TEMPLATE_GID``): QEMU 7.2 opens it read-write even to map it privately.
+    """
+    if os.geteuid() == 0:
+        os.chown(staging / "ram", 0, TEMPLATE_GID)
+        os.chmod(staging / "ram", 0o660)
+        os.chown(staging, 0, TEMPLATE_GID)
+        os.chmod(staging, 0o750)
     target = template_root() / key
     shutil.rmtree(target, ignore_errors=True)
     os.rename(staging, target)

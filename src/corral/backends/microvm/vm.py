@@ -1,7 +1,7 @@
 """One QEMU process: launch it confined, connect to its agent, kill it.
 
 Every VM gets a private host directory (its sockets and console log, owned by
-the unprivileged uid QEMU runs as) and, where the host has cgroups, a cgroup
+the unprivileged uid of its own that QEMU runs as) and, where the host has cgroups, a cgroup
 with memory, pids and CPU limits that QEMU is moved into before the guest runs
 a single instruction. Teardown SIGKILLs QEMU (and the cgroup), waits for the
 exit, and removes the directory: no grace periods, nothing left behind.
@@ -19,7 +19,8 @@ from pathlib import Path
 
 from corral.backends.base import Instance, off_loop
 from corral.backends.microvm.qemu import RamFile, VmFiles, VmShape, qemu_argv
-from corral.backends.process.host_layout import drop_privileges, make_service_dir, sandbox_credentials
+from corral.backends.microvm.host_user import TEMPLATE_GID, vm_credentials
+from corral.backends.process.host_layout import drop_privileges, make_service_dir
 from corral.errors import SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
 from corral.host.sandbox_names import new_name
@@ -54,11 +55,16 @@ class Vm(Instance):
     @classmethod
     async def launch(cls, binary: str, image_files: tuple[Path, Path, Path], shape: VmShape, *,
                      ram_file: RamFile | None = None, incoming: bool = False, seccomp: bool = True,
-                     as_root: bool = False) -> Vm:
-        """Start QEMU for one VM (the guest starts booting, or waits for an incoming migration)."""
+                     as_root: bool = False, credentials: tuple[int, int] | None = None) -> Vm:
+        """Start QEMU for one VM (the guest starts booting, or waits for an incoming migration).
+
+        QEMU runs as ``credentials`` (default: a fresh uid of its own, when corral is root)
+        unless ``as_root``.
+        """
         started = time.perf_counter()
         name = new_name()
-        directory = make_service_dir(name)
+        credentials = None if as_root else (credentials or vm_credentials())
+        directory = make_service_dir(name, credentials)
         kernel, initramfs, rootfs = image_files
         files = VmFiles(kernel, initramfs, rootfs, directory / "agent.sock", directory / "qmp.sock",
                         directory / "console.log")
@@ -70,8 +76,8 @@ class Vm(Instance):
             )
             argv = qemu_argv(binary, files, shape, ram_file=ram_file, incoming=incoming, seccomp=seccomp)
             kwargs: dict = {}
-            if not as_root and sandbox_credentials() is not None:
-                argv, kwargs = drop_privileges(argv)
+            if credentials is not None:
+                argv, kwargs = drop_privileges(argv, credentials, groups=(TEMPLATE_GID,))
             with open(directory / "qemu.log", "wb") as log:
                 process = await asyncio.create_subprocess_exec(
                     *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=log,

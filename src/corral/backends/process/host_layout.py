@@ -17,12 +17,15 @@ NOBODY = (65534, 65534)
 _MERGED_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 
 
-def make_service_dir(name: str) -> Path:
-    """A fresh host directory only this sandbox's uid (and root) can enter."""
+def make_service_dir(name: str, credentials: tuple[int, int] | None = None) -> Path:
+    """A fresh host directory only this sandbox's uid (and root) can enter.
+
+    ``credentials``: the (uid, gid) the sandbox runs as, if not :func:`sandbox_credentials`.
+    """
     root = _service_root()
     path = root / name
     path.mkdir(mode=0o700)
-    credentials = sandbox_credentials()
+    credentials = credentials or sandbox_credentials()
     if credentials is not None:
         os.chown(path, *credentials)
     return path
@@ -59,21 +62,23 @@ def _setpriv() -> str | None:
     return shutil.which("setpriv", path="/usr/bin:/bin")
 
 
-def drop_privileges(argv: list[str]) -> tuple[list[str], dict]:
+def drop_privileges(argv: list[str], credentials: tuple[int, int] | None = None,
+                    groups: tuple[int, ...] = ()) -> tuple[list[str], dict]:
     """How to start ``argv`` as the sandbox user: a wrapped command line, or Popen arguments.
 
     util-linux's ``setpriv`` is preferred: changing uid inside Popen forces a
     full fork() of this (large) process, ~2 ms that block the event loop, where
     a plain spawn of setpriv uses vfork and blocks ~0.4 ms.
     """
-    credentials = sandbox_credentials()
+    credentials = credentials or sandbox_credentials()
     if credentials is None:
         return argv, {}
     uid, gid = credentials
     setpriv = _setpriv()
     if setpriv is not None:
-        return [setpriv, f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *argv], {}
-    return argv, {"user": uid, "group": gid, "extra_groups": []}
+        group_option = f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups"
+        return [setpriv, f"--reuid={uid}", f"--regid={gid}", group_option, *argv], {}
+    return argv, {"user": uid, "group": gid, "extra_groups": list(groups)}
 
 
 @lru_cache(maxsize=1)
