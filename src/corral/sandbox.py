@@ -168,6 +168,11 @@ class AsyncSandbox:
         """Every connection the egress proxy allowed or refused for this sandbox, oldest first."""
         return self._services.decisions if self._services else []
 
+    def console_log(self) -> str:
+        """What the sandbox printed outside the protocol: a microVM's serial console (kernel, init),
+        the process sandbox's stderr. Available while the sandbox runs."""
+        return self._ready_lease().instance.console_log()
+
     async def install(self, packages: list[str], *, language: Language | None = None, index_url: str | None = None,
                       timeout: float = 300.0, on_stdout: OutputCallback | None = None,
                       on_stderr: OutputCallback | None = None) -> ExecutionResult:

@@ -63,6 +63,10 @@ class Sandbox:
         """Every connection the egress proxy allowed or refused, oldest first."""
         return self._async.network_log()
 
+    def console_log(self) -> str:
+        """A microVM's serial console, the process sandbox's stderr (while the sandbox runs)."""
+        return self._async.console_log()
+
     def install(self, packages: list[str], **options: Any) -> ExecutionResult:
         """Install pinned packages into the sandbox (see AsyncSandbox.install)."""
         return bridge.call(self._async.install(packages, **options))

@@ -56,6 +56,8 @@ def test_the_guest_has_no_network_device_and_its_own_kernel():
         result = sandbox.run("ls /sys/class/net; uname -r; cat /proc/1/comm; id -u")
         interfaces, kernel, init, uid = result.stdout.split("\n")[:4]
         assert interfaces == "lo" and kernel != os.uname().release and init == "python3" and uid == "1000"
+        console = sandbox.console_log()  # the user can read the guest's serial console
+        assert "init: starting the agent" in console and "Linux version" not in console.split("init:")[1]
 
 
 def test_each_qemu_runs_as_its_own_uid_in_its_seccomp_filter_and_its_cgroup():

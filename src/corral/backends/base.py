@@ -81,6 +81,10 @@ class Instance(abc.ABC):
     def diagnostics(self) -> str:
         """What the sandbox printed outside the protocol (for error messages)."""
 
+    def console_log(self) -> str:
+        """Everything the sandbox printed outside the protocol so far (default: the diagnostics)."""
+        return self.diagnostics()
+
     @contextlib.asynccontextmanager
     async def stopped_on_failure(self) -> AsyncIterator[None]:
         """Stop the sandbox if the block raises: at once if the caller went away, else awaited."""

@@ -153,6 +153,7 @@ async def restore(image, template: snapshot.Template) -> Vm:
     """Launch a VM from ``template``: device state loaded, RAM mapped copy-on-write, guest running."""
     vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), template.shape,
                          ram_file=snapshot.clone_ram(template), incoming=True, as_root=_needs_root(template.shape))
+    vm.console_before = template.console_log()
     async with vm.stopped_on_failure():
         await vm.connect_agent(RESTORE_DEADLINE_S)
         try:
@@ -172,6 +173,7 @@ async def take_template(image, shape: VmShape, key: str) -> snapshot.Template:
     vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging), credentials=credentials)
     try:
         await asyncio.to_thread(snapshot.save, vm.files.qmp_socket, staging / "state")
+        (staging / "console.log").write_text(vm.console_log())  # restored VMs show their boot
     finally:
         await vm.stop()
     return await asyncio.to_thread(snapshot.publish, staging, key, shape)

@@ -48,6 +48,8 @@ class Vm(Instance):
         self.cgroup = cgroup
         self.setup_ms = setup_ms
         self.boot_ms = 0.0
+        #: What the guest printed before this QEMU ran it (the boot of the template it was restored from).
+        self.console_before = ""
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self._stopped = False
@@ -136,17 +138,18 @@ class Vm(Instance):
         raise SandboxStartError(
             f"waited {deadline_s:.0f} s for {what} in vain (the guest hangs){self.explain()}")
 
-    def console(self) -> str:
-        """The guest's serial console so far (kernel and init messages)."""
+    def console_log(self) -> str:
+        """The guest's serial console so far (kernel and init messages; a restored VM's starts with
+        its template's boot)."""
         try:
-            return self.files.console_log.read_bytes().decode(errors="replace")
+            return self.console_before + self.files.console_log.read_bytes().decode(errors="replace")
         except OSError:
-            return ""
+            return self.console_before
 
     def diagnostics(self) -> str:
         """The console's last lines and whatever QEMU wrote to stderr."""
         parts = []
-        console = self.console()[-_CONSOLE_TAIL_BYTES:].strip()
+        console = self.console_log()[-_CONSOLE_TAIL_BYTES:].strip()
         if console:
             parts.append(f"console: {console}")
         with contextlib.suppress(OSError):
