@@ -138,6 +138,9 @@ def _result(done, captured, options, channel, usage_before, isolation, warm, set
         peak_mb = round(usage_after.memory_peak_mb, 2) if usage_after.memory_peak_mb is not None else None
         oom = usage_before is not None and usage_after.oom_kills > usage_before.oom_kills
     oom = oom or done.oom_killed
+    if usage_after is None and done.cpu_ms is not None:  # measured inside the sandbox (a VM's own kernel)
+        cpu_ms = round(done.cpu_ms, 3)
+        peak_mb = round(done.memory_peak_mb, 2) if done.memory_peak_mb is not None else None
     stderr = captured["stderr"].text
     if oom:
         note = "corral: the run was killed for exceeding the sandbox's memory limit (out of memory)\n"

@@ -60,6 +60,16 @@ def test_the_guest_has_no_network_device_and_its_own_kernel():
         assert "init: starting the agent" in console and "Linux version" not in console.split("init:")[1]
 
 
+def test_user_code_is_held_in_its_cgroup_with_the_sandbox_limits():
+    with corral.Sandbox(language="shell", memory_mb=128, pids=64) as sandbox:
+        result = sandbox.run("cat /proc/self/cgroup /sys/fs/cgroup/sandbox/memory.max /sys/fs/cgroup/sandbox/pids.max;"
+                             "echo $$ > /sys/fs/cgroup/cgroup.procs || echo refused;"
+                             "echo +cpuset > /sys/fs/cgroup/sandbox/cgroup.subtree_control || echo refused;"
+                             "echo max > /sys/fs/cgroup/sandbox/memory.max || echo refused")
+        assert result.stdout.split() == ["0::/sandbox", str(128 * 2**20), "64", "refused", "refused", "refused"]
+        assert result.cpu_time_ms is not None and result.memory_peak_mb is not None
+
+
 def test_each_qemu_runs_as_its_own_uid_in_its_seccomp_filter_and_its_cgroup():
     with corral.Sandbox() as sandbox, corral.Sandbox() as other:
         uids = []

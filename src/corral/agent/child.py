@@ -27,11 +27,31 @@ SESSION_IN_FD = 3
 SESSION_OUT_FD = 4
 
 
+class Confinement:
+    """What a child does to itself before it runs user code, where the agent is root (a VM guest):
+    join the user cgroup (``cgroup_procs``), then become ``user`` = (uid, gid). Either may be None."""
+
+    def __init__(self, user=None, cgroup_procs=None):
+        self.user = user
+        self.cgroup_procs = cgroup_procs
+
+    def apply(self):
+        """Join the cgroup, drop to the user; raises if the cgroup cannot be joined (no run outside it)."""
+        if self.cgroup_procs is not None:
+            with open(self.cgroup_procs, "w") as handle:
+                handle.write("0")
+        if self.user is not None:
+            uid, gid = self.user
+            os.setgroups([])
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)
+
+
 class ChildSetup:
     """How to prepare a child process: its fds, directory, environment and limits."""
 
     def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None, protected_parent=False,
-                 user=None):
+                 confinement=None):
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.stderr_fd = stderr_fd
@@ -40,8 +60,8 @@ class ChildSetup:
         self.rlimits = rlimits
         self.control_fds = control_fds
         self.protected_parent = protected_parent
-        #: (uid, gid) to become, where the agent runs as root (the microVM guest); None: stay.
-        self.user = user
+        #: A Confinement where the agent runs as root (the microVM guest); None: nothing to do.
+        self.confinement = confinement
 
     def apply(self):
         """Make this process a clean child: own session, fds 0-2 (3-4), limits, cwd."""
@@ -71,11 +91,8 @@ class ChildSetup:
             _, hard = resource.getrlimit(limit)
             value = value if hard == resource.RLIM_INFINITY else min(value, hard)
             resource.setrlimit(limit, (value, value))
-        if self.user is not None:
-            uid, gid = self.user
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
+        if self.confinement is not None:
+            self.confinement.apply()
         try:
             os.chdir(self.cwd)
         except OSError as exc:

@@ -41,7 +41,7 @@ class RequestError(Exception):
 class Agent:
     """Serves protocol requests arriving on ``proto_in``; writes events to ``proto_out``."""
 
-    def __init__(self, config, proto_in, proto_out):
+    def __init__(self, config, proto_in, proto_out, user_cgroup=None):
         self.home = config["home"]
         self.base_env = dict(config["env"])
         self.rlimits = dict(config.get("rlimits", {}))
@@ -62,6 +62,11 @@ class Agent:
         #: (uid, gid) of user code where the agent runs as root (a VM guest); None in the process sandbox.
         self.user = tuple(config["user"]) if config.get("user") else None
         self.as_user = UserIdentity(self.user)
+        #: The cgroup user code runs in, where the agent owns its kernel (see usercgroup.py); else None.
+        self.user_cgroup = user_cgroup
+        self.confinement = None
+        if self.user is not None or user_cgroup is not None:
+            self.confinement = child.Confinement(self.user, user_cgroup.procs if user_cgroup is not None else None)
         self.files = Files(self.home)
         self.epoll = select.epoll()
         self.handlers = {}
@@ -152,25 +157,28 @@ class Agent:
         if self.prefork and self.spare is None and self.running:
             self.spare = Spare(self, self.prefork)
 
-    def oom_kills(self):
-        """The kernel's count of OOM kills, where the kernel is the sandbox's own (a VM); else None."""
+    def accounting_start(self):
+        """What the agent measures of a run, where the kernel is the sandbox's own (a VM); else None."""
         if not self.report_oom:
             return None
-        try:
-            with open("/proc/vmstat", "rb") as handle:
-                for line in handle:
-                    if line.startswith(b"oom_kill "):
-                        return int(line.split()[1])
-        except OSError:
-            pass
-        return None
+        return _oom_kills(), self.user_cgroup.cpu_usec() if self.user_cgroup is not None else None
 
-    def oom_report(self, before):
-        """``exec_done`` fields saying whether the OOM killer struck since ``before`` (empty if unknown)."""
-        after = self.oom_kills()
-        if before is None or after is None:
+    def accounting_report(self, before):
+        """``exec_done`` fields on the run since ``before``: OOM kills, CPU time, peak memory (if measured)."""
+        if before is None:
             return {}
-        return {"oom_killed": after > before}
+        oom_before, cpu_before = before
+        report = {}
+        oom_after = _oom_kills()
+        if oom_before is not None and oom_after is not None:
+            report["oom_killed"] = oom_after > oom_before
+        if self.user_cgroup is not None and cpu_before is not None:
+            try:
+                report["cpu_ms"] = (self.user_cgroup.cpu_usec() - cpu_before) / 1000
+                report["memory_peak_mb"] = self.user_cgroup.memory_peak_bytes() / 2**20
+            except OSError:
+                pass
+        return report
 
     def kill_tree(self, root, since_ticks):
         """Kill ``root``, its descendants and the orphans started since ``since_ticks``."""
@@ -347,7 +355,16 @@ class Agent:
             if name not in wire.CONFIGURABLE_RLIMITS or not isinstance(value, int) or value < 0:
                 raise RequestError("invalid", f"rlimits: {name!r} must be one of {wire.CONFIGURABLE_RLIMITS} "
                                    "with a non-negative integer value")
+        memory_bytes = _int(request, "memory_bytes", 0)
+        pids = _int(request, "pids", 0)
         self._reseed(request)
+        if self.user_cgroup is not None and memory_bytes > 0 and pids > 0:
+            try:
+                self.user_cgroup.set_limits(memory_bytes, pids)
+            except OSError as exc:
+                raise RequestError("internal", f"cannot set the user cgroup's limits: {exc}") from None
+        elif pids > 0:
+            rlimits = {**rlimits, "RLIMIT_NPROC": pids}
         self.rlimits.update(rlimits)
         self.base_env.update(env)
         self.prefork = prefork
@@ -401,6 +418,8 @@ class Agent:
         for path, mode in self.wipe_paths:
             reset.empty_directory(path, mode)
         reset.remove_sysv_ipc()
+        if self.user_cgroup is not None:
+            self.user_cgroup.recreate()  # the next user's peak memory starts from zero
 
     def _checked_exec(self, request):
         """Re-check an exec request (the agent trusts no input) and fill in defaults."""
@@ -476,6 +495,18 @@ class Agent:
         return worker
 
 
+def _oom_kills():
+    """The kernel's count of OOM kills so far (None if unreadable)."""
+    try:
+        with open("/proc/vmstat", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"oom_kill "):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
 def _text(request, key):
     value = request.get(key)
     if not isinstance(value, str):
@@ -502,6 +533,14 @@ def main(argv=None):
     os.close(null)
     for fd in (proto_in, proto_out):
         os.set_inheritable(fd, False)
+    user_cgroup = None
+    if config.get("user_cgroup"):  # before Landlock: creating it needs the cgroup root
+        from corral.agent.usercgroup import UserCgroup
+
+        try:
+            user_cgroup = UserCgroup(config["user_cgroup"])
+        except OSError as exc:
+            os.write(2, f"corral agent: no user cgroup ({exc}); limits fall back to rlimits\n".encode())
     landlock_abi = 0
     if config.get("landlock_paths"):
         from corral.agent.landlock import restrict_writes
@@ -511,7 +550,7 @@ def main(argv=None):
         set_dumpable(False)
     if "oom_score_adj" in config:
         child.write_quietly("/proc/self/oom_score_adj", str(int(config["oom_score_adj"])))
-    agent = Agent(config, proto_in, proto_out)
+    agent = Agent(config, proto_in, proto_out, user_cgroup)
     agent.send(
         {
             "type": "hello",

@@ -179,7 +179,7 @@ class Spare:
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctl_r, self.ctl_w = os.pipe()
-        setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits, user=agent.user,
+        setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits, confinement=agent.confinement,
                                  control_fds=(ctl_r, None), protected_parent=agent.protected)
         python = child.serve_spare if language == "python" else None
         self.pid = pid = _fork_child(setup, python, _node_script("spare.js"))
@@ -222,7 +222,7 @@ class OneshotRun:
         self.stderr_limit = request["stderr_limit"]
         self.received = time.monotonic()
         self.since_ticks = tree.uptime_ticks()
-        self.oom_kills = agent.oom_kills()
+        self.accounting = agent.accounting_start()
         self.status = None
         self.timed_out = False
         self.cancelled = False
@@ -260,7 +260,7 @@ class OneshotRun:
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
         setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits,
-                                 protected_parent=self.agent.protected, user=self.agent.user)
+                                 protected_parent=self.agent.protected, confinement=self.agent.confinement)
         with self.agent.as_user:
             python, argv = _program_child(request["language"], request["code"], self.request_id,
                                           self.agent.scratch_dir)
@@ -319,7 +319,7 @@ class OneshotRun:
                 stderr_truncated=self.stderr.truncated,
                 spawn_ms=(self.spawned - self.received) * 1000,
                 process_ms=(self.exited - self.started) * 1000,
-                **self.agent.oom_report(self.oom_kills),
+                **self.agent.accounting_report(self.accounting),
             )
         )
         self.agent.ensure_spare()
@@ -337,7 +337,7 @@ class BackgroundProgram:
             python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, log_fd, log_fd, request["cwd"], request["env"], agent.rlimits,
-                                 protected_parent=agent.protected, user=agent.user)
+                                 protected_parent=agent.protected, confinement=agent.confinement)
         pid = _fork_child(setup, python, argv)
         for fd in (log_fd, stdin):
             os.close(fd)
@@ -376,7 +376,7 @@ class SessionWorker:
         self.result_r, res_w = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w),
-                                 protected_parent=agent.protected, user=agent.user)
+                                 protected_parent=agent.protected, confinement=agent.confinement)
         python = child.serve_python_session if language == "python" else None
         self.pid = pid = _fork_child(setup, python, _node_script("session.js"))
         for fd in (out_w, err_w, ctl_r, res_w, stdin):
@@ -400,7 +400,7 @@ class SessionWorker:
             "id": request["id"],
             # a timeout kills orphans started since this block began, not since the worker did
             "since": tree.uptime_ticks(),
-            "oom_kills": self.agent.oom_kills(),
+            "accounting": self.agent.accounting_start(),
             "received": received,
             "timed_out": False,
             "cancelled": False,
@@ -483,7 +483,7 @@ class SessionWorker:
                 session_reset=reset,
                 spawn_ms=(run["spawned"] - run["received"]) * 1000,
                 process_ms=(finished - run["spawned"]) * 1000,
-                **self.agent.oom_report(run["oom_kills"]),
+                **self.agent.accounting_report(run["accounting"]),
             )
         )
         self.stdout.bind(None, 0)

@@ -134,6 +134,10 @@ class ConfigureRequest(_Message):
     entropy_b64: str = ""
     #: Resource limits (``RLIMIT_*`` name -> value) for every process user code starts.
     rlimits: dict[str, int] = Field(default_factory=dict)
+    #: Limits of the cgroup user code runs in, where the agent has one (0: unset). Without a
+    #: cgroup, ``pids`` becomes ``RLIMIT_NPROC``.
+    memory_bytes: int = Field(default=0, ge=0)
+    pids: int = Field(default=0, ge=0)
 
 
 class ReseedRequest(_Message):
@@ -200,6 +204,9 @@ class ExecDone(_Message):
     process_ms: float = 0.0
     #: The guest kernel's OOM killer struck during the run (only sent by agents that own their kernel).
     oom_killed: bool = False
+    #: CPU time of the user cgroup during the run, and its peak memory so far (agents that own their kernel).
+    cpu_ms: float | None = None
+    memory_peak_mb: float | None = None
 
 
 class Started(_Message):

@@ -186,7 +186,8 @@ async def configure(vm: Vm, spec: SandboxSpec) -> None:
         env=spec.env_dict,
         prefork=spec.language if spec.language in ("python", "javascript") else None,
         entropy_b64=_entropy(),
-        rlimits={"RLIMIT_NPROC": spec.limits.pids},
+        memory_bytes=spec.limits.memory_mb * 2**20,
+        pids=spec.limits.pids,
     ), Ack, "configure")
 
 

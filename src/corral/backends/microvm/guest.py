@@ -15,6 +15,9 @@ from corral.backends.process import bwrap
 AGENT_PORT_NAME = "corral"
 #: Where the image keeps the agent's start-up configuration (JSON).
 AGENT_CONFIG_PATH = "/opt/corral/agent.json"
+#: Where the guest's init mounts cgroup2; the agent makes the user code's group below it (root-owned:
+#: Landlock lets the agent write there, file permissions keep user code out).
+CGROUP_ROOT = "/sys/fs/cgroup"
 #: uid/gid that user code runs as; the agent itself stays root (PID 1 of the VM).
 GUEST_USER = (bwrap.SANDBOX_UID, bwrap.SANDBOX_GID)
 
@@ -25,11 +28,12 @@ def agent_config() -> dict:
         "home": bwrap.HOME,
         "env": dict(bwrap.SANDBOX_ENV),
         "rlimits": {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096},
-        "landlock_paths": list(bwrap.WRITABLE_PATHS),
+        "landlock_paths": [*bwrap.WRITABLE_PATHS, CGROUP_ROOT],
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
         "protect_agent": True,
         "prefork": None,
         "user": list(GUEST_USER),
         "oom_score_adj": -1000,
         "report_oom": True,
+        "user_cgroup": f"{CGROUP_ROOT}/sandbox",
     }

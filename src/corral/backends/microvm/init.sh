@@ -48,6 +48,8 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts || fail "mount /dev/pts"
 mount -t tmpfs -o size=${shm_mb}m,mode=1777 shm /dev/shm || fail "mount /dev/shm"
 for d in dev proc sys; do mount --move /$d /newroot/$d || fail "move /$d"; done
+# cgroup v2: the agent puts user code in a group of its own, with the sandbox's memory and pids limits
+mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup || fail "mount cgroup2"
 # allocations succeed and the OOM killer (which spares the agent) ends the biggest user process,
 # as the memory cgroup does in the process sandbox, instead of malloc failing somewhere at random
 echo 1 > /newroot/proc/sys/vm/overcommit_memory || fail "set vm.overcommit_memory"
