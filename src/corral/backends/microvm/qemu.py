@@ -25,7 +25,11 @@ TCG_CACHE_MB = 32
 #: against ``max`` (AVX2...) and ``Nehalem`` (SSE4.2): glibc's vector string functions are slower
 #: to emulate, so the baseline boots ~10% faster and runs ``print(1)`` in 17-19 ms instead of 20-24.
 TCG_CPU = "qemu64,+rdrand"
-_KERNEL_ARGS = "console=ttyS0 panic=-1 quiet"
+#: Besides the console and panic-means-exit: no crypto self-tests, one UART to probe, no timer
+#: check, no audit, no soft-lockup watchdog (emulation is slow, not stuck), RDRAND trusted for the
+#: first seed. Measured under TCG: /init starts at 0.8 s instead of 1.05 s, hello 0.35 s sooner.
+_KERNEL_ARGS = ("console=ttyS0 panic=-1 quiet cryptomgr.notests 8250.nr_uarts=1 no_timer_check audit=0 "
+                "nowatchdog random.trust_cpu=on")
 
 
 @dataclass(frozen=True)
