@@ -35,7 +35,7 @@ def run(
         Optional[int], typer.Option(help="Size in MB of each writable tmpfs (home, /tmp); it is memory (default: derived from --memory).")
     ] = None,
     env: Annotated[list[str], typer.Option("--env", "-e", help="NAME=value, repeatable.")] = [],  # noqa: B006
-    isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
+    isolation: Annotated[str, typer.Option(help="auto | process | microvm (see corral doctor).")] = "auto",
     allow_domain: Annotated[
         list[str], typer.Option("--allow-domain", help="Host name (or *.domain) the program may reach over HTTP(S); repeatable.")
     ] = [],  # noqa: B006
