@@ -86,7 +86,6 @@ def test_console_script_is_installed():
     assert script.exists() and os.access(script, os.X_OK)
 
 
-@pytest.mark.levels("process")  # microVM: no host services yet
 def test_network_ports_and_packages_flags(http_server):
     http_server.routes["/x"] = (200, {}, b"through the proxy")
     fetch = ("import urllib.request, sys\n"

@@ -60,6 +60,12 @@ def test_the_guest_has_no_network_device_and_its_own_kernel():
         assert "init: starting the agent" in console and "Linux version" not in console.split("init:")[1]
 
 
+def test_user_code_cannot_open_the_agent_ports():
+    with corral.Sandbox(language="shell") as sandbox:
+        result = sandbox.run("for p in /dev/vport*; do (exec 3<>$p) 2>/dev/null && echo opened $p; done; echo done")
+        assert result.stdout == "done\n"
+
+
 def test_user_code_is_held_in_its_cgroup_with_the_sandbox_limits():
     with corral.Sandbox(language="shell", memory_mb=128, pids=64) as sandbox:
         result = sandbox.run("cat /proc/self/cgroup /sys/fs/cgroup/sandbox/memory.max /sys/fs/cgroup/sandbox/pids.max;"

@@ -9,7 +9,7 @@ from pathlib import Path
 import corral.agent
 
 AGENT_DIR = Path(corral.agent.__file__).parent
-ALLOWED_CORRAL = {"corral.agent", "corral.protocol", "corral.protocol.wire"}
+ALLOWED_CORRAL = {"corral.agent", "corral.protocol", "corral.protocol.wire", "corral.protocol.streams"}
 
 
 def imported_modules(path: Path):
@@ -33,8 +33,11 @@ def test_agent_imports_only_stdlib_and_wire():
                 assert top in stdlib or top.lstrip("_") in stdlib or top in ("_json", "_signal"), (path.name, module)
 
 
-def test_wire_is_stdlib_only():
+def test_wire_and_streams_are_stdlib_only():
+    import corral.protocol.streams as streams
     import corral.protocol.wire as wire
 
-    modules = set(imported_modules(Path(wire.__file__)))
-    assert all(module.split(".")[0] in sys.stdlib_module_names or module in ("_json", "__future__") for module in modules)
+    for module_file in (wire.__file__, streams.__file__):
+        modules = set(imported_modules(Path(module_file)))
+        assert all(module.split(".")[0] in sys.stdlib_module_names or module in ("_json", "__future__")
+                   for module in modules)

@@ -112,7 +112,7 @@ def test_initramfs_holds_busybox_modules_init_and_console(tmp_path: Path) -> Non
     module = tmp_path / "virtio.ko"
     module.write_bytes(b"odd length module")
     target = tmp_path / "initramfs.cpio.gz"
-    conf = initramfs.init_conf(["virtio"], "corral", "/opt/corral/agent.json", "/home/user", (1000, 1000))
+    conf = initramfs.init_conf(["virtio"], "corral", "/opt/corral/agent.json", "/home/user", (1000, 1000), "corral-streams")
     initramfs.build_initramfs(b"busybox!", [("virtio", module)], conf, target)
     entries = read_cpio(gzip.decompress(target.read_bytes()))
     assert entries["bin/busybox"] == (stat.S_IFREG | 0o755, b"busybox!", (0, 0))
@@ -126,7 +126,7 @@ def test_initramfs_holds_busybox_modules_init_and_console(tmp_path: Path) -> Non
 
 def test_init_conf_refuses_values_that_need_quoting() -> None:
     with pytest.raises(ValueError, match="unsafe"):
-        initramfs.init_conf(["virtio"], "cor ral", "/opt/corral/agent.json", "/home/user", (1000, 1000))
+        initramfs.init_conf(["virtio"], "cor ral", "/opt/corral/agent.json", "/home/user", (1000, 1000), "corral-streams")
 
 
 def test_init_reads_its_settings_and_sizes_tmpfs_from_the_kernel_command_line() -> None:

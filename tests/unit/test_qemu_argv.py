@@ -10,7 +10,7 @@ from corral.backends.microvm.qemu import SECCOMP_SANDBOX, RamFile, VmFiles, VmSh
 from corral.backends.microvm.snapshot import image_build, template_key
 
 FILES = VmFiles(Path("/img/vmlinuz"), Path("/img/initramfs"), Path("/img/rootfs.ext4"), Path("/vm/agent.sock"),
-                Path("/vm/qmp.sock"), Path("/vm/console.log"))
+                Path("/vm/qmp.sock"), Path("/vm/console.log"), Path("/vm/streams.sock"))
 TCG = VmShape(memory_mb=352, vcpus=1, accel="tcg", tsc_khz=2600000, home_mb=74, tmp_mb=74, shm_mb=64)
 
 
@@ -31,7 +31,7 @@ def test_a_bare_microvm_with_no_network_and_no_defaults():
     devices = values(argv, "-device")
     assert not any("net" in device for device in devices) and "-netdev" not in argv and "-nic" not in argv
     assert devices == ["virtio-blk-device,drive=root", "virtio-serial-device",
-                       "virtserialport,chardev=agent,name=corral"]
+                       "virtserialport,chardev=agent,name=corral", "virtserialport,chardev=streams,name=corral-streams"]
 
 
 def test_root_disk_is_read_only_and_the_agent_is_on_a_unix_socket():

@@ -54,6 +54,8 @@ class Agent:
         self.wipe_paths = [(path, mode) for path, mode in config.get("wipe_paths", [])]
         self.spare = None
         self.pairs = set()
+        #: Streams to the host's service sockets, where the agent cannot reach them directly (a VM).
+        self.host_streams = None
         self.egress = None
         self.background = {}
         self.proto_in = proto_in
@@ -301,10 +303,10 @@ class Agent:
             self._egress(bool(request.get("enable")), _int(request, "port", wire.EGRESS_RELAY_PORT))
             self.send({"type": "ack", "id": request_id})
         elif kind == "port_connect":
-            from corral.agent.relay import connect_port, service_path
+            from corral.agent.relay import connect_port
 
             try:
-                connect_port(self, _int(request, "port", 0), _text(request, "token"), service_path(wire.PORTS_SOCKET))
+                connect_port(self, _int(request, "port", 0), _text(request, "token"))
             except OSError as exc:
                 raise RequestError("not_found", f"cannot connect to port {request.get('port')}: {exc.strerror or exc}")
             self.send({"type": "ack", "id": request_id})
@@ -392,11 +394,11 @@ class Agent:
 
     def _egress(self, enable, port):
         """Start or stop the in-sandbox end of the egress proxy."""
-        from corral.agent.relay import EgressRelay, service_path
+        from corral.agent.relay import EgressRelay
 
         if enable and self.egress is None:
             try:
-                self.egress = EgressRelay(self, port, service_path(wire.EGRESS_SOCKET))
+                self.egress = EgressRelay(self, port)
             except OSError as exc:
                 raise RequestError("busy", f"cannot listen on 127.0.0.1:{port}: {exc.strerror}") from None
         elif not enable and self.egress is not None:
@@ -414,6 +416,8 @@ class Agent:
         self.background.clear()
         for pair in list(self.pairs):
             pair.close()
+        if self.host_streams is not None:
+            self.host_streams.close_all()
         self._egress(False, 0)
         for path, mode in self.wipe_paths:
             reset.empty_directory(path, mode)
@@ -551,6 +555,11 @@ def main(argv=None):
     if "oom_score_adj" in config:
         child.write_quietly("/proc/self/oom_score_adj", str(int(config["oom_score_adj"])))
     agent = Agent(config, proto_in, proto_out, user_cgroup)
+    if config.get("streams_fd") is not None:
+        from corral.agent.hoststreams import HostStreams
+
+        os.set_inheritable(config["streams_fd"], False)
+        agent.host_streams = HostStreams(agent, config["streams_fd"])
     agent.send(
         {
             "type": "hello",

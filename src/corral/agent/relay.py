@@ -99,19 +99,26 @@ class Pair:
         self.agent.pairs.discard(self)
 
 
-def _unix_connection(path):
+def connect_host(agent, name):
+    """A socket connected to the host's service socket ``name``: directly where the sandbox sees
+    the host's service directory (the process sandbox), else through the host streams (a VM)."""
+    if agent.host_streams is not None:
+        return agent.host_streams.open(name)
     connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     connection.settimeout(_CONNECT_TIMEOUT_S)
-    connection.connect(path)
+    try:
+        connection.connect(os.path.join(wire.SERVICE_DIR, name))
+    except OSError:
+        connection.close()
+        raise
     return connection
 
 
 class EgressRelay:
     """127.0.0.1:<port> inside the sandbox, joined to the host's egress proxy."""
 
-    def __init__(self, agent, port, proxy_path):
+    def __init__(self, agent, port):
         self.agent = agent
-        self.proxy_path = proxy_path
         self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.listener.bind(("127.0.0.1", port))
@@ -127,7 +134,7 @@ class EgressRelay:
             except (BlockingIOError, OSError):
                 return
             try:
-                upstream = _unix_connection(self.proxy_path)
+                upstream = connect_host(self.agent, wire.EGRESS_SOCKET)
             except OSError:
                 client.close()
                 continue
@@ -139,18 +146,13 @@ class EgressRelay:
         self.listener.close()
 
 
-def connect_port(agent, port, token, forward_path):
+def connect_port(agent, port, token):
     """Join 127.0.0.1:<port> inside the sandbox with the host's forwarding socket."""
     inner = socket.create_connection(("127.0.0.1", port), timeout=_CONNECT_TIMEOUT_S)
     try:
-        outer = _unix_connection(forward_path)
+        outer = connect_host(agent, wire.PORTS_SOCKET)
         outer.sendall(token.encode("ascii") + b"\n")
     except OSError:
         inner.close()
         raise
     Pair(agent, inner, outer)
-
-
-def service_path(name):
-    """Where the host's socket ``name`` appears inside the sandbox."""
-    return os.path.join(wire.SERVICE_DIR, name)

@@ -48,8 +48,6 @@ class Instance(abc.ABC):
     #: A host directory, private to this sandbox, whose Unix sockets the agent can
     #: connect to at ``wire.SERVICE_DIR`` (the egress proxy, port forwarding).
     service_dir: Path
-    #: False where the agent cannot reach ``service_dir``'s sockets (no network, ports or installs).
-    host_services: bool = True
 
     @abc.abstractmethod
     def alive(self) -> bool:

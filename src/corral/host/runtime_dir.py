@@ -66,6 +66,7 @@ def _bundle_sources() -> dict[str, bytes]:
         "corral/__init__.py": b"",
         "corral/protocol/__init__.py": b"",
         "corral/protocol/wire.py": Path(wire.__file__).read_bytes(),
+        "corral/protocol/streams.py": (Path(wire.__file__).parent / "streams.py").read_bytes(),
     }
     for path in sorted(agent_dir.iterdir()):
         if path.suffix in (".py", ".js"):

@@ -13,6 +13,9 @@ from corral.backends.process import bwrap
 
 #: Name of the virtio-serial port the agent speaks the protocol on.
 AGENT_PORT_NAME = "corral"
+#: Name of the virtio-serial port carrying the host streams; init gives it to the agent as fd 3.
+STREAMS_PORT_NAME = "corral-streams"
+STREAMS_FD = 3
 #: Where the image keeps the agent's start-up configuration (JSON).
 AGENT_CONFIG_PATH = "/opt/corral/agent.json"
 #: Where the guest's init mounts cgroup2; the agent makes the user code's group below it (root-owned:
@@ -36,4 +39,5 @@ def agent_config() -> dict:
         "oom_score_adj": -1000,
         "report_oom": True,
         "user_cgroup": f"{CGROUP_ROOT}/sandbox",
+        "streams_fd": STREAMS_FD,
     }

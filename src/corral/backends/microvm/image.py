@@ -178,7 +178,8 @@ def image_key(resolution: Resolution, host_python: str) -> str:
 def _fixed_inputs() -> dict:
     return {"builder": BUILDER_VERSION, "modules": list(initramfs.MODULES),
             "init": hashlib.sha256(initramfs.init_script()).hexdigest(), "agent_bundle": runtime_dir().name,
-            "agent_config": guest.agent_config(), "port": guest.AGENT_PORT_NAME, "config_path": guest.AGENT_CONFIG_PATH}
+            "agent_config": guest.agent_config(), "port": guest.AGENT_PORT_NAME, "streams_port": guest.STREAMS_PORT_NAME,
+            "config_path": guest.AGENT_CONFIG_PATH}
 
 
 def _digest(value: dict) -> str:
@@ -289,7 +290,7 @@ def _build_boot_files(resolution: Resolution, debs: dict[Package, Path], work: P
     modules = initramfs.kernel_modules(kernel)
     user = guest.GUEST_USER
     conf = initramfs.init_conf([name for name, _ in modules], guest.AGENT_PORT_NAME, guest.AGENT_CONFIG_PATH,
-                               guest.agent_config()["home"], user)
+                               guest.agent_config()["home"], user, guest.STREAMS_PORT_NAME)
     initramfs.build_initramfs((work / "busybox/bin/busybox").read_bytes(), modules, conf, out / INITRAMFS_FILE)
     shutil.rmtree(work)
     return kernel.version

@@ -115,14 +115,15 @@ def init_script() -> bytes:
     return resources.files("corral.backends.microvm").joinpath("init.sh").read_bytes()
 
 
-def init_conf(modules: Iterable[str], port_name: str, agent_config: str, home: str, user: tuple[int, int]) -> bytes:
+def init_conf(modules: Iterable[str], port_name: str, agent_config: str, home: str, user: tuple[int, int],
+              streams_port_name: str) -> bytes:
     """``/etc/init.conf``, the variables ``init.sh`` reads (shell syntax; values need no quoting)."""
     modules = list(modules)
-    for value in (*modules, port_name, agent_config, home):
+    for value in (*modules, port_name, agent_config, home, streams_port_name):
         if not re.fullmatch(r"[A-Za-z0-9_./-]+", value):
             raise ValueError(f"unsafe value for init.conf: {value!r}")
     return (f'MODULES="{" ".join(modules)}"\nPORT_NAME={port_name}\nAGENT_CONFIG={agent_config}\n'
-            f"HOME_DIR={home}\nUSER_ID={user[0]}:{user[1]}\n").encode()
+            f"HOME_DIR={home}\nUSER_ID={user[0]}:{user[1]}\nSTREAMS_PORT_NAME={streams_port_name}\n").encode()
 
 
 def build_initramfs(busybox: bytes, modules: list[tuple[str, Path]], conf: bytes, target: Path) -> None:

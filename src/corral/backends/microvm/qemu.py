@@ -3,8 +3,9 @@
 Pure: it reads nothing and starts nothing, so it is unit-tested without QEMU.
 The machine is ``-M microvm`` (virtio-mmio, no PCI, no firmware tables beyond
 what the kernel needs), with no default devices, no display and no network
-device. The guest sees a read-only root disk, one virtio-serial port carrying
-the agent protocol, and a serial console that goes to a log file. Under TCG
+device. The guest sees a read-only root disk, a virtio-serial port carrying
+the agent protocol and one carrying the host streams (its only way to the
+sandbox's proxy and port forwarding), and a serial console that goes to a log file. Under TCG
 the guest is told the TSC frequency (microvm has no other clock to calibrate
 against); under KVM the CPU is the host's minus nested virtualization.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.backends.microvm.guest import AGENT_PORT_NAME
+from corral.backends.microvm.guest import AGENT_PORT_NAME, STREAMS_PORT_NAME
 
 #: QEMU's own seccomp filter: no obsolete calls, no privilege changes, no exec, no
 #: resource-control calls. ``spawn=deny`` is why snapshots use fd migration.
@@ -42,6 +43,8 @@ class VmFiles:
     agent_socket: Path
     qmp_socket: Path
     console_log: Path
+    #: The host streams channel (the guest's way to the sandbox's service sockets).
+    streams_socket: Path
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ def qemu_argv(binary: str, files: VmFiles, shape: VmShape, *, ram_file: RamFile 
         "-device", "virtio-serial-device",
         "-chardev", f"socket,id=agent,path={files.agent_socket},server=on,wait=off",
         "-device", f"virtserialport,chardev=agent,name={AGENT_PORT_NAME}",
+        "-chardev", f"socket,id=streams,path={files.streams_socket},server=on,wait=off",
+        "-device", f"virtserialport,chardev=streams,name={STREAMS_PORT_NAME}",
         "-qmp", f"unix:{files.qmp_socket},server=on,wait=off",
     ]
     if seccomp:
@@ -123,5 +128,5 @@ def _kernel_args(shape: VmShape) -> str:
 
 def argv_fingerprint(shape: VmShape) -> str:
     """The command line of a VM restored with ``shape``, with placeholder paths: what a template depends on."""
-    files = VmFiles(*(Path(name) for name in ("kernel", "initramfs", "rootfs", "agent", "qmp", "console")))
+    files = VmFiles(*(Path(name) for name in ("kernel", "initramfs", "rootfs", "agent", "qmp", "console", "streams")))
     return " ".join(qemu_argv("qemu", files, shape, ram_file=RamFile(Path("ram"), shared=False), incoming=True))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from corral.backends.base import Instance, off_loop
 from corral.backends.microvm.qemu import RamFile, VmFiles, VmShape, qemu_argv
+from corral.backends.microvm.host_streams import HostStreams
 from corral.backends.microvm.host_user import TEMPLATE_GID, vm_credentials
 from corral.backends.process.host_layout import drop_privileges, make_service_dir
 from corral.errors import SandboxStartError
@@ -42,7 +43,7 @@ class Vm(Instance):
         self.shape = shape
         self.directory = directory
         self.service_dir = directory
-        self.host_services = False
+        self.streams: HostStreams | None = None
         self.files = files
         self.process = process
         self.cgroup = cgroup
@@ -69,7 +70,7 @@ class Vm(Instance):
         directory = make_service_dir(name, credentials)
         kernel, initramfs, rootfs = image_files
         files = VmFiles(kernel, initramfs, rootfs, directory / "agent.sock", directory / "qmp.sock",
-                        directory / "console.log")
+                        directory / "console.log", directory / "streams.sock")
         cgroup = None
         try:
             cgroup = await asyncio.to_thread(
@@ -102,13 +103,18 @@ class Vm(Instance):
         return vm
 
     async def connect_agent(self, deadline_s: float) -> None:
-        """Open the agent's socket (it appears a few ms after launch)."""
+        """Open the agent's socket and serve the host streams (the sockets appear a few ms after launch).
+
+        Before the guest runs: a guest port whose host end is not connected reads as closed.
+        """
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline_s
         while True:
             try:
                 self.reader, self.writer = await asyncio.open_unix_connection(
                     str(self.files.agent_socket), limit=wire.MAX_FRAME_BYTES + 1)
+                self.streams = HostStreams(*await asyncio.open_unix_connection(str(self.files.streams_socket)),
+                                           self.directory)
                 return
             except (FileNotFoundError, ConnectionRefusedError):
                 if not self.alive():
@@ -187,6 +193,8 @@ class Vm(Instance):
         if self._stopped:
             return
         self._kill()
+        if self.streams is not None:
+            await self.streams.close()
         with contextlib.suppress(Exception):
             await self.process.wait()
         await off_loop(self._release)
@@ -198,6 +206,8 @@ class Vm(Instance):
 
     def _kill(self) -> None:
         self._stopped = True
+        if self.streams is not None:
+            self.streams.close_now()
         if self.writer is not None:
             with contextlib.suppress(Exception):
                 self.writer.close()
