@@ -1,0 +1,247 @@
+"""The sandbox service: one command surface for hosted sandboxes, used by the HTTP routes and local mode.
+
+It owns the live :class:`corral.AsyncSandbox` objects of one process, records
+every lifecycle transition in the database, reaps sandboxes whose time to live
+passed, and at start marks dead what a previous process left running (its
+sandboxes died with it; the process backend kills any orphan it finds).
+Paused sandboxes live only as snapshots, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.errors import LimitExceededError, NotFoundError, SandboxClosedError, SandboxCrashedError
+from corral.host.sandbox_names import new_name, owner_alive
+from corral.lease import wait_for_teardowns
+from corral.sandbox import AsyncSandbox
+from corral.server.blobs import BlobStore
+from corral.server.database import Database
+from corral.server.keys import KeyStore, new_sandbox_token
+from corral.server.lifecycle import LIVE_STATES, SandboxState
+from corral.server.records import Records, require_state, sandbox_info
+from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
+from corral.server.templates import resolve_template
+
+log = logging.getLogger("corral.server")
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """Where the service keeps its state, and its limits."""
+
+    data_dir: Path
+    #: Sandboxes one owner may have in Creating, Running or Stopping at once.
+    max_sandboxes_per_owner: int = 20
+    #: How often expired sandboxes are looked for.
+    reap_interval_s: float = 1.0
+    isolation: str = "auto"
+
+
+@dataclass
+class LiveSandbox:
+    """A running sandbox of this process, and the operations using it."""
+
+    sandbox: AsyncSandbox
+    owner: str
+    operations: int = 0
+    pausing: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    idle: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+
+class SandboxService:
+    """Create, use, pause, resume and kill sandboxes; everything is recorded."""
+
+    def __init__(self, config: ServiceConfig):
+        self.config = config
+        self.db = Database(config.data_dir / "corral.db")
+        self.records = Records(self.db)
+        self.keys = KeyStore(self.db)
+        self.blobs = BlobStore(config.data_dir / "blobs")
+        self.live: dict[str, LiveSandbox] = {}
+        self.stats = {"created": 0, "start_failures": 0, "killed": 0, "expired": 0, "paused": 0, "resumed": 0,
+                      "crashed": 0, "recovered_dead": 0}
+        self._process_tag = new_name()
+        self._creating: dict[str, int] = {}
+        self._reaper: asyncio.Task | None = None
+
+    async def start(self) -> SandboxService:
+        """Recover from a previous process, then start reaping expired sandboxes."""
+        self.recover()
+        if self._reaper is None:
+            self._reaper = asyncio.ensure_future(self._reap_forever())
+        return self
+
+    def recover(self) -> int:
+        """Mark Stopped every live-state sandbox whose owning process is gone; returns how many."""
+        dead = 0
+        for state in LIVE_STATES:
+            for row in self.records.sandboxes(None, state):
+                if row["process_tag"] != self._process_tag and not owner_alive(row["process_tag"]):
+                    if self.records.transition(row["id"], SandboxState.STOPPED, "died",
+                                               "the corral process that ran it exited; its processes were killed"):
+                        dead += 1
+        self.stats["recovered_dead"] += dead
+        if dead:
+            log.info("recovery: %d sandbox(es) of a previous corral process marked stopped", dead)
+        return dead
+
+    async def close(self) -> None:
+        """Stop reaping and kill every live sandbox of this process (paused ones stay resumable)."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for sandbox_id in list(self.live):
+            await self._stop(sandbox_id, "shutdown", "the service shut down")
+        await wait_for_teardowns()
+        self.db.close()
+
+    # --- control plane -------------------------------------------------------------
+
+    async def create(self, owner: str, request: CreateSandbox, *, resumed_from: str | None = None) -> tuple[CreatedSandbox, AsyncSandbox]:
+        """Start a sandbox from a template; Running when it returns. Raises LimitExceededError at the quota."""
+        language = resolve_template(request.template)
+        if self._count(owner) >= self.config.max_sandboxes_per_owner:
+            raise LimitExceededError(f"this key already has {self.config.max_sandboxes_per_owner} live sandboxes "
+                                     "(the limit): kill or pause one first")
+        limits = request.limits.model_dump(exclude_none=True)
+        sandbox = AsyncSandbox(language, isolation=self.config.isolation, env=request.env, **limits)
+        sandbox_id = f"sbx_{secrets.token_hex(8)}"
+        token, token_hash = new_sandbox_token(sandbox_id)
+        self.records.insert_sandbox(
+            sandbox_id=sandbox_id, owner=owner, template=request.template,
+            spec={"language": language, **request.model_dump(include={"env", "limits"})},
+            metadata=request.metadata, token_hash=token_hash, process_tag=self._process_tag,
+            expires_at=time.time() + request.timeout, resumed_from=resumed_from,
+        )
+        self._creating[owner] = self._creating.get(owner, 0) + 1
+        try:
+            await sandbox.start()
+        except BaseException as exc:
+            self.stats["start_failures"] += 1
+            self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed", f"the sandbox did not start: {exc}")
+            raise
+        finally:
+            self._creating[owner] -= 1
+        self.live[sandbox_id] = LiveSandbox(sandbox, owner)
+        self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
+                                f"running ({sandbox.isolation} isolation), time to live {request.timeout:g} s")
+        self.stats["created"] += 1
+        info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
+        return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
+
+    def get(self, sandbox_id: str, owner: str | None) -> SandboxInfo:
+        """A sandbox's current record."""
+        return sandbox_info(self.records.sandbox_row(sandbox_id, owner))
+
+    def list(self, owner: str | None, *, metadata: dict[str, str] | None = None,
+             state: SandboxState | None = None) -> list[SandboxInfo]:
+        """``owner``'s sandboxes whose metadata has every given key with the given value, newest first."""
+        infos = [sandbox_info(row) for row in self.records.sandboxes(owner, state)]
+        wanted = (metadata or {}).items()
+        return [info for info in infos if all(info.metadata.get(key) == value for key, value in wanted)]
+
+    async def kill(self, sandbox_id: str, owner: str | None) -> SandboxInfo:
+        """Stop a sandbox (idempotent). A paused one becomes Stopped; its snapshot stays resumable."""
+        row = self.records.sandbox_row(sandbox_id, owner)
+        state = SandboxState(row["state"])
+        if state is SandboxState.PAUSED:
+            self.records.transition(sandbox_id, SandboxState.STOPPED, "killed",
+                                    f"killed while paused; snapshot {row['snapshot_id']} is kept")
+        elif sandbox_id in self.live:
+            await self._stop(sandbox_id, "killed", "killed by its owner")
+            self.stats["killed"] += 1
+        return self.get(sandbox_id, owner)
+
+    def set_timeout(self, sandbox_id: str, owner: str | None, seconds: float) -> SandboxInfo:
+        """The sandbox now expires ``seconds`` from now."""
+        row = self.records.sandbox_row(sandbox_id, owner)
+        require_state(row, SandboxState.CREATING, SandboxState.RUNNING)
+        self.records.set_expiry(sandbox_id, time.time() + seconds, f"time to live set to {seconds:g} s from now")
+        return self.get(sandbox_id, owner)
+
+    # --- data plane ----------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def use(self, sandbox_id: str, owner: str | None = None) -> AsyncIterator[AsyncSandbox]:
+        """The running sandbox, held in use (a pause waits for it) for the block."""
+        row = self.records.sandbox_row(sandbox_id, owner)
+        live = self.live.get(sandbox_id)
+        if live is None:
+            require_state(row, SandboxState.RUNNING)
+            raise SandboxClosedError(f"sandbox {sandbox_id} runs in another corral process")
+        if live.pausing:
+            raise SandboxClosedError(f"sandbox {sandbox_id} is being paused")
+        live.operations += 1
+        try:
+            yield live.sandbox
+        except SandboxCrashedError as exc:
+            self.stats["crashed"] += 1
+            await self._stop(sandbox_id, "crashed", f"the sandbox crashed: {exc}")
+            raise
+        finally:
+            live.operations -= 1
+            async with live.idle:
+                live.idle.notify_all()
+            if live.sandbox.closed and sandbox_id in self.live:
+                await self._stop(sandbox_id, "crashed", "the sandbox was torn down after a broken run")
+
+    # --- internals -----------------------------------------------------------------
+
+    def _count(self, owner: str) -> int:
+        return self._creating.get(owner, 0) + sum(1 for live in self.live.values() if live.owner == owner)
+
+    async def _stop(self, sandbox_id: str, kind: str, message: str) -> None:
+        live = self.live.pop(sandbox_id, None)
+        self.records.transition(sandbox_id, SandboxState.STOPPING, kind, message)
+        if live is not None:
+            await live.sandbox.close()
+        self.records.transition(sandbox_id, SandboxState.STOPPED, "stopped", "its processes were killed")
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.reap_interval_s)
+            try:
+                await self.reap()
+            except Exception:  # the reaper must outlive any one bad row
+                log.exception("reaper pass failed")
+
+    async def reap(self) -> int:
+        """Kill this process's sandboxes whose time to live passed; returns how many."""
+        now, reaped = time.time(), 0
+        for sandbox_id, live in list(self.live.items()):
+            if live.sandbox.closed:
+                await self._stop(sandbox_id, "crashed", "the sandbox died")
+                continue
+            row = self.records.sandbox_row(sandbox_id, None)
+            if row["expires_at"] is not None and row["expires_at"] <= now and not live.pausing:
+                await self._stop(sandbox_id, "expired", "its time to live passed")
+                self.stats["expired"] += 1
+                reaped += 1
+        return reaped
+
+    def require_live(self, sandbox_id: str) -> LiveSandbox:
+        """The live record of a sandbox of this process; SandboxClosedError if it is not running here."""
+        live = self.live.get(sandbox_id)
+        if live is None:
+            require_state(self.records.sandbox_row(sandbox_id, None), SandboxState.RUNNING)
+            raise SandboxClosedError(f"sandbox {sandbox_id} runs in another corral process")
+        return live
+
+    def known(self, sandbox_id: str) -> bool:
+        """True when a sandbox with this id was ever recorded."""
+        try:
+            self.records.sandbox_row(sandbox_id, None)
+        except NotFoundError:
+            return False
+        return True
