@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from corral.client.sync import HostedSandbox
 from corral.errors import ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
 from corral.network import EgressDecision, ExposedPort
@@ -38,6 +39,28 @@ class Sandbox:
         self._async = bridge.call(_construct(language, pool._async if pool else None, options))
         self.files = Files(self._async)
         self.commands = Commands(self._async)
+
+    # hosted sandboxes (corral.client): an id, pause/resume, on a corral server (server=URL) or in process
+
+    @staticmethod
+    def create(template: str = "python", **options: Any) -> HostedSandbox:
+        """Start a hosted sandbox (``server=``, ``api_key=``, ``timeout=``, ``metadata=``); see corral.client."""
+        return HostedSandbox.create(template, **options)
+
+    @staticmethod
+    def connect(sandbox_id: str, **options: Any) -> HostedSandbox:
+        """Attach to a hosted sandbox by id (``server=``, ``api_key=`` or ``access_token=``)."""
+        return HostedSandbox.connect(sandbox_id, **options)
+
+    @staticmethod
+    def list(**options: Any) -> list:
+        """Hosted sandboxes whose metadata matches (``server=``, ``api_key=``, ``metadata=``, ``state=``)."""
+        return HostedSandbox.list(**options)
+
+    @staticmethod
+    def resume(snapshot_id: str, **options: Any) -> HostedSandbox:
+        """A new hosted sandbox continuing a snapshot that ``pause()`` left."""
+        return HostedSandbox.resume(snapshot_id, **options)
 
     @property
     def spec(self):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from corral.cli import doctor, run
+from corral.cli import keys, serve  # corral server
 
 app = typer.Typer(
     name="corral",
@@ -15,6 +16,9 @@ app = typer.Typer(
 )
 app.command("run", context_settings={"allow_interspersed_args": True})(run.run)
 app.command("doctor")(doctor.doctor)
+# corral server
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
 
 
 def main() -> None:

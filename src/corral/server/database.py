@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from corral.host.runtime_dir import data_dir
+
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: list[str] = [
     """
@@ -65,6 +67,13 @@ MIGRATIONS: list[str] = [
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
+#: Name of the database file in a state directory.
+DB_FILE = "corral.db"
+
+
+def default_state_dir(kind: str = "server") -> Path:
+    """Where ``corral serve`` (``kind="server"``) or local mode (``"local"``) keeps its state by default."""
+    return data_dir() / kind
 
 
 class Database:

@@ -23,7 +23,7 @@ from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
 from corral.server.blobs import BlobStore
-from corral.server.database import Database
+from corral.server.database import DB_FILE, Database
 from corral.server.keys import KeyStore, new_sandbox_token
 from corral.server.lifecycle import LIVE_STATES, SandboxState
 from corral.server.records import Records, require_state, sandbox_info
@@ -62,7 +62,7 @@ class SandboxService:
 
     def __init__(self, config: ServiceConfig):
         self.config = config
-        self.db = Database(config.data_dir / "corral.db")
+        self.db = Database(config.data_dir / DB_FILE)
         self.records = Records(self.db)
         self.keys = KeyStore(self.db)
         self.blobs = BlobStore(config.data_dir / "blobs")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from corral.errors import InvalidInputError
 from corral.models import FileEntry
 from corral.protocol import wire
 from corral.server.auth import Caller, sandbox_access
@@ -38,7 +37,7 @@ async def upload_file(sandbox_id: str, path: Path, request: Request, caller: Cal
     async for chunk in request.stream():
         body += chunk
         if len(body) > wire.MAX_FILE_BYTES:
-            raise InvalidInputError(f"file is over the {wire.MAX_FILE_BYTES}-byte limit of one file")
+            raise HTTPException(413, f"file is over the {wire.MAX_FILE_BYTES}-byte limit of one file")
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
         size = await sandbox.files.write(path, bytes(body), mode=mode)
     return Written(path=path, size=size)

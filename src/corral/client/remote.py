@@ -1,0 +1,187 @@
+"""Remote mode: hosted-sandbox calls over HTTP to a corral server, with safe retries only.
+
+Error answers become the corral exception they name. Retries follow
+``docs/errors.md``: a call is retried (with backoff) only when nothing can
+have run: the connection could not be opened, or the server answered with a
+TransientError (sandbox start failed, a limit is reached). A connection that
+breaks after the request was sent is retried only for idempotent calls (GET,
+PUT of a file, DELETE); otherwise it is an OutcomeUnknownError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from corral.client.transport import Transport
+from corral.errors import CorralError, InvalidInputError, OutcomeUnknownError, ProtocolError, TransientError
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
+from corral.server.errors_http import rebuild
+from corral.server.lifecycle import SandboxState
+from corral.server.schemas import (
+    CommandRequest,
+    CreatedSandbox,
+    CreateSandbox,
+    LogEvent,
+    ResumeSnapshot,
+    RunRequest,
+    SandboxInfo,
+    SnapshotInfo,
+)
+
+#: Attempts of a call that may be retried, and the first backoff (doubled each time).
+ATTEMPTS = 4
+BACKOFF_S = 0.2
+#: Time to open a connection and to wait for an answer that is not a run (runs wait as long as they take).
+CONNECT_TIMEOUT_S = 10.0
+READ_TIMEOUT_S = 120.0
+_IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+
+
+class RemoteTransport(Transport):
+    """Calls to the corral server at ``server`` with an API key or a sandbox access token."""
+
+    def __init__(self, server: str, credential: str | None):
+        if not server.startswith(("http://", "https://")):
+            raise InvalidInputError(f"server must be an http:// or https:// URL, got {server!r}")
+        if not credential:
+            raise InvalidInputError("a corral server needs credentials: pass api_key= (or set CORRAL_API_KEY), "
+                                    "or access_token= for one sandbox")
+        self._client = httpx.AsyncClient(
+            base_url=server.rstrip("/") + "/v1", headers={"Authorization": f"Bearer {credential}"},
+            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+        )
+
+    async def _call(self, method: str, path: str, *, json_body: Any = None, params: Any = None,
+                    content: bytes | None = None, timeout: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
+        for attempt in range(ATTEMPTS):
+            try:
+                response = await self._client.request(method, path, json=json_body, params=params, content=content,
+                                                      timeout=timeout)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                error: CorralError = TransientError(f"cannot reach the corral server: {exc}")
+                error.__cause__ = exc
+            except httpx.TransportError as exc:
+                if method not in _IDEMPOTENT:
+                    raise OutcomeUnknownError(f"the connection to the corral server broke during {method} {path}; "
+                                              f"it may or may not have run: {exc}") from exc
+                error = TransientError(f"the connection to the corral server broke: {exc}")
+                error.__cause__ = exc
+            else:
+                if response.is_success:
+                    return response
+                error = _error(response.status_code, response.content)
+                if not isinstance(error, TransientError):
+                    raise error
+            if attempt + 1 == ATTEMPTS:
+                raise error
+            await asyncio.sleep(BACKOFF_S * 2**attempt)
+        raise AssertionError("unreachable")
+
+    async def create(self, request: CreateSandbox) -> CreatedSandbox:
+        response = await self._call("POST", "/sandboxes", json_body=request.model_dump(mode="json", exclude_unset=True))
+        return CreatedSandbox.model_validate_json(response.content)
+
+    async def get(self, sandbox_id: str) -> SandboxInfo:
+        return SandboxInfo.model_validate_json((await self._call("GET", f"/sandboxes/{sandbox_id}")).content)
+
+    async def list(self, metadata: dict[str, str], state: SandboxState | None) -> list[SandboxInfo]:
+        params = [("metadata", f"{key}={value}") for key, value in metadata.items()]
+        if state is not None:
+            params.append(("state", SandboxState(state).value))
+        response = await self._call("GET", "/sandboxes", params=params)
+        return [SandboxInfo.model_validate(item) for item in response.json()]
+
+    async def kill(self, sandbox_id: str) -> SandboxInfo:
+        return SandboxInfo.model_validate_json((await self._call("DELETE", f"/sandboxes/{sandbox_id}")).content)
+
+    async def set_timeout(self, sandbox_id: str, seconds: float) -> SandboxInfo:
+        response = await self._call("POST", f"/sandboxes/{sandbox_id}/timeout", json_body={"timeout": seconds})
+        return SandboxInfo.model_validate_json(response.content)
+
+    async def events(self, sandbox_id: str) -> list[LogEvent]:
+        response = await self._call("GET", f"/sandboxes/{sandbox_id}/events")
+        return [LogEvent.model_validate(item) for item in response.json()]
+
+    async def execute(self, sandbox_id: str, request: RunRequest | CommandRequest) -> ExecutionResult | BackgroundCommand:
+        path = f"/sandboxes/{sandbox_id}/{'runs' if isinstance(request, RunRequest) else 'commands'}"
+        response = await self._call("POST", path, json_body=request.model_dump(mode="json", exclude_defaults=True),
+                                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S))
+        data = response.json()
+        return BackgroundCommand.model_validate(data) if "log_path" in data else ExecutionResult.model_validate(data)
+
+    async def stream(self, sandbox_id: str,
+                     request: RunRequest | CommandRequest) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        path = f"/sandboxes/{sandbox_id}/{'runs' if isinstance(request, RunRequest) else 'commands'}"
+        body = {**request.model_dump(mode="json", exclude_defaults=True), "stream": True}
+        try:
+            async with self._client.stream("POST", path, json=body,
+                                           timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
+                if not response.is_success:
+                    raise _error(response.status_code, await response.aread())
+                async for line in response.aiter_lines():
+                    if line:
+                        yield _event(line)
+                        if '"type":"result"' in line:
+                            return
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise TransientError(f"cannot reach the corral server: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise OutcomeUnknownError(f"the stream from the corral server broke; the run may have finished: {exc}") from exc
+        raise OutcomeUnknownError("the stream from the corral server ended without a result")
+
+    async def write_file(self, sandbox_id: str, path: str, data: bytes, mode: int) -> int:
+        response = await self._call("PUT", f"/sandboxes/{sandbox_id}/files", params={"path": path, "mode": mode},
+                                    content=data)
+        return response.json()["size"]
+
+    async def read_file(self, sandbox_id: str, path: str) -> bytes:
+        return (await self._call("GET", f"/sandboxes/{sandbox_id}/files", params={"path": path})).content
+
+    async def list_files(self, sandbox_id: str, path: str) -> list[FileEntry]:
+        response = await self._call("GET", f"/sandboxes/{sandbox_id}/files/list", params={"path": path})
+        return [FileEntry.model_validate(item) for item in response.json()]
+
+    async def remove_file(self, sandbox_id: str, path: str, recursive: bool) -> None:
+        await self._call("DELETE", f"/sandboxes/{sandbox_id}/files",
+                         params={"path": path, "recursive": "true" if recursive else "false"})
+
+    async def pause(self, sandbox_id: str) -> SnapshotInfo:
+        return SnapshotInfo.model_validate_json((await self._call("POST", f"/sandboxes/{sandbox_id}/pause")).content)
+
+    async def resume(self, snapshot_id: str, request: ResumeSnapshot) -> CreatedSandbox:
+        response = await self._call("POST", f"/snapshots/{snapshot_id}/resume",
+                                    json_body=request.model_dump(mode="json", exclude_unset=True))
+        return CreatedSandbox.model_validate_json(response.content)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+def _error(status: int, content: bytes) -> CorralError:
+    try:
+        detail = json.loads(content)["error"]
+        return rebuild(detail["type"], detail["message"], detail.get("code"))
+    except (ValueError, KeyError, TypeError):
+        text = content[:300].decode("utf-8", "replace")
+        kind = TransientError if status == 503 else OutcomeUnknownError if status in (502, 504) else ProtocolError
+        return kind(f"HTTP {status} from the server: {text}")
+
+
+def _event(line: str) -> OutputEvent | ExecutionResult:
+    try:
+        item = json.loads(line)
+        kind = item["type"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ProtocolError(f"the server sent a line that is not an event: {line[:200]!r}") from exc
+    if kind == "output":
+        return OutputEvent(stream=item["stream"], data=item["data"])
+    if kind == "result":
+        return ExecutionResult.model_validate(item["result"])
+    if kind == "error":
+        raise rebuild(item["error"]["type"], item["error"]["message"], item["error"].get("code"))
+    raise ProtocolError(f"unknown event type {kind!r} from the server")
