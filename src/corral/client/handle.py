@@ -137,7 +137,7 @@ class AsyncHostedSandbox:
     async def pause(self) -> SnapshotInfo:
         """Capture the sandbox into a snapshot and stop it; resume with ``resume(snapshot.id)``."""
         snapshot = await self._transport.pause(self.id)
-        await self.close()
+        self.info = await self._transport.get(self.id)
         return snapshot
 
     async def kill(self) -> None:

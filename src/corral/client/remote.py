@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import AsyncIterator
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -42,8 +44,18 @@ READ_TIMEOUT_S = 120.0
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 
 
+@lru_cache(maxsize=1)
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every client (building one costs ~35 ms; a client with it ~0.1 ms)."""
+    return ssl.create_default_context()
+
+
 class RemoteTransport(Transport):
-    """Calls to the corral server at ``server`` with an API key or a sandbox access token."""
+    """Calls to the corral server at ``server`` with an API key or a sandbox access token.
+
+    Each call uses a client of its own, so nothing is left open between calls
+    and a transport needs no closing (and is safe to share across event loops).
+    """
 
     def __init__(self, server: str, credential: str | None):
         if not server.startswith(("http://", "https://")):
@@ -51,17 +63,20 @@ class RemoteTransport(Transport):
         if not credential:
             raise InvalidInputError("a corral server needs credentials: pass api_key= (or set CORRAL_API_KEY), "
                                     "or access_token= for one sandbox")
-        self._client = httpx.AsyncClient(
-            base_url=server.rstrip("/") + "/v1", headers={"Authorization": f"Bearer {credential}"},
-            timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
-        )
+        self._base_url = server.rstrip("/") + "/v1"
+        self._headers = {"Authorization": f"Bearer {credential}"}
+
+    def _client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self._base_url, headers=self._headers, verify=_tls(),
+                                 timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
 
     async def _call(self, method: str, path: str, *, json_body: Any = None, params: Any = None,
                     content: bytes | None = None, timeout: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
         for attempt in range(ATTEMPTS):
             try:
-                response = await self._client.request(method, path, json=json_body, params=params, content=content,
-                                                      timeout=timeout)
+                async with self._client() as client:
+                    response = await client.request(method, path, json=json_body, params=params, content=content,
+                                                    timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 error: CorralError = TransientError(f"cannot reach the corral server: {exc}")
                 error.__cause__ = exc
@@ -119,8 +134,8 @@ class RemoteTransport(Transport):
         path = f"/sandboxes/{sandbox_id}/{'runs' if isinstance(request, RunRequest) else 'commands'}"
         body = {**request.model_dump(mode="json", exclude_defaults=True), "stream": True}
         try:
-            async with self._client.stream("POST", path, json=body,
-                                           timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
+            async with self._client() as client, client.stream(
+                    "POST", path, json=body, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
                 if not response.is_success:
                     raise _error(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
@@ -159,7 +174,7 @@ class RemoteTransport(Transport):
         return CreatedSandbox.model_validate_json(response.content)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        """Nothing to release: every call closes its own connection."""
 
 
 def _error(status: int, content: bytes) -> CorralError:

@@ -1,0 +1,114 @@
+"""One suite for hosted sandboxes, run against local mode (in process) and remote mode (a real server)."""
+
+from __future__ import annotations
+
+import pytest
+
+import corral
+from corral import Sandbox
+from corral.errors import InvalidInputError, NotFoundError, SandboxClosedError
+
+
+@pytest.fixture(params=["local", "remote"])
+def where(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> dict:
+    """Keyword arguments that pick the mode: none for local, server= and api_key= for remote."""
+    if request.param == "local":
+        monkeypatch.setenv("CORRAL_LOCAL_DIR", str(tmp_path / "local"))
+        return {}
+    server = request.getfixturevalue("server")
+    return {"server": server.url, "api_key": server.key}
+
+
+@pytest.fixture
+def hosted(where: dict):
+    sandbox = Sandbox.create(**where, timeout=600, metadata={"suite": "hosted"})
+    yield sandbox
+    sandbox.kill()
+
+
+def test_run_keeps_state_files_and_commands(hosted):
+    assert hosted.run("x = 1").exit_code == 0
+    assert hosted.run("print(x + 1)").stdout == "2\n"
+    assert hosted.files.write("notes.txt", b"...") == 3
+    assert hosted.files.read("notes.txt") == b"..."
+    assert hosted.commands.run("ls").stdout == "notes.txt\n"
+    assert [entry.name for entry in hosted.files.list()] == ["notes.txt"]
+    hosted.files.remove("notes.txt")
+    assert hosted.files.list() == []
+    assert hosted.run("console.log(6 * 7)", language="javascript").stdout == "42\n"
+    failed = hosted.run("raise SystemExit(3)")
+    assert failed.exit_code == 3 and not failed.ok
+
+
+def test_streaming_and_callbacks(hosted):
+    seen = []
+    result = hosted.run("for i in range(3): print(i)", on_stdout=seen.append)
+    assert "".join(seen) == result.stdout == "0\n1\n2\n"
+    events = list(hosted.stream("import sys; print('a'); print('b', file=sys.stderr)"))
+    assert isinstance(events[-1], corral.ExecutionResult)
+    assert {(e.stream, e.data) for e in events[:-1]} == {("stdout", "a\n"), ("stderr", "b\n")}
+    errors = []
+    command = hosted.commands.run("echo out; echo err >&2; exit 2", on_stderr=errors.append)
+    assert (command.stdout, command.exit_code, "".join(errors)) == ("out\n", 2, "err\n")
+    background = hosted.commands.run("sleep 0.1", background=True)
+    assert background.pid > 0
+
+
+def test_pause_resume_brings_files_back(hosted, where):
+    hosted.files.write("dir/data.bin", bytes(range(256)), mode=0o600)
+    hosted.commands.run("mkdir -p empty && ln -s dir/data.bin link")
+    snapshot = hosted.pause()
+    assert snapshot.sandbox_id == hosted.id and snapshot.file_count == 1 and not snapshot.memory
+    assert Sandbox.connect(hosted.id, **where).info.state == "paused"
+    resumed = Sandbox.resume(snapshot.id, **where)
+    try:
+        assert resumed.id != hosted.id and resumed.info.resumed_from == snapshot.id
+        assert resumed.files.read("dir/data.bin") == bytes(range(256))
+        assert resumed.commands.run("stat -c %a dir/data.bin; readlink link; test -d empty && echo dir").stdout == (
+            "600\ndir/data.bin\ndir\n")
+        assert resumed.metadata == {"suite": "hosted"}
+        assert Sandbox.connect(hosted.id, **where).info.state == "stopped"
+    finally:
+        resumed.kill()
+
+
+def test_list_connect_kill_and_events(hosted, where):
+    other = Sandbox.create(**where, metadata={"suite": "hosted", "role": "other"})
+    try:
+        listed = Sandbox.list(**where, metadata={"suite": "hosted"})
+        assert {hosted.id, other.id} <= {info.id for info in listed}
+        assert [info.id for info in Sandbox.list(**where, metadata={"role": "other"})] == [other.id]
+        again = Sandbox.connect(hosted.id, **where)
+        again.run("y = 5")
+        assert hosted.run("print(y)").stdout == "5\n"  # the same interpreter
+        again.close()
+    finally:
+        other.kill()
+    assert Sandbox.connect(other.id, **where).info.state == "stopped"
+    assert [event.kind for event in Sandbox.connect(other.id, **where).events()] == [
+        "created", "started", "killed", "stopped"]
+
+
+def test_errors_are_the_same_in_both_modes(hosted, where):
+    with pytest.raises(NotFoundError):
+        Sandbox.connect("sbx_does_not_exist", **where)
+    with pytest.raises(NotFoundError):
+        Sandbox.create("cobol", **where)
+    with pytest.raises(InvalidInputError):
+        hosted.run("1", env={"LD_PRELOAD": "x"})
+    with pytest.raises(InvalidInputError):
+        Sandbox.create(**where, metadata={"bad key": "x"})
+    with pytest.raises(corral.FileOperationError) as caught:
+        hosted.files.read("missing.txt")
+    assert caught.value.code == "not_found"
+    closed = Sandbox.create(**where)
+    closed_id = closed.id
+    closed.kill()
+    with pytest.raises(SandboxClosedError):
+        Sandbox.connect(closed_id, **where).run("1")
+
+
+def test_set_timeout_extends_life(hosted):
+    before = hosted.info.expires_at
+    assert hosted.set_timeout(3600).expires_at > before
+    assert [event.kind for event in hosted.events()][-1] == "timeout"
