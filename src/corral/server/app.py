@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
@@ -24,6 +24,7 @@ from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics
 from corral.server.routes import execution, files, ops, sandboxes, snapshots
+from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
 from corral.server.service import SandboxService, ServiceConfig
 from corral.server.snapshots import SnapshotService
@@ -71,8 +72,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.streams = streams
     app.state.metrics = Metrics(service, streams)
     for module in (sandboxes, execution, files, snapshots, ops):
-        app.include_router(module.router, prefix="/v1")
-    app.include_router(ops.metrics_router)
+        app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
+    app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
     _add_error_handlers(app)
     app.middleware("http")(_count_requests)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
