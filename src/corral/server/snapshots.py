@@ -15,7 +15,7 @@ import json
 import secrets
 import time
 
-from corral.errors import CorralError, InvalidInputError
+from corral.errors import CorralError, InvalidInputError, SandboxClosedError
 from corral.server.lifecycle import SandboxState
 from corral.server.records import require_state, snapshot_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo
@@ -63,11 +63,12 @@ class SnapshotService:
                 "file_count": len(files), "size_bytes": sum(entry["size"] for entry in files),
                 "memory": int("memory" in parts), "created_at": time.time(),
             }
-            service.records.transition(
+            if not service.records.transition(
                 sandbox_id, SandboxState.PAUSED, "paused",
                 f"paused into {snapshot_id}: {len(files)} files, {record['size_bytes']} bytes, "
                 f"in {time.monotonic() - started:.3f} s", snapshot=record,
-            )
+            ):
+                raise SandboxClosedError(f"sandbox {sandbox_id} was stopped while it was being paused")
             service.live.pop(sandbox_id, None)
             await live.sandbox.close()
         service.stats["paused"] += 1
