@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from corral.cli import doctor, run
-from corral.cli import keys, serve  # corral server
+from corral.cli import keys, serve, template  # corral server
 
 app = typer.Typer(
     name="corral",
@@ -19,6 +19,7 @@ app.command("doctor")(doctor.doctor)
 # corral server
 app.command("serve")(serve.serve)
 app.add_typer(keys.app, name="keys")
+app.add_typer(template.app, name="template")
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from corral.client.local import LocalTransport
 from corral.client.remote import RemoteTransport
-from corral.client.transport import OutputCallback, Transport
+from corral.client.transport import OutputCallback, ProgressCallback, Transport
 from corral.errors import InvalidInputError, ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
 from corral.server.lifecycle import SandboxState
@@ -26,6 +26,8 @@ from corral.server.schemas import (
     RunRequest,
     SandboxInfo,
     SnapshotInfo,
+    TemplateDefinition,
+    TemplateInfo,
     DEFAULT_TTL_S,
 )
 from corral.models import validated
@@ -117,6 +119,18 @@ class AsyncHostedSandbox:
             await transport.close()
             raise
         return cls(transport, SandboxInfo(**created.model_dump(exclude={"access_token"})), created.access_token)
+
+    @staticmethod
+    async def build_template(definition: dict[str, Any] | TemplateDefinition, *, server: str | None = None,
+                             api_key: str | None = None, on_progress: ProgressCallback | None = None) -> TemplateInfo:
+        """Build a template (an identical definition is not built again); ``on_progress(step, total, message)``."""
+        if not isinstance(definition, TemplateDefinition):
+            definition = validated(TemplateDefinition, **definition)
+        transport = _transport(server, api_key)
+        try:
+            return await transport.build_template(definition, on_progress or (lambda *_: None))
+        finally:
+            await transport.close()
 
     # --- lifecycle -------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
-from corral.client.transport import Transport
+from corral.client.transport import ProgressCallback, Transport
 from corral.server.database import default_state_dir
 from corral.server.lifecycle import SandboxState
 from corral.server.schemas import (
@@ -27,10 +27,13 @@ from corral.server.schemas import (
     RunRequest,
     SandboxInfo,
     SnapshotInfo,
+    TemplateDefinition,
+    TemplateInfo,
 )
 from corral.server.service import SandboxService, ServiceConfig
 from corral.server.snapshots import SnapshotService
 from corral.server.streaming import check_execution, execution_stream, start_execution
+from corral.server.template_build import build_template
 
 #: The owner recorded for sandboxes of local mode.
 LOCAL_OWNER = "local"
@@ -119,6 +122,11 @@ class LocalTransport(Transport):
 
     async def resume(self, snapshot_id: str, request: ResumeSnapshot) -> CreatedSandbox:
         return await (await _service())[1].resume(snapshot_id, LOCAL_OWNER, request)
+
+    async def build_template(self, definition: TemplateDefinition, on_progress: ProgressCallback) -> TemplateInfo:
+        service, _ = await _service()
+        return await build_template(service.templates, service.blobs, LOCAL_OWNER, definition, on_progress,
+                                    isolation=service.config.isolation)
 
     async def close(self) -> None:
         """Nothing to release: the service is shared by every local sandbox of this loop."""

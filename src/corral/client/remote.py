@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from corral.client.transport import Transport
+from corral.client.transport import ProgressCallback, Transport
 from corral.errors import CorralError, InvalidInputError, OutcomeUnknownError, ProtocolError, TransientError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
 from corral.server.errors_http import rebuild
@@ -33,6 +33,8 @@ from corral.server.schemas import (
     RunRequest,
     SandboxInfo,
     SnapshotInfo,
+    TemplateDefinition,
+    TemplateInfo,
 )
 
 #: Attempts of a call that may be retried, and the first backoff (doubled each time).
@@ -172,6 +174,29 @@ class RemoteTransport(Transport):
         response = await self._call("POST", f"/snapshots/{snapshot_id}/resume",
                                     json_body=request.model_dump(mode="json", exclude_unset=True))
         return CreatedSandbox.model_validate_json(response.content)
+
+    async def build_template(self, definition: TemplateDefinition, on_progress: ProgressCallback) -> TemplateInfo:
+        try:
+            async with self._client() as client, client.stream(
+                    "POST", "/templates", params={"progress": "true"}, json=definition.model_dump(mode="json"),
+                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
+                if not response.is_success:
+                    raise _error(response.status_code, await response.aread())
+                async for line in response.aiter_lines():
+                    if not line:
+                        continue
+                    item = json.loads(line)
+                    if item["type"] == "progress":
+                        on_progress(item["step"], item["total"], item["message"])
+                    elif item["type"] == "template":
+                        return TemplateInfo.model_validate(item["template"])
+                    else:
+                        raise rebuild(item["error"]["type"], item["error"]["message"], item["error"].get("code"))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise TransientError(f"cannot reach the corral server: {exc}") from exc
+        except httpx.TransportError as exc:
+            raise OutcomeUnknownError(f"the build's progress stream broke; the template may be built: {exc}") from exc
+        raise OutcomeUnknownError("the build's progress stream ended without a template")
 
     async def close(self) -> None:
         """Nothing to release: every call closes its own connection."""

@@ -13,7 +13,7 @@ from corral.client.handle import AsyncHostedSandbox
 from corral.client.transport import OutputCallback
 from corral.errors import ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
-from corral.server.schemas import LogEvent, SandboxInfo, SnapshotInfo
+from corral.server.schemas import LogEvent, SandboxInfo, SnapshotInfo, TemplateInfo
 from corral.sync_bridge import bridge
 
 
@@ -44,6 +44,11 @@ class HostedSandbox:
     def resume(cls, snapshot_id: str, **options: Any) -> HostedSandbox:
         """A new running sandbox continuing a snapshot (``server=``, ``api_key=``, ``timeout=``)."""
         return cls(bridge.call(AsyncHostedSandbox.resume(snapshot_id, **options)))
+
+    @staticmethod
+    def build_template(definition: Any, **options: Any) -> TemplateInfo:
+        """Build a template (``server=``, ``api_key=``, ``on_progress=``, called on corral's loop thread)."""
+        return bridge.call(AsyncHostedSandbox.build_template(definition, **options))
 
     @property
     def id(self) -> str:

@@ -21,9 +21,13 @@ from corral.server.schemas import (
     RunRequest,
     SandboxInfo,
     SnapshotInfo,
+    TemplateDefinition,
+    TemplateInfo,
 )
 
 OutputCallback = Callable[[str], Any]
+#: Called with (step, total, message) while a template builds.
+ProgressCallback = Callable[[int, int, str], Any]
 
 
 class Transport(abc.ABC):
@@ -84,6 +88,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def resume(self, snapshot_id: str, request: ResumeSnapshot) -> CreatedSandbox:
         """A new sandbox continuing the snapshot."""
+
+    @abc.abstractmethod
+    async def build_template(self, definition: TemplateDefinition, on_progress: ProgressCallback) -> TemplateInfo:
+        """Build a template (or find it built); progress as it goes."""
 
     @abc.abstractmethod
     async def close(self) -> None:

@@ -64,6 +64,21 @@ MIGRATIONS: list[str] = [
         created_at REAL NOT NULL
     );
     """,
+    """
+    CREATE TABLE templates (
+        owner TEXT NOT NULL,
+        name TEXT NOT NULL,
+        id TEXT NOT NULL,
+        definition_json TEXT NOT NULL,
+        manifest_digest TEXT NOT NULL,
+        file_count INTEGER NOT NULL,
+        size_bytes INTEGER NOT NULL,
+        build_seconds REAL NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (owner, name)
+    );
+    CREATE INDEX templates_owner_id ON templates (owner, id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

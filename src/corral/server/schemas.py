@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from corral.models import Language, check_env
+from corral.protocol import wire
 from corral.server.lifecycle import SandboxState
 
 #: Bounds on a sandbox's metadata (it is stored and filtered on, not interpreted).
@@ -60,6 +61,69 @@ class CreateSandbox(_Request):
 
     _metadata = field_validator("metadata")(_check_metadata)
     _env = field_validator("env")(check_env)
+
+
+class TemplateStep(_Request):
+    """One build step: exactly one of run (a shell command), files, packages or env."""
+
+    run: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
+    files: dict[str, str] | None = Field(default=None, description="path (relative to home) -> text content")
+    packages: list[str] | None = Field(default=None, min_length=1, max_length=100,
+                                       description="pinned packages for the base's installer (name==1.2.3)")
+    env: dict[str, str] | None = None
+
+    _env = field_validator("env")(lambda value: None if value is None else check_env(value))
+
+    @field_validator("files")
+    @classmethod
+    def _files(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        for path, content in (value or {}).items():
+            problem = wire.path_problem(path)
+            if problem:
+                raise ValueError(f"file {path!r}: {problem}")
+            if len(content.encode("utf-8", "surrogatepass")) > wire.MAX_FILE_BYTES:
+                raise ValueError(f"file {path!r} is over {wire.MAX_FILE_BYTES} bytes")
+        return value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> TemplateStep:
+        given = [name for name in ("run", "files", "packages", "env") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a step has exactly one of run, files, packages, env; got {given or 'none'}")
+        return self
+
+
+class TemplateDefinition(_Request):
+    """A template: a base plus build steps, an env, and an optional start_cmd and ready_cmd.
+
+    Its id is the hash of everything but the name, so the same definition builds once.
+    """
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    base: Language = "python"
+    steps: list[TemplateStep] = Field(default_factory=list, max_length=100)
+    env: dict[str, str] = Field(default_factory=dict, description="env of the build and of every sandbox")
+    start_cmd: str | None = Field(default=None, min_length=1, max_length=64 * 1024,
+                                  description="started in the background in each new sandbox")
+    ready_cmd: str | None = Field(default=None, min_length=1, max_length=64 * 1024,
+                                  description="polled after start_cmd until it exits 0")
+    ready_timeout: float = Field(default=30.0, gt=0, le=600)
+    build_timeout: float = Field(default=600.0, gt=0, le=3600, description="seconds per build step")
+
+    _env = field_validator("env")(check_env)
+
+
+class TemplateInfo(BaseModel):
+    """A built template."""
+
+    id: str
+    name: str
+    base: Language
+    file_count: int
+    size_bytes: int
+    build_seconds: float
+    created_at: float
+    cached: bool = Field(default=False, description="True when an identical definition was already built")
 
 
 class SetTimeout(_Request):

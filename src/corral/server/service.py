@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import time
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.errors import LimitExceededError, NotFoundError, SandboxClosedError, SandboxCrashedError
+from corral.errors import LimitExceededError, NotFoundError, SandboxClosedError, SandboxCrashedError, SandboxStartError
 from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
@@ -28,9 +29,13 @@ from corral.server.keys import KeyStore, new_sandbox_token
 from corral.server.lifecycle import LIVE_STATES, SandboxState
 from corral.server.records import Records, require_state, sandbox_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
-from corral.server.templates import resolve_template
+from corral.server.snapshot_steps import FilesStep
+from corral.server.templates import ResolvedTemplate, TemplateStore, sandbox_env
 
 log = logging.getLogger("corral.server")
+
+#: Pause between two tries of a template's ready_cmd.
+READY_POLL_S = 0.05
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class SandboxService:
         self.records = Records(self.db)
         self.keys = KeyStore(self.db)
         self.blobs = BlobStore(config.data_dir / "blobs")
+        self.templates = TemplateStore(self.db)
         self.live: dict[str, LiveSandbox] = {}
         self.stats = {"created": 0, "start_failures": 0, "killed": 0, "expired": 0, "paused": 0, "resumed": 0,
                       "crashed": 0, "recovered_dead": 0}
@@ -108,27 +114,31 @@ class SandboxService:
 
     # --- control plane -------------------------------------------------------------
 
-    async def create(self, owner: str, request: CreateSandbox, *, resumed_from: str | None = None) -> tuple[CreatedSandbox, AsyncSandbox]:
+    async def create(self, owner: str, request: CreateSandbox, *,
+                     resumed_from: str | None = None) -> tuple[CreatedSandbox, AsyncSandbox]:
         """Start a sandbox from a template; Running when it returns. Raises LimitExceededError at the quota."""
-        language = resolve_template(request.template)
+        template = self.templates.resolve(owner, request.template)
         if self._count(owner) >= self.config.max_sandboxes_per_owner:
             raise LimitExceededError(f"this key already has {self.config.max_sandboxes_per_owner} live sandboxes "
                                      "(the limit): kill or pause one first")
         limits = request.limits.model_dump(exclude_none=True)
-        sandbox = AsyncSandbox(language, isolation=self.config.isolation, env=request.env, **limits)
+        sandbox = AsyncSandbox(template.language, isolation=self.config.isolation,
+                               env={**sandbox_env(template), **request.env}, **limits)
         sandbox_id = f"sbx_{secrets.token_hex(8)}"
         token, token_hash = new_sandbox_token(sandbox_id)
         self.records.insert_sandbox(
             sandbox_id=sandbox_id, owner=owner, template=request.template,
-            spec={"language": language, **request.model_dump(include={"env", "limits"})},
+            spec={"language": template.language, **request.model_dump(include={"env", "limits"})},
             metadata=request.metadata, token_hash=token_hash, process_tag=self._process_tag,
             expires_at=time.time() + request.timeout, resumed_from=resumed_from,
         )
         self._creating[owner] = self._creating.get(owner, 0) + 1
         try:
             await sandbox.start()
+            await self._prepare(sandbox, template)
         except BaseException as exc:
             self.stats["start_failures"] += 1
+            await sandbox.close()
             self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed", f"the sandbox did not start: {exc}")
             raise
         finally:
@@ -139,6 +149,28 @@ class SandboxService:
         self.stats["created"] += 1
         info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
         return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
+
+    async def _prepare(self, sandbox: AsyncSandbox, template: ResolvedTemplate) -> None:
+        """Put a built template's layer into a started sandbox, start its start_cmd, wait for its ready_cmd."""
+        if template.manifest_digest is not None:
+            manifest = json.loads(await asyncio.to_thread(self.blobs.get, template.manifest_digest))
+            await FilesStep().restore(sandbox, self.blobs, manifest["parts"]["files"])
+        definition = template.definition
+        if definition is None:
+            return
+        if definition.start_cmd is not None:
+            await sandbox.commands.start(definition.start_cmd)
+        if definition.ready_cmd is not None:
+            deadline = time.monotonic() + definition.ready_timeout
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SandboxStartError(f"template {template.name!r}: ready_cmd did not succeed within "
+                                            f"{definition.ready_timeout:g} s")
+                result = await sandbox.commands.run(definition.ready_cmd, timeout=max(remaining, 0.1))
+                if result.ok:
+                    return
+                await asyncio.sleep(min(READY_POLL_S, max(deadline - time.monotonic(), 0)))
 
     def get(self, sandbox_id: str, owner: str | None) -> SandboxInfo:
         """A sandbox's current record."""

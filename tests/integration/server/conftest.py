@@ -103,3 +103,13 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
     """A client of the module's server with its API key."""
     with server.client() as client:
         yield client
+
+
+@pytest.fixture(params=["local", "remote"])
+def where(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> dict:
+    """Keyword arguments that pick the mode: none for local, server= and api_key= for remote."""
+    if request.param == "local":
+        monkeypatch.setenv("CORRAL_LOCAL_DIR", str(tmp_path / "local"))
+        return {}
+    server = request.getfixturevalue("server")
+    return {"server": server.url, "api_key": server.key}

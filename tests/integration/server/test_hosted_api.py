@@ -9,16 +9,6 @@ from corral import Sandbox
 from corral.errors import InvalidInputError, NotFoundError, SandboxClosedError
 
 
-@pytest.fixture(params=["local", "remote"])
-def where(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> dict:
-    """Keyword arguments that pick the mode: none for local, server= and api_key= for remote."""
-    if request.param == "local":
-        monkeypatch.setenv("CORRAL_LOCAL_DIR", str(tmp_path / "local"))
-        return {}
-    server = request.getfixturevalue("server")
-    return {"server": server.url, "api_key": server.key}
-
-
 @pytest.fixture
 def hosted(where: dict):
     sandbox = Sandbox.create(**where, timeout=600, metadata={"suite": "hosted"})
