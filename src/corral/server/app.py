@@ -23,7 +23,7 @@ from corral.protocol import wire
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics
-from corral.server.routes import execution, files, ops, sandboxes, snapshots, templates
+from corral.server.routes import execution, files, ops, sandboxes, snapshots, templates, terminal
 from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
 from corral.server.service import SandboxService, ServiceConfig
@@ -73,6 +73,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.metrics = Metrics(service, streams)
     for module in (sandboxes, execution, files, snapshots, templates, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
+    app.include_router(terminal.router, prefix="/v1")
     app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
     _add_error_handlers(app)
     app.middleware("http")(_count_requests)

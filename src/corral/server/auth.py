@@ -51,11 +51,18 @@ def api_key(request: Request, credentials: HTTPAuthorizationCredentials | None =
 def sandbox_access(sandbox_id: str, request: Request,
                    credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Caller:
     """The caller of a data-plane route of ``sandbox_id``: its owner's key or its own access token."""
-    credential = _credential(credentials)
+    return authorize_sandbox(request.app.state.service, _credential(credentials), sandbox_id)
+
+
+def authorize_sandbox(service, credential: str, sandbox_id: str) -> Caller:
+    """Check ``credential`` for the data plane of ``sandbox_id`` (HTTPException 401/403 if refused)."""
     if credential.startswith(KEY_PREFIX):
-        return api_key(request, credentials)
+        owner = service.keys.verify(credential)
+        if owner is None:
+            raise _unauthorized("invalid or revoked API key")
+        return Caller(owner)
     token_sandbox, secret = split(credential, TOKEN_PREFIX)
-    records = request.app.state.service.records
+    records = service.records
     stored = records.token_hash(token_sandbox) if token_sandbox is not None else None
     if stored is None or not matches(secret, stored):
         raise _unauthorized("invalid sandbox access token")
