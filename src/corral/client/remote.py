@@ -11,6 +11,7 @@ PUT of a file, DELETE); otherwise it is an OutcomeUnknownError.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 from collections.abc import AsyncIterator
@@ -24,6 +25,7 @@ from corral.errors import CorralError, InvalidInputError, OutcomeUnknownError, P
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
 from corral.server.errors_http import rebuild
 from corral.server.lifecycle import SandboxState
+from corral.sync_bridge import bridge
 from corral.server.schemas import (
     CommandRequest,
     CreatedSandbox,
@@ -44,6 +46,10 @@ BACKOFF_S = 0.2
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0
 _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
+#: Idle pooled connections are dropped before the server's keep-alive timeout (uvicorn: 5 s) ends them,
+#: so a request never goes out on a connection the server is closing.
+KEEPALIVE_S = 4.0
+_pooled: httpx.AsyncClient | None = None
 
 
 @lru_cache(maxsize=1)
@@ -55,8 +61,10 @@ def _tls() -> ssl.SSLContext:
 class RemoteTransport(Transport):
     """Calls to the corral server at ``server`` with an API key or a sandbox access token.
 
-    Each call uses a client of its own, so nothing is left open between calls
-    and a transport needs no closing (and is safe to share across event loops).
+    Calls from the synchronous API share one pool of keep-alive connections on
+    corral's own loop (it lives as long as the program). Calls from another event
+    loop use a client of their own per call, so nothing is left open on a loop
+    that may end: a transport never needs closing.
     """
 
     def __init__(self, server: str, credential: str | None):
@@ -68,17 +76,28 @@ class RemoteTransport(Transport):
         self._base_url = server.rstrip("/") + "/v1"
         self._headers = {"Authorization": f"Bearer {credential}"}
 
-    def _client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self._base_url, headers=self._headers, verify=_tls(),
-                                 timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S))
+    @contextlib.asynccontextmanager
+    async def _session(self):
+        """A client for one call: the shared pool on corral's loop, else a fresh one closed afterwards."""
+        global _pooled
+        if asyncio.get_running_loop() is bridge._loop:  # the sync API's loop (never created here)
+            if _pooled is None:
+                _pooled = _new_client()
+            yield _pooled
+        else:
+            async with _new_client() as client:
+                yield client
+
+    def _url(self, path: str) -> str:
+        return self._base_url + path
 
     async def _call(self, method: str, path: str, *, json_body: Any = None, params: Any = None,
                     content: bytes | None = None, timeout: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
         for attempt in range(ATTEMPTS):
             try:
-                async with self._client() as client:
-                    response = await client.request(method, path, json=json_body, params=params, content=content,
-                                                    timeout=timeout)
+                async with self._session() as client:
+                    response = await client.request(method, self._url(path), json=json_body, params=params,
+                                                    content=content, headers=self._headers, timeout=timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 error: CorralError = TransientError(f"cannot reach the corral server: {exc}")
                 error.__cause__ = exc
@@ -136,8 +155,9 @@ class RemoteTransport(Transport):
         path = f"/sandboxes/{sandbox_id}/{'runs' if isinstance(request, RunRequest) else 'commands'}"
         body = {**request.model_dump(mode="json", exclude_defaults=True), "stream": True}
         try:
-            async with self._client() as client, client.stream(
-                    "POST", path, json=body, timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
+            async with self._session() as client, client.stream(
+                    "POST", self._url(path), json=body, headers=self._headers,
+                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
                 if not response.is_success:
                     raise _error(response.status_code, await response.aread())
                 async for line in response.aiter_lines():
@@ -177,8 +197,9 @@ class RemoteTransport(Transport):
 
     async def build_template(self, definition: TemplateDefinition, on_progress: ProgressCallback) -> TemplateInfo:
         try:
-            async with self._client() as client, client.stream(
-                    "POST", "/templates", params={"progress": "true"}, json=definition.model_dump(mode="json"),
+            async with self._session() as client, client.stream(
+                    "POST", self._url("/templates"), params={"progress": "true"}, headers=self._headers,
+                    json=definition.model_dump(mode="json"),
                     timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT_S)) as response:
                 if not response.is_success:
                     raise _error(response.status_code, await response.aread())
@@ -200,6 +221,11 @@ class RemoteTransport(Transport):
 
     async def close(self) -> None:
         """Nothing to release: every call closes its own connection."""
+
+
+def _new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(verify=_tls(), timeout=httpx.Timeout(READ_TIMEOUT_S, connect=CONNECT_TIMEOUT_S),
+                             limits=httpx.Limits(keepalive_expiry=KEEPALIVE_S))
 
 
 def _error(status: int, content: bytes) -> CorralError:

@@ -102,3 +102,19 @@ def test_set_timeout_extends_life(hosted):
     before = hosted.info.expires_at
     assert hosted.set_timeout(3600).expires_at > before
     assert [event.kind for event in hosted.events()][-1] == "timeout"
+
+
+async def test_async_api_from_another_event_loop(where):
+    sandbox = await corral.AsyncSandbox.create(**where, metadata={"suite": "async"})
+    try:
+        assert (await sandbox.run("x = 20")).ok
+        events = [event async for event in sandbox.stream("print(x * 2)")]
+        assert events[-1].stdout == "40\n"
+        await sandbox.files.write("a.txt", "async")
+        snapshot = await sandbox.pause()
+    finally:
+        await sandbox.kill()
+    resumed = await corral.AsyncSandbox.resume(snapshot.id, **where)
+    assert await resumed.files.read_text("a.txt") == "async"
+    assert [info.id for info in await corral.AsyncSandbox.list(**where, metadata={"suite": "async"})][0] == resumed.id
+    await resumed.kill()
