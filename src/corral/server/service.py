@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,10 +114,16 @@ class SandboxService:
 
     # --- control plane -------------------------------------------------------------
 
-    async def create(self, owner: str, request: CreateSandbox, *,
-                     resumed_from: str | None = None) -> tuple[CreatedSandbox, AsyncSandbox]:
-        """Start a sandbox from a template; Running when it returns. Raises LimitExceededError at the quota."""
-        template = self.templates.resolve(owner, request.template)
+    async def create(self, owner: str, request: CreateSandbox, *, resumed_from: str | None = None,
+                     template: ResolvedTemplate | None = None,
+                     restore: Callable[[AsyncSandbox], Awaitable[None]] | None = None,
+                     ) -> tuple[CreatedSandbox, AsyncSandbox]:
+        """Start a sandbox from a template; Running when it returns. Raises LimitExceededError at the quota.
+
+        ``template`` replaces the lookup of ``request.template`` (a resume brings its own);
+        ``restore`` runs after the template's layer and before its start_cmd.
+        """
+        template = template or self.templates.resolve(owner, request.template)
         if self._count(owner) >= self.config.max_sandboxes_per_owner:
             raise LimitExceededError(f"this key already has {self.config.max_sandboxes_per_owner} live sandboxes "
                                      "(the limit): kill or pause one first")
@@ -126,16 +132,22 @@ class SandboxService:
                                env={**sandbox_env(template), **request.env}, **limits)
         sandbox_id = f"sbx_{secrets.token_hex(8)}"
         token, token_hash = new_sandbox_token(sandbox_id)
+        # everything a resume needs, so that a snapshot does not depend on the template staying defined
+        definition = template.definition.model_dump(mode="json") if template.definition is not None else None
         self.records.insert_sandbox(
             sandbox_id=sandbox_id, owner=owner, template=request.template,
-            spec={"language": template.language, **request.model_dump(include={"env", "limits"})},
+            spec={"language": template.language, "template": definition,
+                  **request.model_dump(mode="json", include={"env", "limits"})},
             metadata=request.metadata, token_hash=token_hash, process_tag=self._process_tag,
             expires_at=time.time() + request.timeout, resumed_from=resumed_from,
         )
         self._creating[owner] = self._creating.get(owner, 0) + 1
         try:
             await sandbox.start()
-            await self._prepare(sandbox, template)
+            await self._restore_layer(sandbox, template)
+            if restore is not None:
+                await restore(sandbox)
+            await self._start_services(sandbox, template)
         except BaseException as exc:
             self.stats["start_failures"] += 1
             await sandbox.close()
@@ -150,11 +162,14 @@ class SandboxService:
         info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
         return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
 
-    async def _prepare(self, sandbox: AsyncSandbox, template: ResolvedTemplate) -> None:
-        """Put a built template's layer into a started sandbox, start its start_cmd, wait for its ready_cmd."""
+    async def _restore_layer(self, sandbox: AsyncSandbox, template: ResolvedTemplate) -> None:
+        """Put a built template's layer (its files) into a started sandbox."""
         if template.manifest_digest is not None:
             manifest = json.loads(await asyncio.to_thread(self.blobs.get, template.manifest_digest))
             await FilesStep().restore(sandbox, self.blobs, manifest["parts"]["files"])
+
+    async def _start_services(self, sandbox: AsyncSandbox, template: ResolvedTemplate) -> None:
+        """Start the template's start_cmd and wait for its ready_cmd to succeed."""
         definition = template.definition
         if definition is None:
             return

@@ -18,9 +18,10 @@ import time
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
 from corral.server.lifecycle import SandboxState
 from corral.server.records import require_state, snapshot_info
-from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo
+from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
 from corral.server.service import SandboxService
 from corral.server.snapshot_steps import DEFAULT_STEPS, SnapshotStep
+from corral.server.templates import ResolvedTemplate
 
 MANIFEST_VERSION = 1
 
@@ -87,18 +88,25 @@ class SnapshotService:
             raise InvalidInputError(f"snapshot {snapshot_id} holds parts this server cannot restore: "
                                     f"{', '.join(sorted(unknown))}")
         spec = manifest["spec"]
+        definition = TemplateDefinition.model_validate(spec["template"]) if spec.get("template") else None
+        # the snapshot holds the whole home directory (the template's layer included): only the
+        # language, env and start/ready commands come from the template, as they were at creation
+        template = ResolvedTemplate(manifest["template"], spec["language"], definition)
         create = CreateSandbox(
             template=manifest["template"], timeout=request.timeout, env=spec.get("env", {}),
             limits=spec.get("limits", {}),
             metadata=request.metadata if request.metadata is not None else json.loads(row["metadata_json"]),
         )
-        created, sandbox = await service.create(row["owner"], create, resumed_from=snapshot_id)
-        try:
+
+        async def restore(sandbox) -> None:
             for name, part in manifest["parts"].items():
                 await self.steps[name].restore(sandbox, service.blobs, part)
-        except BaseException as exc:
-            await service.kill(created.id, None)
-            service.records.note(created.id, "resume_failed", f"restoring {snapshot_id} failed: {exc}")
+
+        try:
+            created, _ = await service.create(row["owner"], create, resumed_from=snapshot_id, template=template,
+                                              restore=restore)
+        except CorralError as exc:
+            service.records.note(row["sandbox_id"], "resume_failed", f"resuming {snapshot_id} failed: {exc}")
             raise
         service.records.note(created.id, "resumed", f"restored {row['file_count']} files from {snapshot_id}")
         service.records.transition(row["sandbox_id"], SandboxState.STOPPED, "resumed",

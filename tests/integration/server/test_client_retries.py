@@ -12,6 +12,8 @@ from corral import Sandbox
 from corral.client import remote
 from corral.errors import InvalidInputError, OutcomeUnknownError, SandboxClosedError, TransientError
 
+pytestmark = pytest.mark.sandbox
+
 
 class Peer:
     """A TCP server on 127.0.0.1 that reads each request and then answers ``reply`` (None: hangs up)."""

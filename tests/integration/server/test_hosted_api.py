@@ -8,6 +8,8 @@ import corral
 from corral import Sandbox
 from corral.errors import InvalidInputError, NotFoundError, SandboxClosedError
 
+pytestmark = pytest.mark.sandbox
+
 
 @pytest.fixture
 def hosted(where: dict):

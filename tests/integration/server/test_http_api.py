@@ -10,6 +10,8 @@ import pytest
 
 from corral.protocol import wire
 
+pytestmark = pytest.mark.sandbox
+
 
 #: Generous bound for the server to notice something (a poll, not a timing assertion).
 WAIT_S = 30.0

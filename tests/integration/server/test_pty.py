@@ -12,7 +12,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from test_restart import WAIT_S, _host_processes_with
+from serverprocess import host_processes_with
+
+pytestmark = pytest.mark.sandbox
+
+#: Generous bound for the host to reap killed processes (a poll, not a timing assertion).
+WAIT_S = 30.0
 
 #: Bound on waiting for the terminal to print something (a poll deadline, not a timing assertion).
 READ_S = 30.0
@@ -58,12 +63,12 @@ async def test_typing_resize_ctrl_c_and_exit(server, sandbox):
         marker = f"corral-pty-{uuid.uuid4().hex}"
         await _send(ws, type="input", data=f"bash -c 'exec -a {marker} sleep 1000'\n")
         deadline = time.monotonic() + WAIT_S
-        while not _host_processes_with(marker) and time.monotonic() < deadline:
+        while not host_processes_with(marker) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         await _send(ws, type="input", data="\x03")  # Ctrl-C through the terminal ends the foreground job
         await _send(ws, type="input", data="echo after-$?\n")
         await _read_until(ws, "after-130")
-        assert not _host_processes_with(marker)
+        assert not host_processes_with(marker)
         await _send(ws, type="bogus")
         async with asyncio.timeout(READ_S):
             while (error := json.loads(await ws.recv()))["type"] == "output":
@@ -79,16 +84,16 @@ async def test_command_and_kill(server, sandbox):
     url = _ws_url(server, sandbox["id"], f"cols=80&rows=24&command=exec+-a+{marker}+sleep+1000")
     async with connect(url, additional_headers=_auth(sandbox["access_token"])) as ws:
         deadline = time.monotonic() + WAIT_S
-        while not _host_processes_with(marker) and time.monotonic() < deadline:
+        while not host_processes_with(marker) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
-        assert _host_processes_with(marker)
+        assert host_processes_with(marker)
         await _send(ws, type="kill")
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(ws.recv(), READ_S)
     deadline = time.monotonic() + WAIT_S
-    while _host_processes_with(marker) and time.monotonic() < deadline:
+    while host_processes_with(marker) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    assert not _host_processes_with(marker)
+    assert not host_processes_with(marker)
 
 
 async def _refusal(url: str, headers: dict) -> int:

@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from corral import Sandbox
+from serverprocess import host_processes_with
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
 #: Generous bound for the host to reap killed processes (a poll, not a timing assertion).
 WAIT_S = 30.0
-
-
-def _host_processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if marker.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return [pid for pid in found if pid != os.getpid()]
 
 
 def test_ten_pause_resume_cycles_with_server_restarts_lose_nothing(fresh_server):
@@ -67,9 +54,9 @@ def test_restart_after_a_crash_marks_dead_kills_orphans_keeps_paused(fresh_serve
     running = Sandbox.create(**where, timeout=600)
     running.commands.run(f"exec -a {marker} sleep 1000", background=True)
     deadline = time.monotonic() + WAIT_S
-    while not _host_processes_with(marker) and time.monotonic() < deadline:
+    while not host_processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _host_processes_with(marker), "the sandbox's process should be visible on the host"
+    assert host_processes_with(marker), "the sandbox's process should be visible on the host"
     paused = Sandbox.create(**where, timeout=600)
     paused.files.write("kept.txt", b"survives the crash")
     snapshot = paused.pause()
@@ -77,9 +64,9 @@ def test_restart_after_a_crash_marks_dead_kills_orphans_keeps_paused(fresh_serve
     fresh_server.restart(signal.SIGKILL)
 
     deadline = time.monotonic() + WAIT_S
-    while _host_processes_with(marker) and time.monotonic() < deadline:
+    while host_processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _host_processes_with(marker), "an orphaned sandbox process outlived the crashed server"
+    assert not host_processes_with(marker), "an orphaned sandbox process outlived the crashed server"
     info = Sandbox.connect(running.id, **where)
     assert info.info.state == "stopped"
     assert [event.kind for event in info.events()][-1] == "died"

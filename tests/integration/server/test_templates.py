@@ -12,6 +12,8 @@ from corral import Sandbox
 from corral.client import HostedSandbox
 from corral.errors import InvalidInputError, NotFoundError, SandboxStartError
 
+pytestmark = pytest.mark.sandbox
+
 WEBAPP = {
     "name": "webapp",
     "base": "python",
@@ -53,10 +55,15 @@ def test_sandbox_from_template_has_its_files_env_and_running_service(where):
         assert page.stdout == "<h1>hi</h1>\n"
         assert sandbox.commands.run("stat -c %a lib").stdout == "700\n"
         assert sandbox.info.template == "webapp"
-        snapshot = sandbox.pause()  # a resume starts the template's service again
-        resumed = Sandbox.resume(snapshot.id, **where)
-        assert "<h1>hi</h1>" in resumed.commands.run("python3 -c \"import urllib.request; "
-                                                     "print(urllib.request.urlopen('http://127.0.0.1:8000/').read())\"").stdout
+        sandbox.files.write("site/index.html", "<h1>edited</h1>")
+        snapshot = sandbox.pause()
+        # the name now means another build: the snapshot still resumes as it was paused
+        HostedSandbox.build_template({**WEBAPP, "env": {"GREETING": "changed"}, "steps": []}, **where)
+        resumed = Sandbox.resume(snapshot.id, **where)  # files back, then the template's service again
+        assert "<h1>edited</h1>" in resumed.commands.run("python3 -c \"import urllib.request; "
+                                                         "print(urllib.request.urlopen('http://127.0.0.1:8000/').read())\"").stdout
+        assert resumed.run("import os; print(os.environ['GREETING'], open('lib/settings.py').read())").stdout == (
+            "hello VALUE = 42\n\n")
         resumed.kill()
     finally:
         sandbox.kill()

@@ -8,8 +8,11 @@ import sys
 import time
 
 import httpx
+import pytest
 
-from conftest import START_DEADLINE_S, _free_port
+from serverprocess import START_DEADLINE_S, free_port
+
+pytestmark = pytest.mark.sandbox
 
 
 def _corral(*args: str) -> subprocess.CompletedProcess:
@@ -17,7 +20,7 @@ def _corral(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_first_start_creates_and_prints_a_key_and_keys_commands_manage_it(tmp_path):
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "serve.log"
     with open(log, "wb") as output:
         server = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--port", str(port), "--data-dir",
