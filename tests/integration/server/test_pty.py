@@ -117,3 +117,11 @@ async def test_refusals_close_with_the_http_status(server, api, sandbox):
         assert await _refusal(_ws_url(server, other["id"]), _auth(server.key)) == 4409
     finally:
         api.delete(f"/sandboxes/{other['id']}")
+
+
+async def test_terminal_runs_as_the_same_user_as_commands(server, api, sandbox):
+    expected = api.post(f"/sandboxes/{sandbox['id']}/commands", json={"cmd": "echo uid-$(id -u)-$(id -g)"}).json()
+    async with connect(_ws_url(server, sandbox["id"]), additional_headers=_auth(server.key)) as ws:
+        await _send(ws, type="input", data="echo uid-$(id -u)-$(id -g)-end$((5+5))\n")
+        seen = await _read_until(ws, "-end10")
+    assert expected["stdout"].strip() + "-end10" in seen
