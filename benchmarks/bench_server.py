@@ -5,7 +5,9 @@
 Starts ``corral serve`` on 127.0.0.1 (a temporary state directory) and measures
 the same calls through the Python client in remote mode (HTTP on loopback) and
 in local mode (the same service in process, no HTTP) in the same run, because
-these machines are shared and noisy. Prints medians (ms) and the ratio
+these machines are shared and noisy; then creates against a second server
+started with ``--warm 2`` (sandboxes prepared ahead per template; an untimed
+pause between creates lets the refill run). Prints medians (ms) and the ratio
 remote/local, then the numbers as JSON.
 """
 
@@ -38,7 +40,7 @@ TEMPLATE = {
 }
 
 
-def start_server(state: Path) -> tuple[subprocess.Popen, str, str]:
+def start_server(state: Path, *options: str) -> tuple[subprocess.Popen, str, str]:
     """``corral serve`` on a free loopback port, with one API key."""
     database = Database(state / DB_FILE)
     _, key = KeyStore(database).create("bench")
@@ -47,7 +49,7 @@ def start_server(state: Path) -> tuple[subprocess.Popen, str, str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--port", str(port), "--data-dir",
-                                str(state), "--log-level", "warning", "--max-sandboxes-per-key", "100"])
+                                str(state), "--log-level", "warning", "--max-sandboxes-per-key", "100", *options])
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -85,6 +87,21 @@ def measure(where: dict, runs: int) -> dict[str, list[float]]:
     return samples
 
 
+def measure_warm(where: dict, runs: int, refill_pause: float = 0.5) -> dict[str, list[float]]:
+    """Creates (built-in and from the template) against a server that keeps sandboxes ready."""
+    samples: dict[str, list[float]] = {"create": [], "create_template": []}
+    HostedSandbox.build_template(TEMPLATE, **where)
+    for name, template in (("create", "python"), ("create_template", "bench")):
+        HostedSandbox.create(template, **where).kill()  # the first create of a template starts its refill
+        for _ in range(runs):
+            time.sleep(refill_pause)
+            started = time.perf_counter()
+            sandbox = HostedSandbox.create(template, **where, timeout=600)
+            samples[name].append((time.perf_counter() - started) * 1000)
+            sandbox.kill()
+    return samples
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
@@ -99,15 +116,23 @@ def main() -> None:
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(30)
+        process, url, key = start_server(root / "warm", "--warm", "2")
+        try:
+            warm = measure_warm({"server": url, "api_key": key}, args.runs)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
     rows = {name: {"local_ms": round(statistics.median(local[name]), 2),
                    "remote_ms": round(statistics.median(remote[name]), 2)} for name in local}
-    for row in rows.values():
+    for name, row in rows.items():
         row["ratio"] = round(row["remote_ms"] / row["local_ms"], 2)
+        row["remote_warm_ms"] = round(statistics.median(warm[name]), 2) if name in warm else None
     print(f"corral server benchmark: medians of {args.runs} (run: {5 * args.runs}), ms; "
           "remote = HTTP on loopback, local = same service in process")
-    print(f"{'operation':18} {'local':>9} {'remote':>9} {'ratio':>7}")
+    print(f"{'operation':18} {'local':>9} {'remote':>9} {'ratio':>7} {'remote --warm 2':>16}")
     for name, row in rows.items():
-        print(f"{name:18} {row['local_ms']:9.2f} {row['remote_ms']:9.2f} {row['ratio']:7.2f}")
+        warm_ms = f"{row['remote_warm_ms']:16.2f}" if row["remote_warm_ms"] is not None else f"{'':16}"
+        print(f"{name:18} {row['local_ms']:9.2f} {row['remote_ms']:9.2f} {row['ratio']:7.2f} {warm_ms}")
     print(json.dumps({"runs": args.runs, "results": rows}))
 
 

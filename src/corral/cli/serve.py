@@ -21,6 +21,7 @@ def serve(
     max_streams: Annotated[int, typer.Option(min=1, help="Streamed responses at once.")] = 64,
     isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
     reap_interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks for expired sandboxes.")] = 1.0,
+    warm: Annotated[int, typer.Option(min=0, max=64, help="Sandboxes kept ready per template used (0: cold starts).")] = 0,
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")] = "info",
 ) -> None:
     """Serve sandboxes over HTTP. On first start, creates and prints an API key."""
@@ -29,7 +30,8 @@ def serve(
     from corral.server.app import ServerConfig, create_app  # noqa: PLC0415
 
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
-                          max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval)
+                          max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
+                          warm_per_template=warm)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():

@@ -29,6 +29,14 @@ class ServiceCollector:
         yield GaugeMetricFamily("corral_sandboxes_live", "Sandboxes running in this process",
                                 value=len(self.service.live))
         yield GaugeMetricFamily("corral_streams_open", "Streamed responses in progress", value=self.streams.in_use)
+        warm = self.service.warm
+        yield GaugeMetricFamily("corral_warm_ready", "Sandboxes started ahead, ready to hand out",
+                                value=warm.ready_count() if warm is not None else 0)
+        handed = CounterMetricFamily("corral_warm_creates", "Creates served warm (hit) or cold (miss)",
+                                     labels=["result"])
+        handed.add_metric(["hit"], warm.hits if warm is not None else 0)
+        handed.add_metric(["miss"], warm.misses if warm is not None else 0)
+        yield handed
         events = CounterMetricFamily("corral_sandbox_events", "Lifecycle events since start", labels=["event"])
         for name, count in sorted(self.service.stats.items()):
             events.add_metric([name], count)

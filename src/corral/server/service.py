@@ -31,6 +31,7 @@ from corral.server.records import Records, require_state, sandbox_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
 from corral.server.snapshot_steps import FilesStep
 from corral.server.templates import ResolvedTemplate, TemplateStore, sandbox_env
+from corral.server.warm import WarmSandboxes
 
 log = logging.getLogger("corral.server")
 
@@ -48,6 +49,8 @@ class ServiceConfig:
     #: How often expired sandboxes are looked for.
     reap_interval_s: float = 1.0
     isolation: str = "auto"
+    #: Sandboxes kept started and prepared per template used (0: every create is a cold start).
+    warm_per_template: int = 0
 
 
 @dataclass
@@ -75,6 +78,7 @@ class SandboxService:
         self.live: dict[str, LiveSandbox] = {}
         self.stats = {"created": 0, "start_failures": 0, "killed": 0, "expired": 0, "paused": 0, "resumed": 0,
                       "crashed": 0, "recovered_dead": 0}
+        self.warm = WarmSandboxes(config.warm_per_template, self._prepared) if config.warm_per_template else None
         self._process_tag = new_name()
         self._creating: dict[str, int] = {}
         self._reaper: asyncio.Task | None = None
@@ -107,6 +111,8 @@ class SandboxService:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
+        if self.warm is not None:
+            await self.warm.close()
         for sandbox_id in list(self.live):
             await self._stop(sandbox_id, "shutdown", "the service shut down")
         await wait_for_teardowns()
@@ -128,8 +134,6 @@ class SandboxService:
             raise LimitExceededError(f"this key already has {self.config.max_sandboxes_per_owner} live sandboxes "
                                      "(the limit): kill or pause one first")
         limits = request.limits.model_dump(exclude_none=True)
-        sandbox = AsyncSandbox(template.language, isolation=self.config.isolation,
-                               env={**sandbox_env(template), **request.env}, **limits)
         sandbox_id = f"sbx_{secrets.token_hex(8)}"
         token, token_hash = new_sandbox_token(sandbox_id)
         # everything a resume needs, so that a snapshot does not depend on the template staying defined
@@ -142,15 +146,22 @@ class SandboxService:
             expires_at=time.time() + request.timeout, resumed_from=resumed_from,
         )
         self._creating[owner] = self._creating.get(owner, 0) + 1
+        sandbox = None
         try:
-            await sandbox.start()
-            await self._restore_layer(sandbox, template)
-            if restore is not None:
-                await restore(sandbox)
-            await self._start_services(sandbox, template)
+            if self.warm is not None and restore is None and not request.env and not limits:
+                sandbox = await self.warm.take(template)
+            if sandbox is None:
+                sandbox = AsyncSandbox(template.language, isolation=self.config.isolation,
+                                       env={**sandbox_env(template), **request.env}, **limits)
+                await sandbox.start()
+                await self._restore_layer(sandbox, template)
+                if restore is not None:
+                    await restore(sandbox)
+                await self._start_services(sandbox, template)
         except BaseException as exc:
             self.stats["start_failures"] += 1
-            await sandbox.close()
+            if sandbox is not None:
+                await sandbox.close()
             self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed", f"the sandbox did not start: {exc}")
             raise
         finally:
@@ -161,6 +172,18 @@ class SandboxService:
         self.stats["created"] += 1
         info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
         return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
+
+    async def _prepared(self, template: ResolvedTemplate) -> AsyncSandbox:
+        """A started sandbox of ``template`` with its layer and services (for the warm sandboxes)."""
+        sandbox = AsyncSandbox(template.language, isolation=self.config.isolation, env=sandbox_env(template))
+        await sandbox.start()
+        try:
+            await self._restore_layer(sandbox, template)
+            await self._start_services(sandbox, template)
+        except BaseException:
+            await sandbox.close()
+            raise
+        return sandbox
 
     async def _restore_layer(self, sandbox: AsyncSandbox, template: ResolvedTemplate) -> None:
         """Put a built template's layer (its files) into a started sandbox."""
