@@ -8,6 +8,7 @@ and appends the LogEvent, in one transaction.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
 from typing import Any
@@ -16,6 +17,9 @@ from corral.errors import NotFoundError, SandboxClosedError
 from corral.server.database import Database
 from corral.server.lifecycle import SandboxState, allowed
 from corral.server.schemas import LogEvent, SandboxInfo, SnapshotInfo
+
+#: Every recorded event is also logged here, one JSON object per line (no credentials in them).
+events_log = logging.getLogger("corral.server.events")
 
 
 class Records:
@@ -156,3 +160,5 @@ def require_state(row: sqlite3.Row, *states: SandboxState) -> None:
 def _event(conn: sqlite3.Connection, sandbox_id: str, at: float, kind: str, state: SandboxState, message: str) -> None:
     conn.execute("INSERT INTO events (sandbox_id, at, kind, state, message) VALUES (?, ?, ?, ?, ?)",
                  (sandbox_id, at, kind, state.value, message))
+    events_log.info(json.dumps({"at": at, "sandbox_id": sandbox_id, "kind": kind, "state": state.value,
+                                "message": message}))

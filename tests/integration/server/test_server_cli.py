@@ -24,7 +24,7 @@ def test_first_start_creates_and_prints_a_key_and_keys_commands_manage_it(tmp_pa
     log = tmp_path / "serve.log"
     with open(log, "wb") as output:
         server = subprocess.Popen([sys.executable, "-m", "corral.cli", "serve", "--port", str(port), "--data-dir",
-                                   str(tmp_path), "--log-level", "warning"], stdout=output, stderr=subprocess.STDOUT)
+                                   str(tmp_path), "--log-level", "info"], stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + START_DEADLINE_S
         while time.monotonic() < deadline:
@@ -38,6 +38,8 @@ def test_first_start_creates_and_prints_a_key_and_keys_commands_manage_it(tmp_pa
         first = printed.group(1)
         url = f"http://127.0.0.1:{port}/v1/sandboxes"
         assert httpx.get(url, headers={"Authorization": f"Bearer {first}"}).status_code == 200
+        made = httpx.post(url, json={}, headers={"Authorization": f"Bearer {first}"}).json()
+        httpx.delete(f"{url}/{made['id']}", headers={"Authorization": f"Bearer {first}"})
 
         created = _corral("keys", "create", "--name", "ci", "--data-dir", str(tmp_path))
         second = created.stdout.strip()
@@ -53,4 +55,7 @@ def test_first_start_creates_and_prints_a_key_and_keys_commands_manage_it(tmp_pa
     finally:
         server.terminate()
         server.wait(30)
-    assert first not in log.read_text().split("export CORRAL_API_KEY=", 1)[1].split("\n", 1)[1]  # printed once
+    after_the_print = log.read_text().split("export CORRAL_API_KEY=", 1)[1].split("\n", 1)[1]
+    assert first not in after_the_print and second not in after_the_print  # keys are never logged
+    assert made["access_token"] not in after_the_print
+    assert f'"sandbox_id": "{made["id"]}", "kind": "started"' in after_the_print  # lifecycle events are logged
