@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.errors import LimitExceededError, NotFoundError, SandboxClosedError, SandboxCrashedError, SandboxStartError
+from corral.errors import LimitExceededError, SandboxClosedError, SandboxCrashedError, SandboxStartError
 from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
@@ -245,11 +245,8 @@ class SandboxService:
     @contextlib.asynccontextmanager
     async def use(self, sandbox_id: str, owner: str | None = None) -> AsyncIterator[AsyncSandbox]:
         """The running sandbox, held in use (a pause waits for it) for the block."""
-        row = self.records.sandbox_row(sandbox_id, owner)
-        live = self.live.get(sandbox_id)
-        if live is None:
-            require_state(row, SandboxState.RUNNING)
-            raise SandboxClosedError(f"sandbox {sandbox_id} runs in another corral process")
+        self.records.sandbox_row(sandbox_id, owner)  # NotFoundError for another owner's sandbox
+        live = self.require_live(sandbox_id)
         if live.pausing:
             raise SandboxClosedError(f"sandbox {sandbox_id} is being paused")
         live.operations += 1
@@ -307,11 +304,3 @@ class SandboxService:
             require_state(self.records.sandbox_row(sandbox_id, None), SandboxState.RUNNING)
             raise SandboxClosedError(f"sandbox {sandbox_id} runs in another corral process")
         return live
-
-    def known(self, sandbox_id: str) -> bool:
-        """True when a sandbox with this id was ever recorded."""
-        try:
-            self.records.sandbox_row(sandbox_id, None)
-        except NotFoundError:
-            return False
-        return True
