@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import time
 
 import pytest
 
@@ -94,3 +96,16 @@ def test_every_error_has_an_http_status_and_comes_back_as_itself():
 def test_bad_metadata_is_refused(metadata):
     with pytest.raises(ValueError):
         CreateSandbox(metadata=metadata)
+
+
+def test_blob_collection_keeps_referenced_and_recent_blobs(tmp_path):
+    store = BlobStore(tmp_path)
+    kept, dropped, recent = store.put(b"kept"), store.put(b"dropped"), store.put(b"recent")
+    old = time.time() - 7200
+    for digest in (kept, dropped):
+        os.utime(store.path(digest), (old, old))
+    assert store.collect({kept}, grace_s=3600) == (1, len(b"dropped"))
+    assert store.has(kept) and not store.has(dropped) and store.has(recent)
+    os.utime(store.path(kept), (old, old))
+    store.put(b"kept")  # storing it again refreshes it: a pause in progress protects what it references
+    assert store.collect(set(), grace_s=3600) == (0, 0)

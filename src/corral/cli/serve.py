@@ -23,6 +23,9 @@ def serve(
     isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
     reap_interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks for expired sandboxes.")] = 1.0,
     warm: Annotated[int, typer.Option(min=0, max=64, help="Sandboxes kept ready per template used (0: cold starts).")] = 0,
+    blob_grace: Annotated[
+        float, typer.Option(min=0, help="Seconds an unreferenced snapshot blob is kept before it is collected.")
+    ] = 3600.0,
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")] = "info",
 ) -> None:
     """Serve sandboxes over HTTP. On first start, creates and prints an API key."""
@@ -37,7 +40,7 @@ def serve(
     corral_log.addHandler(handler)
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
-                          warm_per_template=warm)
+                          warm_per_template=warm, blob_grace_s=blob_grace)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():

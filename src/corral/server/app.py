@@ -44,12 +44,14 @@ class ServerConfig:
     reap_interval_s: float = 1.0
     isolation: str = "auto"
     warm_per_template: int = 0
+    blob_grace_s: float = 3600.0
     service: ServiceConfig = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "service", ServiceConfig(
             self.data_dir, max_sandboxes_per_owner=self.max_sandboxes_per_key,
             reap_interval_s=self.reap_interval_s, isolation=self.isolation, warm_per_template=self.warm_per_template,
+            blob_grace_s=self.blob_grace_s,
         ))
 
 

@@ -3,7 +3,10 @@
 A blob is named by the SHA-256 of its bytes (``blobs/ab/abcd...``). ``put``
 writes to a temporary file, fsyncs it, renames it into place and fsyncs the
 directory, so once it returns the blob survives a crash; the same content is
-stored once.
+stored once (storing it again refreshes its modification time).
+:meth:`BlobStore.collect` removes blobs nothing references any more, but only
+ones untouched for a grace period, so a blob being stored for a snapshot not
+yet recorded is never collected.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 
@@ -36,6 +40,7 @@ class BlobStore:
         digest = hashlib.sha256(data).hexdigest()
         target = self.path(digest)
         if target.is_file():
+            os.utime(target)  # referenced again now: a collection in progress must keep it
             return digest
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, temporary = tempfile.mkstemp(prefix=".tmp-", dir=target.parent)
@@ -56,6 +61,29 @@ class BlobStore:
         if hashlib.sha256(data).hexdigest() != digest:
             raise OSError(f"blob {digest} is corrupt on disk")
         return data
+
+
+    def collect(self, keep: set[str], grace_s: float) -> tuple[int, int]:
+        """Remove blobs (and leftover temporary files) not in ``keep`` and untouched for ``grace_s``.
+
+        Returns (files removed, bytes freed).
+        """
+        cutoff = time.time() - grace_s
+        removed = freed = 0
+        for path in self.root.glob("??/*"):
+            try:
+                status = path.stat()
+            except FileNotFoundError:
+                continue
+            if path.name in keep or status.st_mtime > cutoff:
+                continue
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            removed += 1
+            freed += status.st_size
+        return removed, freed
 
 
 def _fsync_dir(directory: Path) -> None:

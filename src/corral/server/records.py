@@ -125,6 +125,11 @@ class Records:
         rows = self.db.query("SELECT token_hash FROM sandboxes WHERE id = ?", (sandbox_id,))
         return rows[0]["token_hash"] if rows else None
 
+    def manifest_digests(self) -> set[str]:
+        """Manifests of every snapshot and built template (what blob collection must keep)."""
+        rows = self.db.query("SELECT manifest_digest FROM snapshots UNION SELECT manifest_digest FROM templates")
+        return {row[0] for row in rows}
+
     def counts_by_state(self) -> dict[str, int]:
         """How many sandboxes are in each state."""
         return {row[0]: row[1] for row in self.db.query("SELECT state, COUNT(*) FROM sandboxes GROUP BY state")}

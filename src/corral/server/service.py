@@ -51,6 +51,8 @@ class ServiceConfig:
     isolation: str = "auto"
     #: Sandboxes kept started and prepared per template used (0: every create is a cold start).
     warm_per_template: int = 0
+    #: Unreferenced blobs are collected only once untouched this long (a pause in progress is safe).
+    blob_grace_s: float = 3600.0
 
 
 @dataclass
@@ -84,8 +86,9 @@ class SandboxService:
         self._reaper: asyncio.Task | None = None
 
     async def start(self) -> SandboxService:
-        """Recover from a previous process, then start reaping expired sandboxes."""
+        """Recover from a previous process, collect unreferenced blobs, then start reaping expired sandboxes."""
         self.recover()
+        await self.collect_blobs()
         if self._reaper is None:
             self._reaper = asyncio.ensure_future(self._reap_forever())
         return self
@@ -103,6 +106,22 @@ class SandboxService:
         if dead:
             log.info("recovery: %d sandbox(es) of a previous corral process marked stopped", dead)
         return dead
+
+    async def collect_blobs(self) -> tuple[int, int]:
+        """Remove blobs no snapshot or template references (after the grace period); (files, bytes)."""
+        keep = set()
+        for digest in self.records.manifest_digests():
+            keep.add(digest)
+            try:
+                manifest = json.loads(await asyncio.to_thread(self.blobs.get, digest))
+            except (OSError, ValueError):
+                log.warning("manifest %s is missing or unreadable; collection skipped", digest)
+                return 0, 0
+            keep.update(entry["digest"] for entry in manifest["parts"]["files"]["entries"] if entry["kind"] == "file")
+        removed, freed = await asyncio.to_thread(self.blobs.collect, keep, self.config.blob_grace_s)
+        if removed:
+            log.info("collected %d unreferenced blobs (%d bytes)", removed, freed)
+        return removed, freed
 
     async def close(self) -> None:
         """Stop reaping and kill every live sandbox of this process (paused ones stay resumable)."""

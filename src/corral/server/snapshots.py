@@ -122,7 +122,8 @@ class SnapshotService:
         """``owner``'s snapshots, newest first."""
         return [snapshot_info(row) for row in self.service.records.snapshots(owner)]
 
-    def delete(self, snapshot_id: str, owner: str | None) -> None:
-        """Forget a snapshot; its blobs stay on disk (shared with other snapshots)."""
+    async def delete(self, snapshot_id: str, owner: str | None) -> None:
+        """Forget a snapshot, and collect the blobs nothing references any more (after the grace period)."""
         self.service.records.snapshot_row(snapshot_id, owner)
         self.service.records.delete_snapshot(snapshot_id)
+        await self.service.collect_blobs()

@@ -33,7 +33,7 @@ async def get_snapshot(snapshot_id: str, request: Request, caller: Caller = Depe
 @router.delete("/snapshots/{snapshot_id}", status_code=204, response_class=Response, responses=errors(*AUTH_ERRORS))
 async def delete_snapshot(snapshot_id: str, request: Request, caller: Caller = Depends(api_key)) -> Response:
     """Forget a snapshot: it cannot be resumed any more."""
-    snapshots(request).delete(snapshot_id, caller.owner)
+    await snapshots(request).delete(snapshot_id, caller.owner)
     return Response(status_code=204)
 
 

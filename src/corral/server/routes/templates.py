@@ -81,4 +81,5 @@ async def get_template(name: str, request: Request, caller: Caller = Depends(api
 async def delete_template(name: str, request: Request, caller: Caller = Depends(api_key)) -> Response:
     """Forget a template name; sandboxes made from it are unaffected."""
     service(request).templates.delete(caller.owner, name)
+    await service(request).collect_blobs()
     return Response(status_code=204)
