@@ -6,9 +6,9 @@ silently ignored option.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
 from corral.models import Language, check_env
 from corral.protocol import wire
@@ -21,7 +21,10 @@ MAX_METADATA_CHARS = 256
 DEFAULT_TTL_S = 300.0
 MAX_TTL_S = 24 * 3600.0
 
-_Key = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+#: Numbers and flags of requests are strict: ``true`` is not 1 and ``"5"`` is not 5.
+Number = Annotated[float, Strict()]
+Integer = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
 
 
 class _Request(BaseModel):
@@ -42,18 +45,18 @@ def _check_metadata(value: dict[str, str]) -> dict[str, str]:
 class LimitsRequest(_Request):
     """Resource limits of a new sandbox (see corral.Limits); omitted ones take the defaults."""
 
-    timeout: float | None = Field(default=None, gt=0, le=24 * 3600, description="default seconds per run")
-    memory_mb: int | None = Field(default=None, ge=64, le=64 * 1024)
-    pids: int | None = Field(default=None, ge=16, le=4096)
-    cpus: float | None = Field(default=None, gt=0, le=64)
-    disk_mb: int | None = Field(default=None, ge=1, le=64 * 1024)
+    timeout: Number | None = Field(default=None, gt=0, le=24 * 3600, description="default seconds per run")
+    memory_mb: Integer | None = Field(default=None, ge=64, le=64 * 1024)
+    pids: Integer | None = Field(default=None, ge=16, le=4096)
+    cpus: Number | None = Field(default=None, gt=0, le=64)
+    disk_mb: Integer | None = Field(default=None, ge=1, le=64 * 1024)
 
 
 class CreateSandbox(_Request):
     """Create a sandbox from a template."""
 
     template: str = Field(default="python", min_length=1, max_length=128, description="template name or id")
-    timeout: float = Field(default=DEFAULT_TTL_S, gt=0, le=MAX_TTL_S,
+    timeout: Number = Field(default=DEFAULT_TTL_S, gt=0, le=MAX_TTL_S,
                            description="time to live in seconds; the sandbox is killed when it passes")
     metadata: dict[str, str] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
@@ -107,8 +110,8 @@ class TemplateDefinition(_Request):
                                   description="started in the background in each new sandbox")
     ready_cmd: str | None = Field(default=None, min_length=1, max_length=64 * 1024,
                                   description="polled after start_cmd until it exits 0")
-    ready_timeout: float = Field(default=30.0, gt=0, le=600)
-    build_timeout: float = Field(default=600.0, gt=0, le=3600, description="seconds per build step")
+    ready_timeout: Number = Field(default=30.0, gt=0, le=600)
+    build_timeout: Number = Field(default=600.0, gt=0, le=3600, description="seconds per build step")
 
     _env = field_validator("env")(check_env)
 
@@ -129,13 +132,13 @@ class TemplateInfo(BaseModel):
 class SetTimeout(_Request):
     """Give a running sandbox ``timeout`` more seconds to live, counted from now."""
 
-    timeout: float = Field(gt=0, le=MAX_TTL_S)
+    timeout: Number = Field(gt=0, le=MAX_TTL_S)
 
 
 class ResumeSnapshot(_Request):
     """Start a new sandbox that continues a snapshot."""
 
-    timeout: float = Field(default=DEFAULT_TTL_S, gt=0, le=MAX_TTL_S)
+    timeout: Number = Field(default=DEFAULT_TTL_S, gt=0, le=MAX_TTL_S)
     metadata: dict[str, str] | None = Field(default=None, description="replaces the snapshot's metadata if given")
 
     _metadata = field_validator("metadata")(lambda value: None if value is None else _check_metadata(value))
@@ -146,10 +149,10 @@ class RunRequest(_Request):
 
     code: str = Field(max_length=1024 * 1024)
     language: Language | None = None
-    timeout: float | None = Field(default=None, gt=0, le=24 * 3600)
+    timeout: Number | None = Field(default=None, gt=0, le=24 * 3600)
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = Field(default=None, min_length=1, max_length=4096)
-    stream: bool = Field(default=False, description="answer with NDJSON events instead of one JSON result")
+    stream: Flag = Field(default=False, description="answer with NDJSON events instead of one JSON result")
 
     _env = field_validator("env")(check_env)
 
@@ -161,9 +164,9 @@ class CommandRequest(_Request):
     cwd: str | None = Field(default=None, min_length=1, max_length=4096)
     env: dict[str, str] = Field(default_factory=dict)
     stdin: str | None = Field(default=None, max_length=8 * 1024 * 1024)
-    timeout: float | None = Field(default=None, gt=0, le=24 * 3600)
-    background: bool = False
-    stream: bool = False
+    timeout: Number | None = Field(default=None, gt=0, le=24 * 3600)
+    background: Flag = False
+    stream: Flag = False
 
     _env = field_validator("env")(check_env)
 

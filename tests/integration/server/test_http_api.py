@@ -81,6 +81,8 @@ def test_credentials_401_403_404(server: ServerProcess, api: httpx.Client, sandb
     ({"template": "cobol"}, "unknown template"),
     ({"timeout": 0}, "timeout"),
     ({"timeout": "soon"}, "timeout"),
+    ({"timeout": True}, "timeout"),
+    ({"limits": {"memory_mb": "512"}}, "memory_mb"),
     ({"env": {"LD_PRELOAD": "/x.so"}}, "LD_PRELOAD"),
     ({"metadata": {"bad key!": "x"}}, "metadata key"),
     ({"limits": {"memory_mb": 1}}, "memory_mb"),
