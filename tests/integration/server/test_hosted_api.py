@@ -120,3 +120,18 @@ async def test_async_api_from_another_event_loop(where):
     assert await resumed.files.read_text("a.txt") == "async"
     assert [info.id for info in await corral.AsyncSandbox.list(**where, metadata={"suite": "async"})][0] == resumed.id
     await resumed.kill()
+
+
+@pytest.mark.slow
+def test_files_over_the_protocol_limit_survive_pause_and_resume(hosted, where):
+    made = hosted.commands.run("mkdir -p big && head -c 40000000 /dev/urandom > big/blob.bin && chmod 640 big/blob.bin"
+                               " && sha256sum big/blob.bin")
+    assert made.ok, made.stderr
+    snapshot = hosted.pause()
+    assert snapshot.size_bytes == 40_000_000
+    resumed = Sandbox.resume(snapshot.id, **where)
+    try:
+        again = resumed.commands.run("sha256sum big/blob.bin; stat -c %a big/blob.bin")
+        assert again.stdout == made.stdout + "640\n"
+    finally:
+        resumed.kill()
