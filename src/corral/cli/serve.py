@@ -23,6 +23,7 @@ def serve(
     isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
     reap_interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks for expired sandboxes.")] = 1.0,
     warm: Annotated[int, typer.Option(min=0, max=64, help="Sandboxes kept ready per template used (0: cold starts).")] = 0,
+    max_file_mb: Annotated[int, typer.Option(min=1, help="Largest file upload, in MiB (streamed into the sandbox).")] = 512,
     blob_grace: Annotated[
         float, typer.Option(min=0, help="Seconds an unreferenced snapshot blob is kept before it is collected.")
     ] = 3600.0,
@@ -40,7 +41,8 @@ def serve(
     corral_log.addHandler(handler)
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
-                          warm_per_template=warm, blob_grace_s=blob_grace)
+                          warm_per_template=warm, blob_grace_s=blob_grace,
+                          max_file_bytes=max_file_mb * 1024 * 1024)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():

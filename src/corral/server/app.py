@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from corral.errors import CorralError
 from corral.protocol import wire
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.limits import BodyLimit, StreamSlots
-from corral.server.metrics import Metrics
+from corral.server.metrics import Metrics, RequestMetrics
 from corral.server.routes import execution, files, ops, sandboxes, snapshots, templates, terminal
 from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
@@ -39,8 +38,10 @@ class ServerConfig:
     data_dir: Path
     max_sandboxes_per_key: int = 20
     max_streams: int = 64
-    #: Largest request body: one file upload plus room for headers of the form.
+    #: Largest request body but a file upload (a run's code and stdin fit).
     max_body_bytes: int = wire.MAX_FILE_BYTES + 64 * 1024
+    #: Largest file upload (streamed into the sandbox in chunks; its disk is the real bound).
+    max_file_bytes: int = 512 * 1024 * 1024
     reap_interval_s: float = 1.0
     isolation: str = "auto"
     warm_per_template: int = 0
@@ -73,14 +74,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.service = service
     app.state.snapshots = SnapshotService(service)
     app.state.streams = streams
+    app.state.max_file_bytes = config.max_file_bytes
     app.state.metrics = Metrics(service, streams)
     for module in (sandboxes, execution, files, snapshots, templates, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
     app.include_router(terminal.router, prefix="/v1")
     app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
     _add_error_handlers(app)
-    app.middleware("http")(_count_requests)
-    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)
     return app
 
 
@@ -110,13 +112,3 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
         return _error(500, "CorralError", f"internal error ({type(exc).__name__}); the server log has details")
-
-
-async def _count_requests(request: Request, call_next):
-    started = time.perf_counter()
-    response = await call_next(request)
-    route = getattr(request.scope.get("route"), "path", "unmatched")
-    metrics = request.app.state.metrics
-    metrics.requests.labels(request.method, route, str(response.status_code)).inc()
-    metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
-    return response

@@ -1,7 +1,8 @@
 """Request-size and concurrent-stream limits of the HTTP server.
 
 :class:`BodyLimit` is ASGI middleware: a declared or actual body over the
-limit gets a 413 before the route reads it all. :class:`StreamSlots` counts
+limit gets a 413 before the route reads it all (file uploads have a limit of
+their own, as they are streamed into the sandbox, never held whole). :class:`StreamSlots` counts
 streamed responses (NDJSON runs, file downloads); a request past the limit
 gets a 429 instead of a slot.
 """
@@ -10,11 +11,9 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
+
 from corral.server.schemas import ErrorBody, ErrorDetail
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def error_bytes(type_name: str, message: str) -> bytes:
@@ -23,46 +22,40 @@ def error_bytes(type_name: str, message: str) -> bytes:
 
 
 class BodyLimit:
-    """ASGI middleware refusing request bodies over ``max_bytes`` with 413."""
+    """ASGI middleware refusing request bodies over ``max_bytes`` (``upload_bytes`` for file uploads) with 413."""
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, upload_bytes: int):
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        upload = scope["method"] == "PUT" and scope["path"].endswith("/files")
+        limit = self.upload_bytes if upload else self.max_bytes
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
                 return await self._refuse(send, 400, "Content-Length is not a number")
-            if int(declared) > self.max_bytes:
-                return await self._refuse(send, 413, self._message(int(declared)))
+            if int(declared) > limit:
+                return await self._refuse(send, 413, self._message(int(declared), limit))
         seen = 0
-        started = False
 
         async def limited_receive():
             nonlocal seen
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
+                if seen > limit:  # raised where the route reads the body: answered as a 413
+                    raise HTTPException(413, self._message(seen, limit))
             return message
 
-        async def tracked_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
+        await self.app(scope, limited_receive, send)
 
-        try:
-            await self.app(scope, limited_receive, tracked_send)
-        except _TooLarge:
-            if not started:
-                await self._refuse(send, 413, self._message(seen))
-
-    def _message(self, size: int) -> str:
-        return f"request body of {size} bytes or more is over the limit of {self.max_bytes} bytes"
+    @staticmethod
+    def _message(size: int, limit: int) -> str:
+        return f"request body of {size} bytes or more is over the limit of {limit} bytes"
 
     @staticmethod
     async def _refuse(send, status: int, message: str) -> None:

@@ -14,7 +14,8 @@ from serverprocess import ServerProcess
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for a test module."""
-    process = ServerProcess(tmp_path_factory.mktemp("server"), "--max-sandboxes-per-key", "6", "--max-streams", "2")
+    process = ServerProcess(tmp_path_factory.mktemp("server"), "--max-sandboxes-per-key", "6", "--max-streams", "2",
+                            "--max-file-mb", "24")
     process.start()
     yield process
     process.stop()

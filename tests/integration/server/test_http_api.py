@@ -105,8 +105,15 @@ def test_bad_run_and_file_input_is_4xx(api: httpx.Client, sandbox: dict):
     assert _error(api.get(f"{base}/files", params={"path": "missing"}), 404)["code"] == "not_found"
     assert _error(api.get(f"{base}/files", params={"path": ""}), 422)
     assert _error(api.delete(f"{base}/files", params={"path": "/"}), 422)
-    too_big = b"x" * (wire.MAX_FILE_BYTES + 1)
-    assert _error(api.put(f"{base}/files", params={"path": "big"}, content=too_big), 413)
+    too_big = b"x" * (24 * 1024 * 1024 + 1)  # the server's --max-file-mb is 24
+    assert "over the limit" in _error(api.put(f"{base}/files", params={"path": "big"}, content=too_big), 413)["message"]
+
+    def chunked():  # no Content-Length: the limit is enforced while the body streams in
+        for _ in range(25):
+            yield b"y" * (1024 * 1024)
+
+    assert _error(api.put(f"{base}/files", params={"path": "big"}, content=chunked()), 413)
+    assert not [entry["name"] for entry in api.get(f"{base}/files/list").json() if entry["name"].startswith("big")]
     assert _error(api.get("/sandboxes/sbx_nope"), 404)["type"] == "NotFoundError"
     assert _error(api.get("/sandboxes", params={"metadata": "novalue"}), 422)
 
@@ -137,6 +144,23 @@ def test_commands_plain_streamed_and_background(api: httpx.Client, sandbox: dict
     assert {(e["stream"], e["data"]) for e in events if e["type"] == "output"} == {("stdout", "a\n"), ("stderr", "b\n")}
     started = api.post(f"{base}/commands", json={"cmd": "echo bg > bg.txt", "background": True}).json()
     assert started["pid"] > 0 and started["log_path"]
+
+
+def test_files_over_the_protocol_limit_stream_both_ways(api: httpx.Client, sandbox: dict):
+    base = f"/sandboxes/{sandbox['id']}"
+    payload = bytes(range(256)) * (20 * 4096)  # 20 MiB: over the agent's 16 MiB per operation
+
+    def chunked():
+        for start in range(0, len(payload), 1 << 20):
+            yield payload[start:start + (1 << 20)]
+
+    written = api.put(f"{base}/files", params={"path": "large.bin", "mode": 0o640}, content=chunked()).json()
+    assert written == {"path": "large.bin", "size": len(payload)}
+    with api.stream("GET", f"{base}/files", params={"path": "large.bin"}) as response:
+        assert response.status_code == 200
+        assert b"".join(response.iter_bytes()) == payload
+    entries = {e["name"]: e for e in api.get(f"{base}/files/list").json()}
+    assert set(entries) == {"large.bin"} and entries["large.bin"]["mode"] & 0o777 == 0o640  # no temporary left
 
 
 def test_files_upload_download_list_remove(api: httpx.Client, sandbox: dict):

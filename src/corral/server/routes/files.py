@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
@@ -9,8 +10,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from corral.models import FileEntry
-from corral.protocol import wire
 from corral.server.auth import Caller, sandbox_access
+from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
 
 router = APIRouter(tags=["files"])
@@ -29,17 +30,15 @@ class Written(BaseModel):
 
 
 @router.put("/sandboxes/{sandbox_id}/files", response_model=Written, openapi_extra=_UPLOAD,
-            responses=errors(*AUTH_ERRORS, 409, 413, 507))
+            responses=errors(*AUTH_ERRORS, 409, 507))
 async def upload_file(sandbox_id: str, path: Path, request: Request, caller: Caller = Depends(sandbox_access),
                       mode: Annotated[int, Query(ge=0, le=0o7777)] = 0o644) -> Written:
-    """Create or replace a file (parents are created) with the request body."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > wire.MAX_FILE_BYTES:
-            raise HTTPException(413, f"file is over the {wire.MAX_FILE_BYTES}-byte limit of one file")
+    """Create or replace a file (parents are created) with the request body, streamed in chunks."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
-        size = await sandbox.files.write(path, bytes(body), mode=mode)
+        try:
+            size = await write_chunks(sandbox, path, request.stream(), mode, request.app.state.max_file_bytes)
+        except FileTooLarge as exc:
+            raise HTTPException(413, str(exc)) from None
     return Written(path=path, size=size)
 
 
@@ -48,16 +47,28 @@ async def upload_file(sandbox_id: str, path: Path, request: Request, caller: Cal
                              "description": "the file's bytes"}, **errors(*AUTH_ERRORS, 409)})
 async def download_file(sandbox_id: str, path: Path, request: Request,
                         caller: Caller = Depends(sandbox_access)) -> StreamingResponse:
-    """The bytes of a regular file, streamed."""
-    async with service(request).use(sandbox_id, caller.owner) as sandbox:
-        data = await sandbox.files.read(path)
+    """The bytes of a regular file, streamed (a big one is read from the sandbox chunk by chunk)."""
+    stack = contextlib.AsyncExitStack()
+    try:
+        sandbox = await stack.enter_async_context(service(request).use(sandbox_id, caller.owner))
+        chunks = read_chunks(sandbox, path)
+        first = await anext(chunks, b"")  # a missing file is a 404 before the answer starts
+    except BaseException:
+        await stack.aclose()
+        raise
 
-    async def chunks():
-        for start in range(0, len(data), _CHUNK):
-            yield data[start:start + _CHUNK]
+    async def body():
+        try:
+            for start in range(0, len(first), _CHUNK):
+                yield first[start:start + _CHUNK]
+            async for part in chunks:
+                for start in range(0, len(part), _CHUNK):
+                    yield part[start:start + _CHUNK]
+        finally:
+            await chunks.aclose()
+            await stack.aclose()
 
-    return StreamingResponse(chunks(), media_type="application/octet-stream",
-                             headers={"Content-Length": str(len(data))})
+    return StreamingResponse(body(), media_type="application/octet-stream")
 
 
 @router.get("/sandboxes/{sandbox_id}/files/list", response_model=list[FileEntry],
