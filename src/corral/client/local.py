@@ -17,6 +17,7 @@ from pathlib import Path
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
 from corral.client.transport import ProgressCallback, Transport
 from corral.server.database import default_state_dir
+from corral.server.file_transfer import read_whole, write_whole
 from corral.server.lifecycle import SandboxState
 from corral.server.schemas import (
     CommandRequest,
@@ -103,11 +104,11 @@ class LocalTransport(Transport):
 
     async def write_file(self, sandbox_id: str, path: str, data: bytes, mode: int) -> int:
         async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
-            return await sandbox.files.write(path, data, mode=mode)
+            return await write_whole(sandbox, path, data, mode)
 
     async def read_file(self, sandbox_id: str, path: str) -> bytes:
         async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
-            return await sandbox.files.read(path)
+            return await read_whole(sandbox, path)
 
     async def list_files(self, sandbox_id: str, path: str) -> list[FileEntry]:
         async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:

@@ -135,3 +135,9 @@ def test_files_over_the_protocol_limit_survive_pause_and_resume(hosted, where):
         assert again.stdout == made.stdout + "640\n"
     finally:
         resumed.kill()
+
+
+def test_files_of_any_size_through_the_client(hosted):
+    payload = bytes(range(256)) * (18 * 4096)  # 18 MiB: over the agent's 16 MiB per operation
+    assert hosted.files.write("large.bin", payload) == len(payload)
+    assert hosted.files.read("large.bin") == payload
