@@ -183,7 +183,7 @@ def test_lifecycle_events_timeout_and_kill(api: httpx.Client):
     sandbox_id = created["id"]
     extended = api.post(f"/sandboxes/{sandbox_id}/timeout", json={"timeout": 3600}).json()
     assert extended["expires_at"] > created["expires_at"]
-    assert [s["id"] for s in api.get("/sandboxes", params={"metadata": ["suite=lifecycle", "user=a"]}).json()] == [
+    assert [s["id"] for s in api.get("/sandboxes", params={"metadata": ["suite=lifecycle", "user=a"], "limit": 5}).json()] == [
         sandbox_id]
     assert sandbox_id not in {s["id"] for s in api.get("/sandboxes", params={"metadata": "user=b"}).json()}
     killed = api.delete(f"/sandboxes/{sandbox_id}").json()

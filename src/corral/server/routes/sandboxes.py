@@ -28,6 +28,7 @@ async def list_sandboxes(
     caller: Caller = Depends(api_key),
     state: SandboxState | None = None,
     metadata: Annotated[list[str], Query(description="KEY=VALUE that must match; repeatable")] = [],  # noqa: B006
+    limit: Annotated[int, Query(ge=1, le=10000, description="at most this many, newest first")] = 1000,
 ) -> list[SandboxInfo]:
     """The key's sandboxes, newest first, filtered by state and metadata."""
     wanted = {}
@@ -36,7 +37,7 @@ async def list_sandboxes(
         if not sep or not key:
             raise InvalidInputError(f"metadata filter {item!r}: use KEY=VALUE")
         wanted[key] = value
-    return service(request).list(caller.owner, metadata=wanted, state=state)
+    return service(request).list(caller.owner, metadata=wanted, state=state)[:limit]
 
 
 @router.get("/sandboxes/{sandbox_id}", response_model=SandboxInfo, responses=errors(*AUTH_ERRORS))
