@@ -24,6 +24,9 @@ def serve(
     reap_interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks for expired sandboxes.")] = 1.0,
     warm: Annotated[int, typer.Option(min=0, max=64, help="Sandboxes kept ready per template used (0: cold starts).")] = 0,
     max_file_mb: Annotated[int, typer.Option(min=1, help="Largest file upload, in MiB (streamed into the sandbox).")] = 512,
+    pause_on_shutdown: Annotated[
+        bool, typer.Option(help="On shutdown, pause running sandboxes (files kept as snapshots) instead of killing them.")
+    ] = False,
     blob_grace: Annotated[
         float, typer.Option(min=0, help="Seconds an unreferenced snapshot blob is kept before it is collected.")
     ] = 3600.0,
@@ -42,7 +45,7 @@ def serve(
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
                           warm_per_template=warm, blob_grace_s=blob_grace,
-                          max_file_bytes=max_file_mb * 1024 * 1024)
+                          max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():

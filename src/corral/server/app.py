@@ -46,6 +46,8 @@ class ServerConfig:
     isolation: str = "auto"
     warm_per_template: int = 0
     blob_grace_s: float = 3600.0
+    #: On shutdown, pause running sandboxes (their files survive as snapshots) instead of killing them.
+    pause_on_shutdown: bool = False
     service: ServiceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,6 +61,7 @@ class ServerConfig:
 def create_app(config: ServerConfig) -> FastAPI:
     """A ready-to-serve app; the service starts (and recovers) in its lifespan."""
     service = SandboxService(config.service)
+    snapshots_service = SnapshotService(service)
     streams = StreamSlots(config.max_streams)
 
     @contextlib.asynccontextmanager
@@ -67,12 +70,14 @@ def create_app(config: ServerConfig) -> FastAPI:
         try:
             yield
         finally:
+            if config.pause_on_shutdown:
+                await _pause_all(snapshots_service)
             await service.close()
 
     app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan,
                   description="Sandboxes as a service: run untrusted code, keep files, pause and resume.")
     app.state.service = service
-    app.state.snapshots = SnapshotService(service)
+    app.state.snapshots = snapshots_service
     app.state.streams = streams
     app.state.max_file_bytes = config.max_file_bytes
     app.state.metrics = Metrics(service, streams)
@@ -84,6 +89,17 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)
     return app
+
+
+async def _pause_all(snapshots: SnapshotService) -> None:
+    """Pause every running sandbox; one that cannot be paused is killed with the rest."""
+    for sandbox_id in list(snapshots.service.live):
+        try:
+            snapshot = await snapshots.pause(sandbox_id, None)
+        except CorralError as exc:
+            log.warning("could not pause %s at shutdown (it is killed): %s", sandbox_id, exc)
+        else:
+            log.info("paused %s into %s at shutdown", sandbox_id, snapshot.id)
 
 
 def _error(status: int, type_name: str, message: str, code: str | None = None, headers=None) -> JSONResponse:

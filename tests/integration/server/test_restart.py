@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from corral import Sandbox
-from serverprocess import host_processes_with
+from serverprocess import ServerProcess, host_processes_with
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -83,3 +83,19 @@ def test_graceful_shutdown_records_every_running_sandbox_stopped(fresh_server):
     again = Sandbox.connect(sandbox.id, **where)
     assert again.info.state == "stopped"
     assert [event.kind for event in again.events()][-2:] == ["shutdown", "stopped"]
+
+
+def test_pause_on_shutdown_keeps_running_sandboxes_files(tmp_path):
+    server = ServerProcess(tmp_path, "--pause-on-shutdown").start()
+    try:
+        where = {"server": server.url, "api_key": server.key}
+        sandbox = Sandbox.create(**where, timeout=600)
+        sandbox.files.write("work.txt", "unsaved work")
+        server.restart()
+        again = Sandbox.connect(sandbox.id, **where)
+        assert again.info.state == "paused" and again.info.snapshot_id
+        resumed = Sandbox.resume(again.info.snapshot_id, **where)
+        assert resumed.files.read("work.txt") == b"unsaved work"
+        resumed.kill()
+    finally:
+        server.stop()
