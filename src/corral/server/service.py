@@ -176,7 +176,7 @@ class SandboxService:
                 await self._restore_layer(sandbox, template)
                 if restore is not None:
                     await restore(sandbox)
-                await self._start_services(sandbox, template)
+                await self._start_services(sandbox, template, sandbox_id)
         except BaseException as exc:
             self.stats["start_failures"] += 1
             if sandbox is not None:
@@ -185,9 +185,12 @@ class SandboxService:
             raise
         finally:
             self._creating[owner] -= 1
+        if not self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
+                                       f"running ({sandbox.isolation} isolation), time to live {request.timeout:g} s"):
+            await sandbox.close()  # killed while it was being created
+            self.records.transition(sandbox_id, SandboxState.STOPPED, "stopped", "its processes were killed")
+            raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
         self.live[sandbox_id] = LiveSandbox(sandbox, owner)
-        self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
-                                f"running ({sandbox.isolation} isolation), time to live {request.timeout:g} s")
         self.stats["created"] += 1
         info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
         return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
@@ -210,8 +213,9 @@ class SandboxService:
             manifest = json.loads(await asyncio.to_thread(self.blobs.get, template.manifest_digest))
             await FilesStep().restore(sandbox, self.blobs, manifest["parts"]["files"])
 
-    async def _start_services(self, sandbox: AsyncSandbox, template: ResolvedTemplate) -> None:
-        """Start the template's start_cmd and wait for its ready_cmd to succeed."""
+    async def _start_services(self, sandbox: AsyncSandbox, template: ResolvedTemplate,
+                              sandbox_id: str | None = None) -> None:
+        """Start the template's start_cmd and wait for its ready_cmd to succeed (or for a kill of ``sandbox_id``)."""
         definition = template.definition
         if definition is None:
             return
@@ -227,6 +231,8 @@ class SandboxService:
                 result = await sandbox.commands.run(definition.ready_cmd, timeout=max(remaining, 0.1))
                 if result.ok:
                     return
+                if sandbox_id is not None and self.records.sandbox_row(sandbox_id, None)["state"] != "creating":
+                    raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
                 await asyncio.sleep(min(READY_POLL_S, max(deadline - time.monotonic(), 0)))
 
     def get(self, sandbox_id: str, owner: str | None) -> SandboxInfo:
@@ -247,6 +253,9 @@ class SandboxService:
         if state is SandboxState.PAUSED:
             self.records.transition(sandbox_id, SandboxState.STOPPED, "killed",
                                     f"killed while paused; snapshot {row['snapshot_id']} is kept")
+        elif state is SandboxState.CREATING and row["process_tag"] == self._process_tag:
+            # its create sees this state when the start is done, and stops it there
+            self.records.transition(sandbox_id, SandboxState.STOPPING, "killed", "killed while it was being created")
         elif sandbox_id in self.live:
             await self._stop(sandbox_id, "killed", "killed by its owner")
             self.stats["killed"] += 1

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 
 from corral import Sandbox
 from corral.client import HostedSandbox
-from corral.errors import InvalidInputError, NotFoundError, SandboxStartError
+from corral.errors import InvalidInputError, NotFoundError, SandboxClosedError, SandboxStartError
 
 pytestmark = pytest.mark.sandbox
 
@@ -99,3 +101,29 @@ def test_cli_builds_with_progress(tmp_path, monkeypatch):
     refused = subprocess.run([sys.executable, "-m", "corral.cli", "template", "build", str(bad)],
                              capture_output=True, text=True)
     assert refused.returncode == 2 and "name" in refused.stderr
+
+
+def test_kill_during_a_slow_create_stops_it(where):
+    HostedSandbox.build_template({"name": "slow", "ready_cmd": "test -e /tmp/never", "ready_timeout": 600}, **where)
+    outcome = {}
+
+    def create():
+        try:
+            Sandbox.create("slow", **where, metadata={"case": "kill-while-creating"})
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome["error"] = exc
+
+    creating = threading.Thread(target=create)
+    creating.start()
+    deadline = time.monotonic() + 30
+    while not (listed := Sandbox.list(**where, metadata={"case": "kill-while-creating"})) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    sandbox = Sandbox.connect(listed[0].id, **where)
+    assert sandbox.info.state == "creating"
+    sandbox.kill()
+    creating.join(30)
+    assert not creating.is_alive() and isinstance(outcome["error"], SandboxClosedError)
+    assert Sandbox.connect(sandbox.id, **where).info.state == "stopped"
+    events = Sandbox.connect(sandbox.id, **where).events()
+    assert [(event.kind, event.state) for event in events] == [
+        ("created", "creating"), ("killed", "stopping"), ("start_failed", "stopped")]
