@@ -12,6 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from corral import AsyncSandbox
+from corral.protocol import Ack, PingRequest
+from corral.server.terminal import Terminal, TerminalExit
 from serverprocess import host_processes_with
 
 pytestmark = pytest.mark.sandbox
@@ -125,3 +128,32 @@ async def test_terminal_runs_as_the_same_user_as_commands(server, api, sandbox):
         await _send(ws, type="input", data="echo uid-$(id -u)-$(id -g)-end$((5+5))\n")
         seen = await _read_until(ws, "-end10")
     assert expected["stdout"].strip() + "-end10" in seen
+
+
+HOSTILE_PTY_FRAMES = [
+    b'{"type": "pty_open", "id": 900001, "cols": 0, "rows": 24}',
+    b'{"type": "pty_open", "id": 900002, "cols": true, "rows": 24}',
+    b'{"type": "pty_open", "id": 900003, "cols": 80, "rows": 24, "command": 7}',
+    b'{"type": "pty_open", "id": 900004, "cols": 80, "rows": 24, "env": {"LD_PRELOAD": "x"}}',
+    b'{"type": "pty_open", "id": 900005, "cols": 80, "rows": 24, "cwd": "a\\u0000b"}',
+    b'{"type": "pty_input", "id": 900006, "target": 424242, "data_b64": "eA=="}',
+    b'{"type": "pty_input", "id": 900007, "target": "x", "data_b64": "eA=="}',
+    b'{"type": "pty_resize", "id": 900008, "target": 424242, "cols": 10, "rows": 10}',
+]
+
+
+async def test_hostile_terminal_frames_get_errors_and_terminals_still_work():
+    async with AsyncSandbox() as sandbox:
+        writer = sandbox._lease.instance.writer
+        for frame in HOSTILE_PTY_FRAMES:
+            writer.write(frame + b"\n")
+        await writer.drain()
+        ping = await asyncio.wait_for(sandbox._lease.channel.call(lambda i: PingRequest(id=i)), READ_S)
+        assert isinstance(ping, Ack)
+        console = Terminal(sandbox)
+        seen = []
+        async with asyncio.timeout(READ_S):
+            async for item in console.output(40, 10, "stty size; exit 3"):
+                seen.append(item)
+        assert "10 40" in "".join(item for item in seen if isinstance(item, str))
+        assert seen[-1] == TerminalExit(3, None)
