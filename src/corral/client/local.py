@@ -126,8 +126,12 @@ class LocalTransport(Transport):
 
     async def build_template(self, definition: TemplateDefinition, on_progress: ProgressCallback) -> TemplateInfo:
         service, _ = await _service()
-        return await build_template(service.templates, service.blobs, LOCAL_OWNER, definition, on_progress,
-                                    isolation=service.config.isolation)
+        release = service.reserve(LOCAL_OWNER)
+        try:
+            return await build_template(service.templates, service.blobs, LOCAL_OWNER, definition, on_progress,
+                                        isolation=service.config.isolation)
+        finally:
+            release()
 
     async def close(self) -> None:
         """Nothing to release: the service is shared by every local sandbox of this loop."""

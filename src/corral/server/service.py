@@ -149,9 +149,7 @@ class SandboxService:
         ``restore`` runs after the template's layer and before its start_cmd.
         """
         template = template or self.templates.resolve(owner, request.template)
-        if self._count(owner) >= self.config.max_sandboxes_per_owner:
-            raise LimitExceededError(f"this key already has {self.config.max_sandboxes_per_owner} live sandboxes "
-                                     "(the limit): kill or pause one first")
+        self._check_quota(owner)  # before anything is recorded
         limits = request.limits.model_dump(exclude_none=True)
         sandbox_id = f"sbx_{secrets.token_hex(8)}"
         token, token_hash = new_sandbox_token(sandbox_id)
@@ -164,7 +162,7 @@ class SandboxService:
             metadata=request.metadata, token_hash=token_hash, process_tag=self._process_tag,
             expires_at=time.time() + request.timeout, resumed_from=resumed_from,
         )
-        self._creating[owner] = self._creating.get(owner, 0) + 1
+        release = self.reserve(owner)  # no await since the check: the count cannot have moved
         sandbox = None
         try:
             if self.warm is not None and restore is None and not request.env and not limits:
@@ -184,7 +182,7 @@ class SandboxService:
             self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed", f"the sandbox did not start: {exc}")
             raise
         finally:
-            self._creating[owner] -= 1
+            release()
         if not self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
                                        f"running ({sandbox.isolation} isolation), time to live {request.timeout:g} s"):
             await sandbox.close()  # killed while it was being created
@@ -292,6 +290,28 @@ class SandboxService:
                 await self._stop(sandbox_id, "crashed", "the sandbox was torn down after a broken run")
 
     # --- internals -----------------------------------------------------------------
+
+    def reserve(self, owner: str) -> Callable[[], None]:
+        """Count a sandbox being started for ``owner`` against its quota; returns what releases it.
+
+        LimitExceededError at the quota. Creates and template builds both hold one.
+        """
+        self._check_quota(owner)
+        self._creating[owner] = self._creating.get(owner, 0) + 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._creating[owner] -= 1
+
+        return release
+
+    def _check_quota(self, owner: str) -> None:
+        if self._count(owner) >= self.config.max_sandboxes_per_owner:
+            raise LimitExceededError(f"this key already has {self.config.max_sandboxes_per_owner} live sandboxes "
+                                     "(the limit; template builds count too): kill or pause one first")
 
     def _count(self, owner: str) -> int:
         return self._creating.get(owner, 0) + sum(1 for live in self.live.values() if live.owner == owner)

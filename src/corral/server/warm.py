@@ -6,7 +6,8 @@ its start_cmd started and its ready_cmd passed. A create takes one after a
 health check (the agent must answer a ping) and a refill starts in the
 background; with none ready, the create starts one cold as before. Templates
 are keyed by content (language, layer, definition), so two names of the same
-build share sandboxes.
+build share sandboxes. At most ``max_templates`` templates are kept warm: the
+one used least recently gives its sandboxes up first.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ log = logging.getLogger("corral.server")
 
 #: How long a health check of a ready sandbox may take.
 PING_TIMEOUT_S = 2.0
+#: Templates kept warm at once (each holds up to ``size`` sandboxes).
+MAX_TEMPLATES = 8
 
 
 def template_key(template: ResolvedTemplate) -> str:
@@ -37,8 +40,10 @@ def template_key(template: ResolvedTemplate) -> str:
 class WarmSandboxes:
     """Ready sandboxes per template, refilled in the background."""
 
-    def __init__(self, size: int, prepare: Callable[[ResolvedTemplate], Awaitable[AsyncSandbox]]):
+    def __init__(self, size: int, prepare: Callable[[ResolvedTemplate], Awaitable[AsyncSandbox]],
+                 max_templates: int = MAX_TEMPLATES):
         self.size = size
+        self.max_templates = max_templates
         self._prepare = prepare
         self._ready: dict[str, list[AsyncSandbox]] = {}
         self._refills: dict[str, asyncio.Task] = {}
@@ -49,7 +54,10 @@ class WarmSandboxes:
     async def take(self, template: ResolvedTemplate) -> AsyncSandbox | None:
         """A ready, healthy sandbox of ``template`` (None if there is none); a refill starts."""
         key = template_key(template)
-        ready = self._ready.setdefault(key, [])
+        ready = self._ready.pop(key, [])
+        self._ready[key] = ready  # now the most recently used
+        while len(self._ready) > self.max_templates:
+            await self._evict(next(iter(self._ready)))
         sandbox = None
         while ready and sandbox is None:
             candidate = ready.pop(0)
@@ -71,7 +79,9 @@ class WarmSandboxes:
             self._refills[key] = asyncio.ensure_future(self._refill(key, template))
 
     async def _refill(self, key: str, template: ResolvedTemplate) -> None:
-        ready = self._ready[key]
+        ready = self._ready.get(key)
+        if ready is None:
+            return
         failures = 0
         while not self._closed and len(ready) < self.size and failures < 3:
             try:
@@ -80,10 +90,19 @@ class WarmSandboxes:
                 failures += 1
                 log.warning("could not prepare a warm sandbox of %s: %s", template.name, exc)
                 continue
-            if self._closed:
+            if self._closed or self._ready.get(key) is not ready:  # closed, or evicted meanwhile
                 await sandbox.close()
                 return
             ready.append(sandbox)
+
+    async def _evict(self, key: str) -> None:
+        refill = self._refills.pop(key, None)
+        if refill is not None:
+            refill.cancel()
+            with contextlib.suppress(BaseException):
+                await refill
+        for sandbox in self._ready.pop(key, []):
+            await sandbox.close()
 
     def ready_count(self) -> int:
         """Sandboxes ready now, over all templates."""

@@ -12,7 +12,7 @@ import pytest
 
 from corral import Sandbox
 from corral.client import HostedSandbox
-from corral.errors import InvalidInputError, NotFoundError, SandboxClosedError, SandboxStartError
+from corral.errors import InvalidInputError, LimitExceededError, NotFoundError, SandboxClosedError, SandboxStartError
 
 pytestmark = pytest.mark.sandbox
 
@@ -127,3 +127,15 @@ def test_kill_during_a_slow_create_stops_it(where):
     events = Sandbox.connect(sandbox.id, **where).events()
     assert [(event.kind, event.state) for event in events] == [
         ("created", "creating"), ("killed", "stopping"), ("start_failed", "stopped")]
+
+
+def test_template_builds_count_against_the_sandboxes_of_a_key(server):
+    where = {"server": server.url, "api_key": server.key}
+    live = [Sandbox.create(**where) for _ in range(6 - len(Sandbox.list(**where, state="running")))]
+    try:  # the module's server allows 6 live sandboxes per key
+        with pytest.raises(LimitExceededError):
+            HostedSandbox.build_template({"name": "over-quota", "steps": [{"run": "true"}]}, **where)
+    finally:
+        for sandbox in live:
+            sandbox.kill()
+    assert HostedSandbox.build_template({"name": "over-quota", "steps": [{"run": "true"}]}, **where).name == "over-quota"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 import uuid
@@ -11,6 +12,8 @@ import pytest
 
 from corral import Sandbox
 from corral.client import HostedSandbox
+from corral.server.schemas import CreateSandbox
+from corral.server.service import SandboxService, ServiceConfig
 from serverprocess import ServerProcess, host_processes_with
 
 pytestmark = pytest.mark.sandbox
@@ -60,3 +63,23 @@ def test_warm_creates_are_prepared_fresh_and_cleaned_up(tmp_path):
     while host_processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not host_processes_with(marker)
+
+
+async def test_the_least_recently_used_template_gives_its_warm_sandboxes_up(tmp_path):
+    service = await SandboxService(ServiceConfig(tmp_path, warm_per_template=1)).start()
+    service.warm.max_templates = 1
+    try:
+        first, _ = await service.create("owner", CreateSandbox(template="python"))  # cold; python's refill starts
+        deadline = time.monotonic() + WAIT_S
+        while service.warm.ready_count() < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        [warm_python] = [sandbox for ready in service.warm._ready.values() for sandbox in ready]
+        await service.create("owner", CreateSandbox(template="shell"))  # a second template evicts the first
+        assert warm_python.closed
+        deadline = time.monotonic() + WAIT_S
+        while service.warm.ready_count() < 1 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        [warm_shell] = [sandbox for ready in service.warm._ready.values() for sandbox in ready]
+        assert warm_shell.language == "shell"
+    finally:
+        await service.close()

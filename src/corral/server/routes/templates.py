@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -32,15 +32,25 @@ async def build(body: TemplateDefinition, request: Request, caller: Caller = Dep
     """
     sandboxes = service(request)
     if not progress:
-        return await build_template(sandboxes.templates, sandboxes.blobs, caller.owner, body, lambda *_: None,
-                                    isolation=sandboxes.config.isolation)
+        release = sandboxes.reserve(caller.owner)
+        try:
+            return await build_template(sandboxes.templates, sandboxes.blobs, caller.owner, body, lambda *_: None,
+                                        isolation=sandboxes.config.isolation)
+        finally:
+            release()
     slots = request.app.state.streams
     if not slots.try_acquire():
         raise LimitExceededError(f"{slots.limit} streams are open on this server (the limit): retry shortly")
-    return StreamingResponse(_progress(request, caller.owner, body), media_type="application/x-ndjson")
+    try:
+        release = sandboxes.reserve(caller.owner)  # a 429 before the stream starts; released when it ends
+    except BaseException:
+        slots.release()
+        raise
+    return StreamingResponse(_progress(request, caller.owner, body, release), media_type="application/x-ndjson")
 
 
-async def _progress(request: Request, owner: str, body: TemplateDefinition) -> AsyncIterator[bytes]:
+async def _progress(request: Request, owner: str, body: TemplateDefinition,
+                    release: Callable[[], None]) -> AsyncIterator[bytes]:
     sandboxes = service(request)
     queue: asyncio.Queue = asyncio.Queue()
     task = asyncio.ensure_future(build_template(
@@ -62,6 +72,7 @@ async def _progress(request: Request, owner: str, body: TemplateDefinition) -> A
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        release()
         request.app.state.streams.release()
 
 
