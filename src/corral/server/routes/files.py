@@ -10,6 +10,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from corral.models import FileEntry
+from corral.errors import LimitExceededError
 from corral.server.auth import Caller, sandbox_access
 from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
@@ -44,11 +45,15 @@ async def upload_file(sandbox_id: str, path: Path, request: Request, caller: Cal
 
 @router.get("/sandboxes/{sandbox_id}/files", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-                             "description": "the file's bytes"}, **errors(*AUTH_ERRORS, 409)})
+                             "description": "the file's bytes"}, **errors(*AUTH_ERRORS, 409, 429)})
 async def download_file(sandbox_id: str, path: Path, request: Request,
                         caller: Caller = Depends(sandbox_access)) -> StreamingResponse:
     """The bytes of a regular file, streamed (a big one is read from the sandbox chunk by chunk)."""
+    slots = request.app.state.streams
+    if not slots.try_acquire():
+        raise LimitExceededError(f"{slots.limit} streams are open on this server (the limit): retry shortly")
     stack = contextlib.AsyncExitStack()
+    stack.callback(slots.release)
     try:
         sandbox = await stack.enter_async_context(service(request).use(sandbox_id, caller.owner))
         chunks = read_chunks(sandbox, path)
