@@ -13,6 +13,7 @@ from typing import Any
 
 from corral.client.local import LocalTransport
 from corral.client.remote import RemoteTransport
+from corral.client.terminal import AsyncHostedTerminal, check_size
 from corral.client.transport import OutputCallback, ProgressCallback, Transport
 from corral.errors import InvalidInputError, ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
@@ -181,6 +182,11 @@ class AsyncHostedSandbox:
         if on_stdout is None and on_stderr is None:
             return await self._transport.execute(self.id, request)
         return await consume(self._transport.stream(self.id, request), on_stdout, on_stderr)
+
+    async def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None) -> AsyncHostedTerminal:
+        """An interactive terminal (``command`` None: ``bash -i``); use it with ``async with``."""
+        check_size(cols, rows)
+        return await self._transport.open_terminal(self.id, cols, rows, command)
 
     def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
                env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncIterator[OutputEvent | ExecutionResult]:

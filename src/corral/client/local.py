@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
+from corral.client.terminal import AsyncHostedTerminal, LocalTerminal
 from corral.client.transport import ProgressCallback, Transport
 from corral.server.database import default_state_dir
 from corral.server.file_transfer import read_whole, write_whole
@@ -35,6 +36,7 @@ from corral.server.service import SandboxService, ServiceConfig
 from corral.server.snapshots import SnapshotService
 from corral.server.streaming import check_execution, execution_stream, start_execution
 from corral.server.template_build import build_template
+from corral.server.terminal import Terminal
 
 #: The owner recorded for sandboxes of local mode.
 LOCAL_OWNER = "local"
@@ -132,6 +134,11 @@ class LocalTransport(Transport):
                                         isolation=service.config.isolation)
         finally:
             release()
+
+    async def open_terminal(self, sandbox_id: str, cols: int, rows: int, command: str | None) -> AsyncHostedTerminal:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            terminal = Terminal(sandbox)
+        return await LocalTerminal(terminal, cols, rows, command).open()
 
     async def close(self) -> None:
         """Nothing to release: the service is shared by every local sandbox of this loop."""

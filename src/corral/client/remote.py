@@ -14,14 +14,23 @@ import asyncio
 import contextlib
 import json
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Any
 
 import httpx
 
+from corral.client.terminal import AsyncHostedTerminal, RemoteTerminal
 from corral.client.transport import ProgressCallback, Transport
-from corral.errors import CorralError, InvalidInputError, OutcomeUnknownError, ProtocolError, TransientError
+from corral.errors import (
+    CorralError,
+    InvalidInputError,
+    OutcomeUnknownError,
+    PermanentError,
+    ProtocolError,
+    TransientError,
+)
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
 from corral.server.errors_http import rebuild
 from corral.server.lifecycle import SandboxState
@@ -218,6 +227,21 @@ class RemoteTransport(Transport):
         except httpx.TransportError as exc:
             raise OutcomeUnknownError(f"the build's progress stream broke; the template may be built: {exc}") from exc
         raise OutcomeUnknownError("the build's progress stream ended without a template")
+
+    async def open_terminal(self, sandbox_id: str, cols: int, rows: int, command: str | None) -> AsyncHostedTerminal:
+        try:
+            from websockets.asyncio.client import connect  # noqa: PLC0415 - optional: the server extra has it
+        except ImportError:
+            raise PermanentError("a terminal on a corral server needs the websockets package: "
+                                 "pip install 'corral[server]'") from None
+        query = urllib.parse.urlencode({"cols": cols, "rows": rows, **({"command": command} if command else {})})
+        url = "ws" + self._base_url[len("http"):] + f"/sandboxes/{sandbox_id}/pty?{query}"
+        try:
+            websocket = await connect(url, additional_headers=self._headers,
+                                      ssl=_tls() if url.startswith("wss://") else None)
+        except OSError as exc:
+            raise TransientError(f"cannot reach the corral server: {exc}") from exc
+        return RemoteTerminal(websocket)
 
     async def close(self) -> None:
         """Nothing to release: every call closes its own connection."""

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from corral.client.handle import AsyncHostedSandbox
+from corral.client.terminal import AsyncHostedTerminal
 from corral.client.transport import OutputCallback
 from corral.errors import ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
@@ -100,6 +101,10 @@ class HostedSandbox:
     def __exit__(self, *exc_info: object) -> None:
         self.kill()
 
+    def terminal(self, **options: Any) -> HostedTerminal:
+        """An interactive terminal (``cols=``, ``rows=``, ``command=``); use it with ``with``."""
+        return HostedTerminal(bridge.call(self._async.terminal(**options)))
+
     def stream(self, code: str, **options: Any) -> Iterator[OutputEvent | ExecutionResult]:
         """Run ``code`` in the session; yield OutputEvents, then the ExecutionResult."""
         return bridge.iterate(self._async.stream(code, **options))
@@ -116,6 +121,43 @@ class HostedSandbox:
             if callback is not None:
                 callback(item.data)
         raise ProtocolError("the run ended without a result")
+
+
+class HostedTerminal:
+    """An interactive terminal in a hosted sandbox. See AsyncHostedTerminal."""
+
+    def __init__(self, terminal: AsyncHostedTerminal):
+        self._async = terminal
+
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit status once it ended."""
+        return self._async.exit_code
+
+    def write(self, data: str) -> None:
+        """Type ``data``."""
+        bridge.call(self._async.write(data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the window size."""
+        bridge.call(self._async.resize(cols, rows))
+
+    def read_until(self, text: str) -> str:
+        """Output up to and including the first ``text``."""
+        return bridge.call(self._async.read_until(text))
+
+    def __iter__(self) -> Iterator[str]:
+        return bridge.iterate(self._async.__aiter__())
+
+    def close(self) -> None:
+        """Kill the program if it still runs."""
+        bridge.call(self._async.close())
+
+    def __enter__(self) -> HostedTerminal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class HostedCommands:

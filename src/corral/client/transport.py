@@ -10,6 +10,7 @@ import abc
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from corral.client.terminal import AsyncHostedTerminal
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
 from corral.server.lifecycle import SandboxState
 from corral.server.schemas import (
@@ -92,6 +93,10 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def build_template(self, definition: TemplateDefinition, on_progress: ProgressCallback) -> TemplateInfo:
         """Build a template (or find it built); progress as it goes."""
+
+    @abc.abstractmethod
+    async def open_terminal(self, sandbox_id: str, cols: int, rows: int, command: str | None) -> AsyncHostedTerminal:
+        """Open an interactive terminal (``command`` None: an interactive bash)."""
 
     @abc.abstractmethod
     async def close(self) -> None:

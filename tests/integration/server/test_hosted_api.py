@@ -141,3 +141,24 @@ def test_files_of_any_size_through_the_client(hosted):
     payload = bytes(range(256)) * (18 * 4096)  # 18 MiB: over the agent's 16 MiB per operation
     assert hosted.files.write("large.bin", payload) == len(payload)
     assert hosted.files.read("large.bin") == payload
+
+
+def test_terminal_in_both_modes(hosted, where):
+    with hosted.terminal(cols=100, rows=30) as terminal:
+        terminal.write("stty size; echo ready-$((40+2))\n")
+        assert "30 100" in terminal.read_until("ready-42")
+        terminal.resize(120, 40)
+        terminal.write("stty size; echo sized-$((1+1))\n")
+        assert "40 120" in terminal.read_until("sized-2")
+        terminal.write("exit 4\n")
+        list(terminal)
+        assert terminal.exit_code == 4
+    with hosted.terminal(command="echo one-shot") as terminal:
+        assert "one-shot" in "".join(terminal) and terminal.exit_code == 0
+    with pytest.raises(InvalidInputError):
+        hosted.terminal(cols=0)
+    closed = Sandbox.create(**where)
+    closed.kill()
+    with pytest.raises(SandboxClosedError):
+        with Sandbox.connect(closed.id, **where).terminal() as terminal:
+            list(terminal)

@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
 from corral.errors import CorralError
 from corral.server.auth import authorize_sandbox
-from corral.server.errors_http import status_of
+from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.terminal import Terminal, TerminalExit
 
 router = APIRouter(tags=["terminal"])
@@ -52,9 +52,9 @@ async def terminal(websocket: WebSocket, sandbox_id: str, cols: int = 80, rows: 
             console = Terminal(sandbox)
         await _serve(websocket, console, cols, rows, command)
     except HTTPException as exc:
-        await _refuse(websocket, exc.status_code, str(exc.detail))
+        await _refuse(websocket, exc.status_code, ERROR_BY_STATUS.get(exc.status_code, "CorralError"), str(exc.detail))
     except CorralError as exc:
-        await _refuse(websocket, status_of(exc), str(exc))
+        await _refuse(websocket, status_of(exc), type(exc).__name__, str(exc))
     except WebSocketDisconnect:
         pass
     finally:
@@ -122,7 +122,7 @@ async def _handle(websocket: WebSocket, console: Terminal, text: str) -> bool:
     return True
 
 
-async def _refuse(websocket: WebSocket, status: int, message: str) -> None:
+async def _refuse(websocket: WebSocket, status: int, type_name: str, message: str) -> None:
     with contextlib.suppress(Exception):
-        await websocket.send_json({"type": "error", "error": {"type": "refused", "message": message}})
+        await websocket.send_json({"type": "error", "error": {"type": type_name, "message": message}})
         await websocket.close(code=4000 + status, reason=message[:120])
