@@ -5,12 +5,15 @@
     CorralError
     ├── InvalidInputError          fix the input: nothing ran            (also a ValueError)
     ├── TransientError             retry: nothing ran, a retry may succeed
-    │   └── SandboxStartError        the sandbox did not come up
+    │   ├── SandboxStartError        the sandbox did not come up
+    │   └── LimitExceededError       a server limit (sandboxes per key, streams) is reached
     ├── OutcomeUnknownError        do not retry blindly: the operation may have run
     │   └── SandboxCrashedError      the sandbox or its agent died mid-operation
     ├── PermanentError             give up: the same call cannot succeed here
     │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
-    │   └── ProtocolError              the agent broke the protocol: a bug, report it
+    │   ├── ProtocolError              the agent broke the protocol: a bug, report it
+    │   ├── AuthenticationError        a corral server refused the credentials (or this sandbox to them)
+    │   └── NotFoundError              no such sandbox, snapshot or template (for these credentials)
     ├── PackageInstallError        the package installer failed: its output is in .result
     ├── SandboxClosedError         you closed it (or it was torn down): open a new one
     └── FileOperationError         a file operation failed inside the sandbox (also an OSError)
@@ -49,6 +52,18 @@ class TransientError(CorralError):
 
 class SandboxStartError(TransientError):
     """The sandbox did not start or its agent did not say hello in time."""
+
+
+class LimitExceededError(TransientError):
+    """A corral server limit (sandboxes per key, concurrent streams) is reached; retry later."""
+
+
+class AuthenticationError(PermanentError):
+    """A corral server refused the credentials (HTTP 401) or this sandbox to them (403)."""
+
+
+class NotFoundError(PermanentError):
+    """No such sandbox, snapshot or template, as far as these credentials can see."""
 
 
 class OutcomeUnknownError(CorralError):
@@ -90,10 +105,13 @@ class FileOperationError(CorralError, OSError):
 
 
 __all__ = [
+    "AuthenticationError",
     "CorralError",
     "FileOperationError",
     "InvalidInputError",
     "IsolationUnavailableError",
+    "LimitExceededError",
+    "NotFoundError",
     "OutcomeUnknownError",
     "PackageInstallError",
     "PermanentError",

@@ -53,6 +53,7 @@ from corral.protocol import (
 )
 
 if TYPE_CHECKING:
+    from corral.client.handle import AsyncHostedSandbox
     from corral.pool import AsyncPool
 
 OutputCallback = Callable[[str], Any]
@@ -124,6 +125,37 @@ class AsyncSandbox:
         self._unreported_reset = False
         self.files = AsyncFiles(self)
         self.commands = AsyncCommands(self)
+
+    # hosted sandboxes (corral.client): an id, pause/resume, on a corral server (server=URL) or in process.
+    # corral.client is built on this module (and costs ~90 ms to import), so it is imported when first used.
+
+    @staticmethod
+    async def create(template: str = "python", **options: Any) -> AsyncHostedSandbox:
+        """Start a hosted sandbox (``server=``, ``api_key=``, ``timeout=``, ``metadata=``); see corral.client."""
+        from corral.client.handle import AsyncHostedSandbox
+
+        return await AsyncHostedSandbox.create(template, **options)
+
+    @staticmethod
+    async def connect(sandbox_id: str, **options: Any) -> AsyncHostedSandbox:
+        """Attach to a hosted sandbox by id (``server=``, ``api_key=`` or ``access_token=``)."""
+        from corral.client.handle import AsyncHostedSandbox
+
+        return await AsyncHostedSandbox.connect(sandbox_id, **options)
+
+    @staticmethod
+    async def list(**options: Any) -> list:
+        """Hosted sandboxes whose metadata matches (``server=``, ``api_key=``, ``metadata=``, ``state=``)."""
+        from corral.client.handle import AsyncHostedSandbox
+
+        return await AsyncHostedSandbox.list(**options)
+
+    @staticmethod
+    async def resume(snapshot_id: str, **options: Any) -> AsyncHostedSandbox:
+        """A new hosted sandbox continuing a snapshot that ``pause()`` left."""
+        from corral.client.handle import AsyncHostedSandbox
+
+        return await AsyncHostedSandbox.resume(snapshot_id, **options)
 
     @property
     def language(self) -> Language:

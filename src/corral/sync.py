@@ -9,7 +9,7 @@ the caller's thread.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral.errors import ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
@@ -18,6 +18,9 @@ from corral.oneshot import arun
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox, OutputCallback
 from corral.sync_bridge import bridge
+
+if TYPE_CHECKING:
+    from corral.client.sync import HostedSandbox
 
 
 def _consume(items: Iterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
@@ -38,6 +41,37 @@ class Sandbox:
         self._async = bridge.call(_construct(language, pool._async if pool else None, options))
         self.files = Files(self._async)
         self.commands = Commands(self._async)
+
+    # hosted sandboxes (corral.client): an id, pause/resume, on a corral server (server=URL) or in process.
+    # corral.client (with httpx, ~90 ms) is imported when first used, not by every `import corral`.
+
+    @staticmethod
+    def create(template: str = "python", **options: Any) -> HostedSandbox:
+        """Start a hosted sandbox (``server=``, ``api_key=``, ``timeout=``, ``metadata=``); see corral.client."""
+        from corral.client.sync import HostedSandbox
+
+        return HostedSandbox.create(template, **options)
+
+    @staticmethod
+    def connect(sandbox_id: str, **options: Any) -> HostedSandbox:
+        """Attach to a hosted sandbox by id (``server=``, ``api_key=`` or ``access_token=``)."""
+        from corral.client.sync import HostedSandbox
+
+        return HostedSandbox.connect(sandbox_id, **options)
+
+    @staticmethod
+    def list(**options: Any) -> list:
+        """Hosted sandboxes whose metadata matches (``server=``, ``api_key=``, ``metadata=``, ``state=``)."""
+        from corral.client.sync import HostedSandbox
+
+        return HostedSandbox.list(**options)
+
+    @staticmethod
+    def resume(snapshot_id: str, **options: Any) -> HostedSandbox:
+        """A new hosted sandbox continuing a snapshot that ``pause()`` left."""
+        from corral.client.sync import HostedSandbox
+
+        return HostedSandbox.resume(snapshot_id, **options)
 
     @property
     def spec(self):

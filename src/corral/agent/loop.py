@@ -319,6 +319,13 @@ class Agent:
         elif kind == "reseed":
             self._reseed(request)
             self.send({"type": "ack", "id": request_id})
+        elif kind in ("pty_open", "pty_input", "pty_resize"):  # interactive terminals: corral.agent.pty
+            from corral.agent.pty import PtyError, handle
+
+            try:
+                handle(self, request)
+            except PtyError as exc:
+                raise RequestError(exc.code, str(exc)) from None
         else:
             raise RequestError("invalid", f"unknown request type {kind!r}")
 

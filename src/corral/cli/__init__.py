@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from corral.cli import doctor, image, run
+from corral.cli import doctor, image, keys, run, serve, template
 
 app = typer.Typer(
     name="corral",
@@ -16,6 +16,9 @@ app = typer.Typer(
 app.command("run", context_settings={"allow_interspersed_args": True})(run.run)
 app.command("doctor")(doctor.doctor)
 app.add_typer(image.app, name="image")
+app.command("serve")(serve.serve)
+app.add_typer(keys.app, name="keys")
+app.add_typer(template.app, name="template")
 
 
 def main() -> None:

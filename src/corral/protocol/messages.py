@@ -148,6 +148,41 @@ class ReseedRequest(_Message):
     entropy_b64: str
 
 
+# interactive terminals (served by corral.agent.pty): the open request streams ``output``
+# events and ends with ``exec_done``; input and resize name it as their ``target``
+
+
+class PtyOpenRequest(_Message):
+    """Start ``command`` (an interactive bash when None) on a new pseudo-terminal."""
+
+    type: Literal["pty_open"] = "pty_open"
+    id: int
+    cols: int = Field(ge=1, le=1000)
+    rows: int = Field(ge=1, le=1000)
+    command: str | None = Field(default=None, max_length=wire.MAX_CODE_BYTES)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+
+
+class PtyInputRequest(_Message):
+    """Type bytes into the terminal opened by request ``target``."""
+
+    type: Literal["pty_input"] = "pty_input"
+    id: int
+    target: int
+    data_b64: str
+
+
+class PtyResizeRequest(_Message):
+    """Set the window size of the terminal opened by request ``target``."""
+
+    type: Literal["pty_resize"] = "pty_resize"
+    id: int
+    target: int
+    cols: int = Field(ge=1, le=1000)
+    rows: int = Field(ge=1, le=1000)
+
+
 Request = Annotated[
     Union[
         ExecRequest,
@@ -162,6 +197,9 @@ Request = Annotated[
         ReseedRequest,
         EgressRequest,
         PortConnectRequest,
+        PtyOpenRequest,
+        PtyInputRequest,
+        PtyResizeRequest,
     ],
     Field(discriminator="type"),
 ]

@@ -1,0 +1,50 @@
+"""``corral keys create/list/revoke``: API keys of a corral server (it may be running)."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from corral.server.database import DB_FILE, Database, default_state_dir
+from corral.server.keys import KeyStore
+
+app = typer.Typer(help="Manage the API keys of a corral server.", no_args_is_help=True)
+
+DataDir = Annotated[Optional[Path], typer.Option(help="The server's state directory [default: <corral data dir>/server].")]
+
+
+def _store(data_dir: Path | None) -> KeyStore:
+    return KeyStore(Database((data_dir or default_state_dir()) / DB_FILE))
+
+
+@app.command("create")
+def create(name: Annotated[str, typer.Option(help="A label for the key.")] = "default", data_dir: DataDir = None) -> None:
+    """Create a key and print it (it is shown only this once; only its hash is stored)."""
+    record, key = _store(data_dir).create(name)
+    typer.echo(key)
+    typer.echo(f"corral: key {record.id} ({name}) created", err=True)
+
+
+@app.command("list")
+def list_keys(data_dir: DataDir = None) -> None:
+    """List keys: id, name, created, revoked (never the secrets)."""
+    for key in _store(data_dir).list():
+        revoked = _when(key.revoked_at) if key.revoked_at else "active"
+        typer.echo(f"{key.id}\t{key.name}\t{_when(key.created_at)}\t{revoked}")
+
+
+@app.command("revoke")
+def revoke(key_id: Annotated[str, typer.Argument(help="The key's id (from `corral keys list`).")],
+           data_dir: DataDir = None) -> None:
+    """Revoke a key; a running server refuses it from the next request."""
+    if not _store(data_dir).revoke(key_id):
+        typer.echo(f"corral: no active key {key_id!r}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"corral: key {key_id} revoked", err=True)
+
+
+def _when(timestamp: float) -> str:
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,261 @@
+"""``AsyncHostedSandbox``: a sandbox with an id, on a corral server or in process.
+
+Create, connect, list and resume are class methods; ``server=`` picks the
+remote transport, its absence the local one. Every other call is the same in
+both modes. :class:`corral.client.HostedSandbox` mirrors it synchronously.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+from corral.client.local import LocalTransport
+from corral.client.remote import RemoteTransport
+from corral.client.terminal import AsyncHostedTerminal, check_size
+from corral.client.transport import OutputCallback, ProgressCallback, Transport
+from corral.errors import InvalidInputError, ProtocolError
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
+from corral.server.lifecycle import SandboxState
+from corral.server.schemas import (
+    CommandRequest,
+    CreateSandbox,
+    LimitsRequest,
+    LogEvent,
+    ResumeSnapshot,
+    RunRequest,
+    SandboxInfo,
+    SnapshotInfo,
+    TemplateDefinition,
+    TemplateInfo,
+    DEFAULT_TTL_S,
+)
+from corral.models import validated
+
+
+def _transport(server: str | None, api_key: str | None, access_token: str | None = None) -> Transport:
+    if server is None:
+        if api_key is not None or access_token is not None:
+            raise InvalidInputError("api_key and access_token are for a corral server: pass server= too")
+        return LocalTransport()
+    return RemoteTransport(server, access_token or api_key or os.environ.get("CORRAL_API_KEY"))
+
+
+class AsyncHostedSandbox:
+    """A hosted sandbox; get one from :meth:`create`, :meth:`connect` or :meth:`resume`."""
+
+    def __init__(self, transport: Transport, info: SandboxInfo, access_token: str | None = None):
+        self._transport = transport
+        self.info = info
+        #: Grants runs, commands and files of this sandbox only (None when connected without it).
+        self.access_token = access_token
+        self.files = AsyncHostedFiles(self)
+        self.commands = AsyncHostedCommands(self)
+
+    @property
+    def id(self) -> str:
+        """The sandbox's id."""
+        return self.info.id
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The metadata given at creation."""
+        return self.info.metadata
+
+    # --- class methods ---------------------------------------------------------------
+
+    @classmethod
+    async def create(cls, template: str = "python", *, server: str | None = None, api_key: str | None = None,
+                     timeout: float = DEFAULT_TTL_S, metadata: dict[str, str] | None = None,
+                     env: dict[str, str] | None = None, **limits: Any) -> AsyncHostedSandbox:
+        """Start a sandbox from ``template`` that lives ``timeout`` seconds unless extended.
+
+        ``limits`` are those of corral.Limits (``memory_mb``, ``run_timeout`` for the default
+        per-run timeout, ``pids``, ``cpus``, ``disk_mb``).
+        """
+        if "run_timeout" in limits:
+            limits["timeout"] = limits.pop("run_timeout")
+        request = validated(CreateSandbox, template=template, timeout=timeout, metadata=metadata or {},
+                            env=env or {}, limits=validated(LimitsRequest, **limits))
+        transport = _transport(server, api_key)
+        try:
+            created = await transport.create(request)
+        except BaseException:
+            await transport.close()
+            raise
+        return cls(transport, SandboxInfo(**created.model_dump(exclude={"access_token"})), created.access_token)
+
+    @classmethod
+    async def connect(cls, sandbox_id: str, *, server: str | None = None, api_key: str | None = None,
+                      access_token: str | None = None) -> AsyncHostedSandbox:
+        """Attach to an existing sandbox (by its owner's key, or by its own access token)."""
+        transport = _transport(server, api_key, access_token)
+        try:
+            info = await transport.get(sandbox_id)
+        except BaseException:
+            await transport.close()
+            raise
+        return cls(transport, info, access_token)
+
+    @classmethod
+    async def list(cls, *, server: str | None = None, api_key: str | None = None,
+                   metadata: dict[str, str] | None = None, state: SandboxState | str | None = None) -> list[SandboxInfo]:
+        """Sandboxes (of this key, or of local mode) whose metadata matches, newest first."""
+        transport = _transport(server, api_key)
+        try:
+            return await transport.list(metadata or {}, SandboxState(state) if state is not None else None)
+        finally:
+            await transport.close()
+
+    @classmethod
+    async def resume(cls, snapshot_id: str, *, server: str | None = None, api_key: str | None = None,
+                     timeout: float = DEFAULT_TTL_S, metadata: dict[str, str] | None = None) -> AsyncHostedSandbox:
+        """A new running sandbox continuing the snapshot a pause left."""
+        request = validated(ResumeSnapshot, timeout=timeout, metadata=metadata)
+        transport = _transport(server, api_key)
+        try:
+            created = await transport.resume(snapshot_id, request)
+        except BaseException:
+            await transport.close()
+            raise
+        return cls(transport, SandboxInfo(**created.model_dump(exclude={"access_token"})), created.access_token)
+
+    @staticmethod
+    async def build_template(definition: dict[str, Any] | TemplateDefinition, *, server: str | None = None,
+                             api_key: str | None = None, on_progress: ProgressCallback | None = None) -> TemplateInfo:
+        """Build a template (an identical definition is not built again); ``on_progress(step, total, message)``."""
+        if not isinstance(definition, TemplateDefinition):
+            definition = validated(TemplateDefinition, **definition)
+        transport = _transport(server, api_key)
+        try:
+            return await transport.build_template(definition, on_progress or (lambda *_: None))
+        finally:
+            await transport.close()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    async def refresh(self) -> SandboxInfo:
+        """Fetch the sandbox's current record into ``info``."""
+        self.info = await self._transport.get(self.id)
+        return self.info
+
+    async def set_timeout(self, seconds: float) -> SandboxInfo:
+        """Keep the sandbox alive ``seconds`` more, counted from now."""
+        self.info = await self._transport.set_timeout(self.id, seconds)
+        return self.info
+
+    async def events(self) -> list[LogEvent]:
+        """The sandbox's lifecycle events, oldest first."""
+        return await self._transport.events(self.id)
+
+    async def pause(self) -> SnapshotInfo:
+        """Capture the sandbox into a snapshot and stop it; resume with ``resume(snapshot.id)``."""
+        snapshot = await self._transport.pause(self.id)
+        self.info = await self._transport.get(self.id)
+        return snapshot
+
+    async def kill(self) -> None:
+        """Stop the sandbox (idempotent) and release this object's connections."""
+        try:
+            self.info = await self._transport.kill(self.id)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        """Release this object's connections; the sandbox itself keeps running (see kill)."""
+        await self._transport.close()
+
+    async def __aenter__(self) -> AsyncHostedSandbox:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.kill()
+
+    # --- code ------------------------------------------------------------------------
+
+    async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+                  env: dict[str, str] | None = None, cwd: str | None = None,
+                  on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run ``code`` in the session interpreter (state is kept between calls)."""
+        request = validated(RunRequest, code=code, language=language, timeout=timeout, env=env or {}, cwd=cwd)
+        if on_stdout is None and on_stderr is None:
+            return await self._transport.execute(self.id, request)
+        return await consume(self._transport.stream(self.id, request), on_stdout, on_stderr)
+
+    async def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None) -> AsyncHostedTerminal:
+        """An interactive terminal (``command`` None: ``bash -i``); use it with ``async with``."""
+        check_size(cols, rows)
+        return await self._transport.open_terminal(self.id, cols, rows, command)
+
+    def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+               env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """Run ``code`` in the session; yield OutputEvents as they come, then the ExecutionResult."""
+        request = validated(RunRequest, code=code, language=language, timeout=timeout, env=env or {}, cwd=cwd)
+        return self._transport.stream(self.id, request)
+
+
+async def consume(events: AsyncIterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
+                  on_stderr: OutputCallback | None) -> ExecutionResult:
+    """Feed output events to the callbacks; return the result."""
+    try:
+        async for item in events:
+            if isinstance(item, ExecutionResult):
+                return item
+            callback = on_stdout if item.stream == "stdout" else on_stderr
+            if callback is not None:
+                outcome = callback(item.data)
+                if hasattr(outcome, "__await__"):
+                    await outcome
+    finally:
+        await events.aclose()
+    raise ProtocolError("the run ended without a result")
+
+
+class AsyncHostedCommands:
+    """Shell commands in a hosted sandbox: each one a fresh process."""
+
+    def __init__(self, sandbox: AsyncHostedSandbox):
+        self._sandbox = sandbox
+
+    async def run(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                  stdin: str | None = None, timeout: float | None = None, background: bool = False,
+                  on_stdout: OutputCallback | None = None,
+                  on_stderr: OutputCallback | None = None) -> ExecutionResult | BackgroundCommand:
+        """Run ``cmd`` with bash; its output and exit code (``background``: start it and return)."""
+        if isinstance(stdin, bytes):
+            stdin = stdin.decode()
+        request = validated(CommandRequest, cmd=cmd, cwd=cwd, env=env or {}, stdin=stdin, timeout=timeout,
+                            background=background)
+        transport, sandbox_id = self._sandbox._transport, self._sandbox.id
+        if background or (on_stdout is None and on_stderr is None):
+            return await transport.execute(sandbox_id, request)
+        return await consume(transport.stream(sandbox_id, request), on_stdout, on_stderr)
+
+
+class AsyncHostedFiles:
+    """Files inside a hosted sandbox; relative paths start at its home."""
+
+    def __init__(self, sandbox: AsyncHostedSandbox):
+        self._sandbox = sandbox
+
+    async def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
+        """Create or replace ``path`` (parents are created); the bytes written."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        return await self._sandbox._transport.write_file(self._sandbox.id, path, payload, mode)
+
+    async def read(self, path: str) -> bytes:
+        """The whole contents of a regular file."""
+        return await self._sandbox._transport.read_file(self._sandbox.id, path)
+
+    async def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        """A file decoded as text."""
+        return (await self.read(path)).decode(encoding)
+
+    async def list(self, path: str = ".") -> list[FileEntry]:
+        """Entries of a directory (symlinks are not followed)."""
+        return await self._sandbox._transport.list_files(self._sandbox.id, path)
+
+    async def remove(self, path: str, *, recursive: bool = False) -> None:
+        """Remove a file, an empty directory, or a tree with ``recursive=True``."""
+        await self._sandbox._transport.remove_file(self._sandbox.id, path, recursive)

@@ -1,0 +1,130 @@
+"""The FastAPI application: routes under ``/v1``, error translation, limits, metrics.
+
+Every error answer is an :class:`ErrorBody`; corral errors keep their class
+name in ``error.type`` (see :mod:`corral.server.errors_http`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+import corral
+from corral.errors import CorralError
+from corral.protocol import wire
+from corral.server.errors_http import ERROR_BY_STATUS, status_of
+from corral.server.limits import BodyLimit, StreamSlots
+from corral.server.metrics import Metrics, RequestMetrics
+from corral.server.routes import execution, files, ops, sandboxes, snapshots, templates, terminal
+from corral.server.routes.common import reject_unknown_query
+from corral.server.schemas import ErrorBody, ErrorDetail
+from corral.server.service import SandboxService, ServiceConfig
+from corral.server.snapshots import SnapshotService
+
+log = logging.getLogger("corral.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``corral serve`` can set."""
+
+    data_dir: Path
+    max_sandboxes_per_key: int = 20
+    max_streams: int = 64
+    #: Largest request body but a file upload (a run's code and stdin fit).
+    max_body_bytes: int = wire.MAX_FILE_BYTES + 64 * 1024
+    #: Largest file upload (streamed into the sandbox in chunks; its disk is the real bound).
+    max_file_bytes: int = 512 * 1024 * 1024
+    reap_interval_s: float = 1.0
+    isolation: str = "auto"
+    warm_per_template: int = 0
+    blob_grace_s: float = 3600.0
+    #: On shutdown, pause running sandboxes (their files survive as snapshots) instead of killing them.
+    pause_on_shutdown: bool = False
+    service: ServiceConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "service", ServiceConfig(
+            self.data_dir, max_sandboxes_per_owner=self.max_sandboxes_per_key,
+            reap_interval_s=self.reap_interval_s, isolation=self.isolation, warm_per_template=self.warm_per_template,
+            blob_grace_s=self.blob_grace_s,
+        ))
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """A ready-to-serve app; the service starts (and recovers) in its lifespan."""
+    service = SandboxService(config.service)
+    snapshots_service = SnapshotService(service)
+    streams = StreamSlots(config.max_streams)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            if config.pause_on_shutdown:
+                await _pause_all(snapshots_service)
+            await service.close()
+
+    app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan,
+                  description="Sandboxes as a service: run untrusted code, keep files, pause and resume.")
+    app.state.service = service
+    app.state.snapshots = snapshots_service
+    app.state.streams = streams
+    app.state.max_file_bytes = config.max_file_bytes
+    app.state.metrics = Metrics(service, streams)
+    for module in (sandboxes, execution, files, snapshots, templates, ops):
+        app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
+    app.include_router(terminal.router, prefix="/v1")
+    app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
+    _add_error_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=app.state.metrics)
+    app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)
+    return app
+
+
+async def _pause_all(snapshots: SnapshotService) -> None:
+    """Pause every running sandbox; one that cannot be paused is killed with the rest."""
+    for sandbox_id in list(snapshots.service.live):
+        try:
+            snapshot = await snapshots.pause(sandbox_id, None)
+        except CorralError as exc:
+            log.warning("could not pause %s at shutdown (it is killed): %s", sandbox_id, exc)
+        else:
+            log.info("paused %s into %s at shutdown", sandbox_id, snapshot.id)
+
+
+def _error(status: int, type_name: str, message: str, code: str | None = None, headers=None) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(type=type_name, message=message, code=code))
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CorralError)
+    async def corral_error(request: Request, exc: CorralError) -> JSONResponse:
+        return _error(status_of(exc), type(exc).__name__, str(exc), getattr(exc, "code", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
+        )
+        return _error(422, "InvalidInputError", problems or "invalid request")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, ERROR_BY_STATUS.get(exc.status_code, "CorralError"), str(exc.detail),
+                      headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error answering %s %s", request.method, request.url.path)
+        return _error(500, "CorralError", f"internal error ({type(exc).__name__}); the server log has details")

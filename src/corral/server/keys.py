@@ -1,0 +1,104 @@
+"""API keys and per-sandbox access tokens: random secrets, stored only as hashes.
+
+A key reads ``ck_<id>_<secret>``: the id finds the record, the secret is
+compared by hash in constant time. A sandbox token reads
+``st_<sandbox id>_<secret>`` and grants the data plane of that one sandbox.
+Secrets are 256 random bits, so an unsalted SHA-256 is enough (nothing to
+brute-force); secrets never reach a log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+from corral.server.database import Database
+
+KEY_PREFIX = "ck_"
+TOKEN_PREFIX = "st_"
+
+
+def hash_secret(secret: str) -> str:
+    """Hex SHA-256 of a secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def matches(secret: str, stored_hash: str) -> bool:
+    """Constant-time check of ``secret`` against a stored hash."""
+    return hmac.compare_digest(hash_secret(secret), stored_hash)
+
+
+def new_secret() -> str:
+    """256 random bits as hex (no ``_``, which separates the parts of a credential)."""
+    return secrets.token_hex(32)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key's record (never its secret)."""
+
+    id: str
+    name: str
+    created_at: float
+    revoked_at: float | None
+
+
+class KeyStore:
+    """Create, list, revoke and check API keys."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def create(self, name: str = "default") -> tuple[ApiKey, str]:
+        """A new key; returns its record and the full key, shown only this once."""
+        key_id, secret = secrets.token_hex(6), new_secret()
+        now = time.time()
+        with self.db.transaction() as conn:
+            conn.execute("INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)",
+                         (key_id, name, hash_secret(secret), now))
+        return ApiKey(key_id, name, now, None), f"{KEY_PREFIX}{key_id}_{secret}"
+
+    def list(self) -> list[ApiKey]:
+        """Every key, revoked ones included, oldest first."""
+        rows = self.db.query("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at")
+        return [ApiKey(row["id"], row["name"], row["created_at"], row["revoked_at"]) for row in rows]
+
+    def revoke(self, key_id: str) -> bool:
+        """Revoke a key at once; False if there is no such active key."""
+        with self.db.transaction() as conn:
+            cursor = conn.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                                  (time.time(), key_id))
+        return cursor.rowcount == 1
+
+    def verify(self, key: str) -> str | None:
+        """The id of the active key ``key``, or None."""
+        key_id, secret = split(key, KEY_PREFIX)
+        if key_id is None:
+            return None
+        rows = self.db.query("SELECT secret_hash FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,))
+        stored = rows[0]["secret_hash"] if rows else hash_secret("")
+        # hash and compare even for an unknown id, so timing does not tell ids apart
+        return key_id if matches(secret, stored) and rows else None
+
+    def any_active(self) -> bool:
+        """True when at least one key can be used."""
+        return bool(self.db.query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1"))
+
+
+def split(credential: str, prefix: str) -> tuple[str | None, str]:
+    """``(id, secret)`` of ``<prefix><id>_<secret>``, or ``(None, "")`` if it has another form."""
+    if not credential.startswith(prefix):
+        return None, ""
+    ident, sep, secret = credential[len(prefix):].rpartition("_")
+    if not sep or not ident or not secret:
+        return None, ""
+    return ident, secret
+
+
+def new_sandbox_token(sandbox_id: str) -> tuple[str, str]:
+    """A fresh token for ``sandbox_id``: ``(token, hash to store)``."""
+    secret = new_secret()
+    return f"{TOKEN_PREFIX}{sandbox_id}_{secret}", hash_secret(secret)

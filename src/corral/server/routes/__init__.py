@@ -1,0 +1,1 @@
+"""HTTP routes: each module translates one group of calls into the service."""

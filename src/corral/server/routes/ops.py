@@ -1,0 +1,29 @@
+"""Health and Prometheus metrics (no credentials needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+import corral
+from corral.backends import registry
+from corral.server.routes.common import service
+from corral.server.schemas import Health
+
+router = APIRouter(tags=["operations"])
+metrics_router = APIRouter(tags=["operations"])
+
+
+@router.get("/health", response_model=Health)
+async def health(request: Request) -> Health:
+    """The server answers; which isolation levels work here; how many sandboxes run."""
+    return Health(version=corral.__version__, isolation=registry.available(),
+                  sandboxes_running=len(service(request).live))
+
+
+@metrics_router.get("/metrics", response_class=Response,
+                    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                                     "description": "Prometheus text format"}})
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

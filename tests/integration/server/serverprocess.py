@@ -1,0 +1,89 @@
+"""Helpers of the server tests: a real ``corral serve`` child process, and host process lookups."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from corral.server.database import DB_FILE, Database
+from corral.server.keys import KeyStore
+
+#: How long a server may take to answer its first health check.
+START_DEADLINE_S = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ServerProcess:
+    """``corral serve`` in a child process, with one API key; restartable on the same state."""
+
+    def __init__(self, data_dir: Path, *options: str):
+        self.data_dir = data_dir
+        self.options = options
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        database = Database(data_dir / DB_FILE)
+        _, self.key = KeyStore(database).create("tests")
+        database.close()
+        self.process: subprocess.Popen | None = None
+        self.log = data_dir / "server.log"
+
+    def start(self) -> ServerProcess:
+        """Start the server and wait until it answers."""
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "corral.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+                 "--log-level", "warning", "--reap-interval", "0.2", *self.options],
+                stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+            )
+        deadline = time.monotonic() + START_DEADLINE_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"corral serve exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/v1/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise RuntimeError(f"corral serve did not answer within {START_DEADLINE_S} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the server (SIGTERM: graceful; SIGKILL: a crash) and wait for it."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(sig)
+            self.process.wait(30)
+        self.process = None
+
+    def restart(self, sig: int = signal.SIGTERM) -> ServerProcess:
+        """Stop, then start again on the same state directory and port."""
+        self.stop(sig)
+        return self.start()
+
+    def client(self, credential: str | None = None) -> httpx.Client:
+        """An HTTP client with ``credential`` (the API key by default) as bearer."""
+        headers = {"Authorization": f"Bearer {credential or self.key}"} if credential != "" else {}
+        return httpx.Client(base_url=f"{self.url}/v1", headers=headers, timeout=60)
+
+
+def host_processes_with(marker: str) -> list[int]:
+    """Pids of host processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return [pid for pid in found if pid != os.getpid()]

@@ -1,0 +1,111 @@
+"""The server's state without sandboxes: database migrations, keys at rest, lifecycle table, blob store."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+
+import pytest
+
+from corral import errors
+from corral.server.blobs import BlobStore
+from corral.server.database import SCHEMA_VERSION, Database
+from corral.server.errors_http import rebuild, status_of
+from corral.server.keys import KeyStore, new_sandbox_token, split
+from corral.server.lifecycle import TRANSITIONS, SandboxState, allowed
+from corral.server.schemas import CreateSandbox
+
+
+def test_database_is_migrated_once_and_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "corral.db"
+    Database(path).close()
+    database = Database(path)  # reopening applies nothing twice
+    assert database.version() == SCHEMA_VERSION
+    tables = {row[0] for row in database.query("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"api_keys", "sandboxes", "events", "snapshots"} <= tables
+    database.close()
+    raw = sqlite3.connect(path)
+    raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        Database(path)
+
+
+def test_api_keys_are_hashed_at_rest_verified_and_revoked(tmp_path):
+    database = Database(tmp_path / "corral.db")
+    store = KeyStore(database)
+    record, key = store.create("ci")
+    secret = key.rsplit("_", 1)[1]
+    database.close()
+    assert secret.encode() not in (tmp_path / "corral.db").read_bytes() + b"".join(
+        path.read_bytes() for path in tmp_path.glob("corral.db-*"))
+    store = KeyStore(Database(tmp_path / "corral.db"))
+    assert store.verify(key) == record.id
+    assert store.verify(key[:-1] + ("0" if key[-1] != "0" else "1")) is None
+    assert store.verify("ck_" + record.id) is None and store.verify("") is None and store.verify("st_x_y") is None
+    assert [k.id for k in store.list()] == [record.id]
+    assert store.revoke(record.id) and not store.revoke(record.id)
+    assert store.verify(key) is None and not store.any_active()
+
+
+def test_credentials_split_into_id_and_secret():
+    token, stored_hash = new_sandbox_token("sbx_0123")
+    assert split(token, "st_")[0] == "sbx_0123" and len(stored_hash) == 64
+    assert split("st_nosecret", "st_") == (None, "") and split("ck_a_b", "st_") == (None, "")
+
+
+def test_lifecycle_table():
+    assert allowed(SandboxState.CREATING, SandboxState.RUNNING)
+    assert allowed(SandboxState.RUNNING, SandboxState.PAUSED)
+    assert not allowed(SandboxState.PAUSED, SandboxState.RUNNING)  # a resume is a new sandbox
+    assert not TRANSITIONS[SandboxState.STOPPED]
+    for state in SandboxState:  # every state can end, except the end
+        assert state is SandboxState.STOPPED or allowed(state, SandboxState.STOPPED)
+
+
+def test_blob_store_is_content_addressed_and_checks_what_it_reads(tmp_path):
+    store = BlobStore(tmp_path)
+    digest = store.put(b"hello")
+    assert store.put(b"hello") == digest and store.get(digest) == b"hello" and store.has(digest)
+    assert len(list(tmp_path.rglob("*"))) == 2  # one directory, one blob; no temporary left
+    store.path(digest).write_bytes(b"jello")
+    with pytest.raises(OSError, match="corrupt"):
+        store.get(digest)
+    with pytest.raises(ValueError):
+        store.path("../../etc/passwd")
+
+
+def test_every_error_has_an_http_status_and_comes_back_as_itself():
+    for name in errors.__all__:
+        kind = getattr(errors, name)
+        if kind in (errors.IsolationUnavailableError, errors.PackageInstallError, errors.FileOperationError):
+            continue
+        status = status_of(kind("message"))
+        assert 400 <= status < 600, name
+        assert type(rebuild(name, "message", None)) is kind
+    assert status_of(errors.NotFoundError("x")) == 404 and status_of(errors.InvalidInputError("x")) == 422
+    assert status_of(errors.AuthenticationError("x")) == 401 and status_of(errors.LimitExceededError("x")) == 429
+    assert status_of(errors.FileOperationError("not_found", "x")) == 404
+    rebuilt = rebuild("FileOperationError", "gone", "not_found")
+    assert isinstance(rebuilt, errors.FileOperationError) and rebuilt.code == "not_found"
+    assert type(rebuild("NoSuchError", "x", None)) is errors.CorralError
+
+
+@pytest.mark.parametrize("metadata", [{"": "x"}, {"a b": "x"}, {"k": "\x00"}, {f"k{i}": "v" for i in range(33)}])
+def test_bad_metadata_is_refused(metadata):
+    with pytest.raises(ValueError):
+        CreateSandbox(metadata=metadata)
+
+
+def test_blob_collection_keeps_referenced_and_recent_blobs(tmp_path):
+    store = BlobStore(tmp_path)
+    kept, dropped, recent = store.put(b"kept"), store.put(b"dropped"), store.put(b"recent")
+    old = time.time() - 7200
+    for digest in (kept, dropped):
+        os.utime(store.path(digest), (old, old))
+    assert store.collect({kept}, grace_s=3600) == (1, len(b"dropped"))
+    assert store.has(kept) and not store.has(dropped) and store.has(recent)
+    os.utime(store.path(kept), (old, old))
+    store.put(b"kept")  # storing it again refreshes it: a pause in progress protects what it references
+    assert store.collect(set(), grace_s=3600) == (0, 0)
