@@ -23,8 +23,9 @@ if TYPE_CHECKING:
     from corral.client.sync import HostedSandbox
 
 
-def _consume(items: Iterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
-             on_stderr: OutputCallback | None) -> ExecutionResult:
+def consume(items: Iterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
+            on_stderr: OutputCallback | None) -> ExecutionResult:
+    """Call the callbacks for each output event of a stream, in this thread; return its result."""
     for item in items:
         if isinstance(item, ExecutionResult):
             return item
@@ -132,7 +133,7 @@ class Sandbox:
         """
         if on_stdout is None and on_stderr is None:
             return bridge.call(self._async.run(code, **options))  # one round trip to the loop
-        return _consume(self.stream(code, **options), on_stdout, on_stderr)
+        return consume(self.stream(code, **options), on_stdout, on_stderr)
 
 
 async def _construct(language: str, pool: AsyncPool | None, options: dict[str, Any]) -> AsyncSandbox:

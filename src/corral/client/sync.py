@@ -12,9 +12,9 @@ from typing import Any
 from corral.client.handle import AsyncHostedSandbox
 from corral.client.terminal import AsyncHostedTerminal
 from corral.client.transport import OutputCallback
-from corral.errors import ProtocolError
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
+from corral.models import BackgroundCommand, ExecutionResult, OutputEvent
 from corral.server.schemas import LogEvent, SandboxInfo, SnapshotInfo, TemplateInfo
+from corral.sync import Files, consume
 from corral.sync_bridge import bridge
 
 
@@ -23,7 +23,7 @@ class HostedSandbox:
 
     def __init__(self, handle: AsyncHostedSandbox):
         self._async = handle
-        self.files = HostedFiles(handle)
+        self.files = Files(handle)  # the same sync wrapper as a local sandbox's files
         self.commands = HostedCommands(handle)
 
     @classmethod
@@ -114,13 +114,7 @@ class HostedSandbox:
         """Run ``code`` in the session interpreter; callbacks are called in this thread."""
         if on_stdout is None and on_stderr is None:
             return bridge.call(self._async.run(code, **options))
-        for item in self.stream(code, **options):
-            if isinstance(item, ExecutionResult):
-                return item
-            callback = on_stdout if item.stream == "stdout" else on_stderr
-            if callback is not None:
-                callback(item.data)
-        raise ProtocolError("the run ended without a result")
+        return consume(self.stream(code, **options), on_stdout, on_stderr)
 
 
 class HostedTerminal:
@@ -169,30 +163,3 @@ class HostedCommands:
     def run(self, cmd: str, **options: Any) -> ExecutionResult | BackgroundCommand:
         """Run ``cmd`` with bash (callbacks run on corral's loop thread)."""
         return bridge.call(self._handle.commands.run(cmd, **options))
-
-
-class HostedFiles:
-    """Files inside a hosted sandbox. See AsyncHostedFiles."""
-
-    def __init__(self, handle: AsyncHostedSandbox):
-        self._files = handle.files
-
-    def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
-        """Create or replace ``path``; the bytes written."""
-        return bridge.call(self._files.write(path, data, mode=mode))
-
-    def read(self, path: str) -> bytes:
-        """The whole contents of a regular file."""
-        return bridge.call(self._files.read(path))
-
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        """A file decoded as text."""
-        return bridge.call(self._files.read_text(path, encoding))
-
-    def list(self, path: str = ".") -> list[FileEntry]:
-        """Entries of a directory."""
-        return bridge.call(self._files.list(path))
-
-    def remove(self, path: str, *, recursive: bool = False) -> None:
-        """Remove a file or directory."""
-        bridge.call(self._files.remove(path, recursive=recursive))

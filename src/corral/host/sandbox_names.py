@@ -21,7 +21,10 @@ def _identity(pid: int) -> str | None:
             stat = handle.read()
     except OSError:
         return None
-    return f"{pid}-{stat[stat.rfind(b')') + 2:].split()[19].decode()}"
+    fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[0] == b"Z":  # exited, not yet reaped (by an init that may never do it): gone
+        return None
+    return f"{pid}-{fields[19].decode()}"
 
 
 @lru_cache(maxsize=1)

@@ -11,6 +11,15 @@ import pytest
 from serverprocess import ServerProcess
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The service is the same on every isolation level: its tests run on the process sandbox (the
+    microVM is covered by the API, attack and network suites), except the terminal's, whose child
+    must be confined like any other on every level."""
+    for item in items:
+        if "/server/" in str(item.path) and item.path.name != "test_pty.py" and not item.get_closest_marker("levels"):
+            item.add_marker(pytest.mark.levels("process"))
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     """One server for a test module."""

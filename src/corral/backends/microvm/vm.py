@@ -106,22 +106,23 @@ class Vm(Instance):
         """Open the agent's socket and serve the host streams (the sockets appear a few ms after launch).
 
         Before the guest runs: a guest port whose host end is not connected reads as closed.
+        Each socket is connected once, when both exist: QEMU serves one client per socket.
         """
         loop = asyncio.get_running_loop()
         end = loop.time() + deadline_s
-        while True:
-            try:
-                self.reader, self.writer = await asyncio.open_unix_connection(
-                    str(self.files.agent_socket), limit=wire.MAX_FRAME_BYTES + 1)
-                self.streams = HostStreams(*await asyncio.open_unix_connection(str(self.files.streams_socket)),
-                                           self.directory)
-                return
-            except (FileNotFoundError, ConnectionRefusedError):
-                if not self.alive():
-                    raise SandboxStartError(f"QEMU exited during start-up{self.explain()}") from None
-                if loop.time() > end:
-                    raise SandboxStartError(f"QEMU's agent socket did not appear within {deadline_s:.0f} s") from None
-                await asyncio.sleep(0.002)
+        while not (self.files.agent_socket.exists() and self.files.streams_socket.exists()):
+            if not self.alive():
+                raise SandboxStartError(f"QEMU exited during start-up{self.explain()}")
+            if loop.time() > end:
+                raise SandboxStartError(f"QEMU's sockets did not appear within {deadline_s:.0f} s")
+            await asyncio.sleep(0.002)
+        try:
+            self.reader, self.writer = await asyncio.open_unix_connection(
+                str(self.files.agent_socket), limit=wire.MAX_FRAME_BYTES + 1)
+            self.streams = HostStreams(*await asyncio.open_unix_connection(str(self.files.streams_socket)),
+                                       self.directory)
+        except OSError as exc:
+            raise SandboxStartError(f"cannot connect to QEMU's sockets: {exc}{self.explain()}") from None
 
     async def read_frame(self, deadline_s: float, what: str) -> bytes:
         """One line from the agent, or SandboxStartError when QEMU exits or the deadline passes.
