@@ -20,7 +20,7 @@ def serve(
     ] = None,
     max_sandboxes_per_key: Annotated[int, typer.Option(min=1, help="Live sandboxes one API key may hold.")] = 20,
     max_streams: Annotated[int, typer.Option(min=1, help="Streamed responses at once.")] = 64,
-    isolation: Annotated[str, typer.Option(help="auto | process (| microvm where available).")] = "auto",
+    isolation: Annotated[str, typer.Option(help="auto | process | microvm (see corral doctor).")] = "auto",
     reap_interval: Annotated[float, typer.Option(min=0.05, help="Seconds between looks for expired sandboxes.")] = 1.0,
     warm: Annotated[int, typer.Option(min=0, max=64, help="Sandboxes kept ready per template used (0: cold starts).")] = 0,
     max_file_mb: Annotated[int, typer.Option(min=1, help="Largest file upload, in MiB (streamed into the sandbox).")] = 512,
