@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from corral.backends import registry
 from corral.backends.base import Instance
 from corral.channel import Channel
+from corral.errors import InvalidInputError
 from corral.models import SandboxSpec
 
 #: Teardown waits this long first, so the code waiting for the result runs first.
@@ -54,6 +56,25 @@ async def cold_start(spec: SandboxSpec) -> Lease:
     backend = registry.resolve(spec.isolation)
     instance = await backend.start(spec)
     return Lease(instance, Channel(instance), backend.name, warm=False)
+
+
+async def resume_start(spec: SandboxSpec, directory: Path) -> Lease:
+    """A sandbox continuing from the memory snapshot in ``directory`` (see :func:`pause_memory`)."""
+    backend = registry.resolve(spec.isolation)
+    instance = await backend.resume(directory, spec)
+    return Lease(instance, Channel(instance), backend.name, warm=False)
+
+
+async def pause_memory(lease: Lease, directory: Path) -> None:
+    """Save ``lease``'s sandbox whole (memory included) into ``directory`` and stop it.
+
+    InvalidInputError (nothing changed) where the isolation level cannot capture memory.
+    """
+    backend = registry.resolve(lease.isolation)
+    if not backend.captures_memory:
+        raise InvalidInputError(f"isolation={lease.isolation!r} cannot capture a sandbox's memory")
+    await lease.channel.close()
+    await backend.pause(lease.instance, directory)
 
 
 class _Teardowns:

@@ -13,6 +13,7 @@ import base64
 import dataclasses
 import enum
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.errors import (
@@ -27,7 +28,7 @@ from corral.network import EgressDecision, ExposedPort, Network, PortMapping
 from corral.packages import check_index, check_packages, index_hosts, install_command
 from corral.services import SandboxServices
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
-from corral.lease import Lease, cold_start, discard
+from corral.lease import Lease, cold_start, discard, pause_memory, resume_start
 from corral.models import (
     BackgroundCommand,
     ExecutionResult,
@@ -177,11 +178,18 @@ class AsyncSandbox:
             raise SandboxClosedError(f"cannot go from {self._state.value} to {new.value}")
         self._state = new
 
-    async def start(self) -> AsyncSandbox:
-        """Start (or take from the pool) the sandbox. Called by ``async with``."""
+    async def start(self, *, memory_snapshot: Path | None = None) -> AsyncSandbox:
+        """Start (or take from the pool) the sandbox. Called by ``async with``.
+
+        ``memory_snapshot``: continue the sandbox :meth:`pause_memory` saved there instead of
+        starting a fresh one (isolation levels that capture memory: ``microvm``).
+        """
         self._move(State.STARTING)
         try:
-            self._lease = await (self._pool.lease() if self._pool is not None else cold_start(self.spec))
+            if memory_snapshot is not None:
+                self._lease = await resume_start(self.spec, memory_snapshot)
+            else:
+                self._lease = await (self._pool.lease() if self._pool is not None else cold_start(self.spec))
         except BaseException:
             self._state = State.CLOSED
             raise
@@ -236,6 +244,18 @@ class AsyncSandbox:
             discard(self._lease)
             if self._pool is not None:
                 self._pool._wake_soon()
+
+    async def pause_memory(self, directory: Path) -> None:
+        """Save the whole sandbox, memory included, into ``directory`` and close it.
+
+        Its interpreter state, files and processes continue after ``start(memory_snapshot=directory)``
+        (on a sandbox object of the same spec). Only on levels that capture memory (``microvm``);
+        elsewhere InvalidInputError and the sandbox keeps running. Call it with no operation running.
+        """
+        lease = self._ready_lease()
+        await pause_memory(lease, directory)
+        self._state = State.CLOSED
+        discard(lease)  # everything is stopped already; this releases the rest
 
     def detach(self) -> Lease:
         """Close this sandbox object but hand its lease to the caller (a pool recycling it)."""

@@ -9,6 +9,7 @@ the caller's thread.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from corral.errors import ProtocolError
@@ -106,10 +107,14 @@ class Sandbox:
         """Install pinned packages into the sandbox (see AsyncSandbox.install)."""
         return bridge.call(self._async.install(packages, **options))
 
-    def start(self) -> Sandbox:
-        """Start the sandbox (``with`` does it for you)."""
-        bridge.call(self._async.start())
+    def start(self, *, memory_snapshot: Path | None = None) -> Sandbox:
+        """Start the sandbox (``with`` does it for you); ``memory_snapshot``: continue a paused one."""
+        bridge.call(self._async.start(memory_snapshot=memory_snapshot))
         return self
+
+    def pause_memory(self, directory: Path) -> None:
+        """Save the whole sandbox, memory included, into ``directory`` and close it (``microvm``)."""
+        bridge.call(self._async.pause_memory(directory))
 
     def close(self) -> None:
         """Kill the sandbox; teardown finishes in the background."""

@@ -185,3 +185,19 @@ def test_a_continuation_is_checked_before_it_is_resumed(tmp_path):
     asyncio.run(scenario())
     with pytest.raises(corral.InvalidInputError, match="cannot capture"):
         asyncio.run(registry.resolve("process").pause(None, tmp_path))
+
+
+def test_the_public_api_pauses_with_memory_and_continues(tmp_path):
+    with corral.Sandbox() as sandbox:
+        sandbox.run("import random; seed = random.random()")
+        sandbox.pause_memory(tmp_path / "snap")
+        assert sandbox.closed
+    resumed = corral.Sandbox().start(memory_snapshot=tmp_path / "snap")
+    try:
+        assert resumed.run("print(type(seed).__name__)").stdout == "float\n"
+    finally:
+        resumed.close()
+    with corral.Sandbox(isolation="process") as other:
+        with pytest.raises(corral.InvalidInputError, match="cannot capture"):
+            other.pause_memory(tmp_path / "other")
+        assert other.run("print(1)").stdout == "1\n"  # refused, still running

@@ -101,6 +101,8 @@ class Backend(abc.ABC):
 
     #: Name users pass as ``isolation=``.
     name: str
+    #: True where :meth:`pause` can save a running sandbox's memory.
+    captures_memory: bool = False
 
     @abc.abstractmethod
     def probe(self) -> ProbeResult:

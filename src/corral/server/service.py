@@ -19,7 +19,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.errors import LimitExceededError, SandboxClosedError, SandboxCrashedError, SandboxStartError
+from corral.backends import registry
+from corral.errors import (CorralError, LimitExceededError, SandboxClosedError, SandboxCrashedError,
+                           SandboxStartError)
 from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
@@ -142,11 +144,13 @@ class SandboxService:
     async def create(self, owner: str, request: CreateSandbox, *, resumed_from: str | None = None,
                      template: ResolvedTemplate | None = None,
                      restore: Callable[[AsyncSandbox], Awaitable[None]] | None = None,
-                     ) -> tuple[CreatedSandbox, AsyncSandbox]:
+                     memory_snapshot: Path | None = None) -> tuple[CreatedSandbox, AsyncSandbox]:
         """Start a sandbox from a template; Running when it returns. Raises LimitExceededError at the quota.
 
         ``template`` replaces the lookup of ``request.template`` (a resume brings its own);
-        ``restore`` runs after the template's layer and before its start_cmd.
+        ``restore`` runs after the template's layer and before its start_cmd. With
+        ``memory_snapshot`` the sandbox continues from it instead: layer, files and the
+        start_cmd's processes are all in it, so neither runs.
         """
         template = template or self.templates.resolve(owner, request.template)
         self._check_quota(owner)  # before anything is recorded
@@ -170,11 +174,12 @@ class SandboxService:
             if sandbox is None:
                 sandbox = AsyncSandbox(template.language, isolation=self.config.isolation,
                                        env={**sandbox_env(template), **request.env}, **limits)
-                await sandbox.start()
-                await self._restore_layer(sandbox, template)
-                if restore is not None:
-                    await restore(sandbox)
-                await self._start_services(sandbox, template, sandbox_id)
+                await sandbox.start(memory_snapshot=memory_snapshot)
+                if memory_snapshot is None:
+                    await self._restore_layer(sandbox, template)
+                    if restore is not None:
+                        await restore(sandbox)
+                    await self._start_services(sandbox, template, sandbox_id)
         except BaseException as exc:
             self.stats["start_failures"] += 1
             if sandbox is not None:
@@ -192,6 +197,13 @@ class SandboxService:
         self.stats["created"] += 1
         info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
         return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
+
+    def captures_memory(self) -> bool:
+        """True when this server's sandboxes can be paused with their memory (microVM)."""
+        try:
+            return registry.resolve(self.config.isolation).captures_memory
+        except CorralError:
+            return False
 
     async def _prepared(self, template: ResolvedTemplate) -> AsyncSandbox:
         """A started sandbox of ``template`` with its layer and services (for the warm sandboxes)."""

@@ -13,8 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import shutil
 import time
+from pathlib import Path
 
+from corral.backends import registry
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
 from corral.server.lifecycle import SandboxState
 from corral.server.records import require_state, snapshot_info
@@ -57,12 +60,21 @@ class SnapshotService:
                     service.records.note(sandbox_id, "pause_failed", f"pause failed, the sandbox keeps running: {exc}")
                 raise
             snapshot_id = f"snap_{secrets.token_hex(8)}"
+            # memory last, where the level can capture it: it stops the sandbox (the files are captured already)
+            memory = registry.resolve(live.sandbox.isolation).captures_memory
+            if memory:
+                try:
+                    await live.sandbox.pause_memory(self.memory_dir(snapshot_id))
+                except BaseException as exc:
+                    shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
+                    service.records.note(sandbox_id, "pause_failed", f"saving the sandbox's memory failed: {exc}")
+                    raise
             files = [entry for entry in parts["files"]["entries"] if entry["kind"] == "file"]
             record = {
                 "id": snapshot_id, "owner": row["owner"], "sandbox_id": sandbox_id, "manifest_digest": digest,
                 "template": row["template"], "spec_json": row["spec_json"], "metadata_json": row["metadata_json"],
                 "file_count": len(files), "size_bytes": sum(entry["size"] for entry in files),
-                "memory": int("memory" in parts), "created_at": time.time(),
+                "memory": int(memory), "created_at": time.time(),
             }
             if not service.records.transition(
                 sandbox_id, SandboxState.PAUSED, "paused",
@@ -102,9 +114,10 @@ class SnapshotService:
             for name, part in manifest["parts"].items():
                 await self.steps[name].restore(sandbox, service.blobs, part)
 
+        memory = self.memory_dir(snapshot_id) if row["memory"] and service.captures_memory() else None
         try:
             created, _ = await service.create(row["owner"], create, resumed_from=snapshot_id, template=template,
-                                              restore=restore)
+                                              restore=restore, memory_snapshot=memory)
         except CorralError as exc:
             service.records.note(row["sandbox_id"], "resume_failed", f"resuming {snapshot_id} failed: {exc}")
             raise
@@ -126,4 +139,9 @@ class SnapshotService:
         """Forget a snapshot, and collect the blobs nothing references any more (after the grace period)."""
         self.service.records.snapshot_row(snapshot_id, owner)
         self.service.records.delete_snapshot(snapshot_id)
+        await asyncio.to_thread(shutil.rmtree, self.memory_dir(snapshot_id), True)
         await self.service.collect_blobs()
+
+    def memory_dir(self, snapshot_id: str) -> Path:
+        """Where a snapshot's memory (a microVM continuation) is kept."""
+        return self.service.config.data_dir / "memory" / snapshot_id

@@ -49,6 +49,7 @@ class MicrovmBackend(Backend):
     """QEMU microVMs with the corral agent as the guest's PID 1."""
 
     name = "microvm"
+    captures_memory = True
 
     def __init__(self) -> None:
         self._accel: AccelChoice | None = None
