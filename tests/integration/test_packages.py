@@ -102,7 +102,6 @@ def test_packages_at_creation_and_failed_installs(package_index):
         assert failed.value.result.exit_code != 0 and "9.9.9" in str(failed.value)
 
 
-@pytest.mark.levels("process")  # the microVM guest has no npm (350 more Debian packages)
 def test_npm_install_into_a_javascript_sandbox(npm_registry):
     with corral.Sandbox(language="javascript") as sandbox:
         result = sandbox.install(["corral-demo-js@1.0.0"], index_url=npm_registry)
