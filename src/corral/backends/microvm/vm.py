@@ -106,23 +106,24 @@ class Vm(Instance):
         """Open the agent's socket and serve the host streams (the sockets appear a few ms after launch).
 
         Before the guest runs: a guest port whose host end is not connected reads as closed.
-        Each socket is connected once, when both exist: QEMU serves one client per socket.
         """
+        end = asyncio.get_running_loop().time() + deadline_s
+        self.reader, self.writer = await self._connect(self.files.agent_socket, end, limit=wire.MAX_FRAME_BYTES + 1)
+        self.streams = HostStreams(*await self._connect(self.files.streams_socket, end), self.directory)
+
+    async def _connect(self, path: Path, end: float, **options) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connect to one of QEMU's sockets, retrying until it listens (QEMU serves one client per socket,
+        so a connection that succeeded is never made again)."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + deadline_s
-        while not (self.files.agent_socket.exists() and self.files.streams_socket.exists()):
-            if not self.alive():
-                raise SandboxStartError(f"QEMU exited during start-up{self.explain()}")
-            if loop.time() > end:
-                raise SandboxStartError(f"QEMU's sockets did not appear within {deadline_s:.0f} s")
-            await asyncio.sleep(0.002)
-        try:
-            self.reader, self.writer = await asyncio.open_unix_connection(
-                str(self.files.agent_socket), limit=wire.MAX_FRAME_BYTES + 1)
-            self.streams = HostStreams(*await asyncio.open_unix_connection(str(self.files.streams_socket)),
-                                       self.directory)
-        except OSError as exc:
-            raise SandboxStartError(f"cannot connect to QEMU's sockets: {exc}{self.explain()}") from None
+        while True:
+            try:
+                return await asyncio.open_unix_connection(str(path), **options)
+            except (FileNotFoundError, ConnectionRefusedError):  # not bound yet, or bound but not listening
+                if not self.alive():
+                    raise SandboxStartError(f"QEMU exited during start-up{self.explain()}") from None
+                if loop.time() > end:
+                    raise SandboxStartError(f"QEMU's socket {path.name} did not open in time") from None
+                await asyncio.sleep(0.002)
 
     async def read_frame(self, deadline_s: float, what: str) -> bytes:
         """One line from the agent, or SandboxStartError when QEMU exits or the deadline passes.
