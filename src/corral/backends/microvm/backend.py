@@ -85,14 +85,8 @@ class MicrovmBackend(Backend):
         started = time.perf_counter()
         image = await _image()
         shape = continuation.read_shape(directory, snapshot.image_build(image.key, image.rootfs))
-        vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
-                             incoming=True, as_root=_needs_root(shape))
+        vm = await incoming(image, shape, continuation.state_path(directory), with_ram=True)
         async with vm.stopped_on_failure():
-            await vm.connect_agent(RESTORE_DEADLINE_S)
-            try:
-                await continuation.load_into(vm, directory)
-            except SandboxStartError as exc:
-                raise SandboxStartError(f"{exc}{vm.explain()}") from exc
             await _call(vm, ReseedRequest(id=_START_ID, entropy_b64=_entropy()), Ack, "reseed")
         vm.boot_ms = (time.perf_counter() - started) * 1000 - vm.setup_ms
         return vm
@@ -152,13 +146,20 @@ async def cold_boot(image, shape: VmShape, *, ram_file=None, deadline_s: float =
 
 async def restore(image, template: snapshot.Template) -> Vm:
     """Launch a VM from ``template``: device state loaded, RAM mapped copy-on-write, guest running."""
-    vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), template.shape,
-                         ram_file=snapshot.clone_ram(template), incoming=True, as_root=_needs_root(template.shape))
-    vm.console_before = template.console_log()
+    vm = await incoming(image, template.shape, template.state, ram_file=snapshot.clone_ram(template))
+    vm.console_before = template.console_path
+    return vm
+
+
+async def incoming(image, shape: VmShape, state: Path, *, ram_file=None, with_ram: bool = False) -> Vm:
+    """Launch a VM that loads saved ``state`` (a template's devices, or ``with_ram`` a whole paused VM)
+    instead of booting; return it running, its sockets connected."""
+    vm = await Vm.launch(qemu_binary(), (image.kernel, image.initramfs, image.rootfs), shape,
+                         ram_file=ram_file, incoming=True, as_root=_needs_root(shape))
     async with vm.stopped_on_failure():
-        await vm.connect_agent(RESTORE_DEADLINE_S)
+        await vm.connect_agent(RESTORE_DEADLINE_S)  # before the guest runs (see connect_agent)
         try:
-            qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, template.state)
+            qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, state, with_ram=with_ram)
             await asyncio.to_thread(snapshot.resume, qmp)
         except SandboxStartError as exc:
             raise SandboxStartError(f"{exc}{vm.explain()}") from exc

@@ -65,10 +65,9 @@ def read_shape(directory: Path, image_build: str) -> VmShape:
     return shape
 
 
-async def load_into(vm: Vm, directory: Path) -> None:
-    """Load a continuation into ``vm`` (launched with ``incoming=True``) and let it run."""
-    qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, directory / _STATE, with_ram=True)
-    await asyncio.to_thread(snapshot.resume, qmp)
+def state_path(directory: Path) -> Path:
+    """The saved VM in a continuation directory (to load with ``snapshot.load(..., with_ram=True)``)."""
+    return directory / _STATE
 
 
 def _write_synced(path: Path, data: bytes) -> None:

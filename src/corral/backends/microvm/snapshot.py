@@ -59,12 +59,10 @@ class Template:
         """QEMU's device state (the migration stream without RAM)."""
         return self.directory / "state"
 
-    def console_log(self) -> str:
+    @property
+    def console_path(self) -> Path:
         """The serial console of the boot the template was taken from."""
-        try:
-            return (self.directory / "console.log").read_text(errors="replace")
-        except OSError:
-            return ""
+        return self.directory / "console.log"
 
 
 #: /dev/shm must have this much room to hold templates (containers often give it only 64 MiB).

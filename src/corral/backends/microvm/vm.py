@@ -49,8 +49,8 @@ class Vm(Instance):
         self.cgroup = cgroup
         self.setup_ms = setup_ms
         self.boot_ms = 0.0
-        #: What the guest printed before this QEMU ran it (the boot of the template it was restored from).
-        self.console_before = ""
+        #: The console of what the guest ran before this QEMU (the boot of the template it was restored from).
+        self.console_before: Path | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self._stopped = False
@@ -149,10 +149,12 @@ class Vm(Instance):
     def console_log(self) -> str:
         """The guest's serial console so far (kernel and init messages; a restored VM's starts with
         its template's boot)."""
-        try:
-            return self.console_before + self.files.console_log.read_bytes().decode(errors="replace")
-        except OSError:
-            return self.console_before
+        paths = [self.console_before, self.files.console_log] if self.console_before else [self.files.console_log]
+        text = []
+        for path in paths:
+            with contextlib.suppress(OSError):
+                text.append(path.read_bytes().decode(errors="replace"))
+        return "".join(text)
 
     def diagnostics(self) -> str:
         """The console's last lines and whatever QEMU wrote to stderr."""
