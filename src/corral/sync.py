@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.batch.many import arun_many
+from corral.batch.verdicts import BatchResult
 from corral.errors import ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
 from corral.network import EgressDecision, ExposedPort
@@ -211,6 +213,10 @@ class Pool:
         """Run ``code`` once in a fresh process on a warm sandbox (callbacks run on corral's loop thread)."""
         return bridge.call(self._async.run(code, on_stdout=on_stdout, on_stderr=on_stderr, **options))
 
+    def map(self, items: Any, **options: Any) -> Iterator[BatchResult]:
+        """Run batch items on this pool; BatchResults as they complete (see AsyncPool.map)."""
+        return bridge.iterate(self._async.map(items, **options))
+
     def sandbox(self) -> Sandbox:
         """A session sandbox taken from this pool (use it with ``with``)."""
         return Sandbox(pool=self)
@@ -237,3 +243,8 @@ def run(code: str, language: Language = "python", *, pool: Pool | None = None,
     """
     return bridge.call(arun(code, language, pool=pool._async if pool else None,
                             on_stdout=on_stdout, on_stderr=on_stderr, **options))
+
+
+def run_many(items: Any, **options: Any) -> Iterator[BatchResult]:
+    """Run batch items on pools of their own; BatchResults as they complete. See ``corral.arun_many``."""
+    return bridge.iterate(arun_many(items, **options))
