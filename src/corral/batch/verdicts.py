@@ -71,8 +71,10 @@ class BatchResult(_Frozen):
 
     ``verdict`` is ``accepted`` when every test (or the single run) was, otherwise the first
     test's verdict that was not. ``result`` is the single run of an item without tests;
-    ``files`` what ``fetch_files`` read back (paths that do not exist are left out).
+    ``files`` what ``fetch_files`` read back (paths that do not exist are left out; base64 in JSON).
     """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
 
     index: int
     verdict: ItemVerdict
