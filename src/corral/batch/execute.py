@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from corral.batch import cpp
+from corral import cpp
 from corral.batch.compare import outputs_match
 from corral.batch.items import BatchItem, TestCase
 from corral.batch.verdicts import (BatchError, BatchResult, CompileResult, TestResult, Verdict, capped, overall,

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from corral.protocol import wire
 
-#: Languages a batch item can be written in ("cpp" is compiled once per item, see corral.batch.cpp).
+#: Languages a batch item can be written in ("cpp" is compiled once per item, see corral.cpp).
 BatchLanguage = Literal["python", "javascript", "shell", "cpp"]
 CompareMode = Literal["exact", "whitespace", "float"]
 
