@@ -157,3 +157,15 @@ def test_concurrency_is_checked():
     for bad in (0, -1, 1000, 2.5, True, "4"):
         with pytest.raises(InvalidInputError):
             check_concurrency(bad)
+
+
+def test_sync_and_async_batch_calls_have_the_same_parameters():
+    import inspect
+
+    import corral
+
+    def parameters(function):
+        return [(p.name, p.kind, p.default) for p in inspect.signature(function).parameters.values()]
+
+    assert parameters(corral.run_many) == parameters(corral.arun_many)
+    assert parameters(corral.Pool.map) == parameters(corral.AsyncPool.map)
