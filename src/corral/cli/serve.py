@@ -43,6 +43,7 @@ def serve(
     import uvicorn  # noqa: PLC0415 - the server extra is needed by this command only
 
     from corral.server.app import ServerConfig, create_app  # noqa: PLC0415
+    from corral.server.routes.sandbox_fusion import RedactKeyInPath  # noqa: PLC0415
 
     if sandbox_fusion_no_auth and not _loopback(host):
         typer.echo(f"corral: --sandbox-fusion-no-auth is refused on {host}: bind a loopback address "
@@ -66,6 +67,7 @@ def serve(
         sys.stderr.write(f"corral: created API key {record.id} (shown only now):\n"
                          f"export CORRAL_API_KEY={key}\n")
         sys.stderr.flush()
+    logging.getLogger("uvicorn.access").addFilter(RedactKeyInPath())  # a sandbox-fusion key in a path stays out of logs
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 
 

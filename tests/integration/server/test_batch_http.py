@@ -181,3 +181,16 @@ def test_no_auth_only_when_asked_and_only_on_loopback(tmp_path):
         assert httpx.get(f"{server.url}/v1/sandboxes").status_code == 401  # the rest still needs a key
     finally:
         server.stop()
+
+
+def test_a_key_in_the_path_stays_out_of_the_access_log(tmp_path):
+    server = ServerProcess(tmp_path, "--log-level", "info").start()
+    try:
+        key = _scoped_key(server)
+        answer = httpx.post(f"{server.url}/sandbox-fusion/{key}/run_code", json={"code": "true", "language": "bash"},
+                            timeout=30)
+        assert answer.status_code == 200
+    finally:
+        server.stop()
+    log = server.log.read_text()
+    assert "POST /sandbox-fusion/<key>/run_code" in log and key.rsplit("_", 1)[1] not in log

@@ -9,6 +9,9 @@ credentials. Over the key's share of runners: 429 with ``Retry-After``, SandboxF
 
 from __future__ import annotations
 
+import logging
+import re
+
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,6 +25,17 @@ SCOPE = "sandbox-fusion"
 ANONYMOUS = "sandbox-fusion-anonymous"
 
 router = APIRouter(tags=["sandbox-fusion"])
+_KEY_IN_PATH = re.compile(r"/sandbox-fusion/[^/?\s]+")
+
+
+class RedactKeyInPath(logging.Filter):
+    """Hide the key of ``/sandbox-fusion/<key>/...`` in access-log records (uvicorn's ``uvicorn.access``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_KEY_IN_PATH.sub("/sandbox-fusion/<key>", arg) if isinstance(arg, str) else arg
+                                for arg in record.args)
+        return True
 _bearer = HTTPBearer(auto_error=False, description="an API key, unscoped or scoped to sandbox-fusion")
 
 
