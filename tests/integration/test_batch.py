@@ -97,3 +97,13 @@ def test_a_bad_batch_configuration_raises_before_anything_runs():
         corral.run_many([{"code": "print(1)"}], concurrency=0)
     with pytest.raises(corral.InvalidInputError):
         corral.run_many([{"code": "print(1)"}], memory_mb=1)
+
+
+def test_more_configurations_than_pools_are_served_one_after_another():
+    from corral.batch.many import MAX_POOLS
+
+    sizes = [128 + 16 * n for n in range(MAX_POOLS + 2)]  # more memory sizes than pools at once
+    items = [{"code": "import sys; print(sys.argv)", "memory_mb": size, "tests": [{"expected": "['-c']\n"}]}
+             for size in sizes]
+    results = list(corral.run_many(items, concurrency=2, ordered=True))
+    assert [result.verdict for result in results] == ["accepted"] * len(sizes)

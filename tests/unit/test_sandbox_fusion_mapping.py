@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 
 import pytest
 
@@ -49,8 +50,15 @@ def test_results_become_sandbox_fusion_answers():
     assert (failed.status, failed.message) == ("SandboxError", "boom")
 
 
-def test_scoped_keys_are_good_for_their_scope_only(tmp_path):
-    keys = KeyStore(Database(tmp_path / "corral.db"))
+@pytest.fixture
+def database(tmp_path) -> Iterator[Database]:
+    database = Database(tmp_path / "corral.db")
+    yield database
+    database.close()
+
+
+def test_scoped_keys_are_good_for_their_scope_only(database, tmp_path):
+    keys = KeyStore(database)
     _, full = keys.create("full")
     record, scoped = keys.create("sf", "sandbox-fusion")
     assert record.scope == "sandbox-fusion" and [key.scope for key in keys.list()] == [None, "sandbox-fusion"]
@@ -61,6 +69,10 @@ def test_scoped_keys_are_good_for_their_scope_only(tmp_path):
     with pytest.raises(ValueError, match="scope"):
         keys.create("x", "everything")
     assert keys.revoke(record.id) and keys.verify_scoped(scoped, "sandbox-fusion") is None
-    only_scoped = KeyStore(Database(tmp_path / "other.db"))
-    only_scoped.create("sf", "sandbox-fusion")
-    assert not only_scoped.any_active()  # a server with only scoped keys still prints a full key at start
+    other = Database(tmp_path / "other.db")
+    try:
+        only_scoped = KeyStore(other)
+        only_scoped.create("sf", "sandbox-fusion")
+        assert not only_scoped.any_active()  # a server with only scoped keys still prints a full key at start
+    finally:
+        other.close()

@@ -40,13 +40,14 @@ class PoolSet:
     async def pool_for(self, item: BatchItem) -> AsyncIterator[AsyncPool]:
         """The pool for ``item``'s configuration, held for the block (so it is not closed under it)."""
         key = (_pool_language(item.language), item.memory_mb or self.config.get("memory_mb"))
+        evicted: list[AsyncPool] = []
         async with self._changed:
             while key not in self._pools and len(self._pools) >= MAX_POOLS:
                 idle = next((other for other in self._pools if not self._users[other]), None)
                 if idle is None:
                     await self._changed.wait()
                     continue
-                await self._pools.pop(idle).close()
+                evicted.append(self._pools.pop(idle))  # closed below, without holding the others up
                 del self._users[idle]
             if key not in self._pools:
                 pool = AsyncPool(self.size, language=key[0], isolation=self.isolation,
@@ -58,6 +59,8 @@ class PoolSet:
                 self._pools[key] = self._pools.pop(key)
             self._users[key] += 1
             pool = self._pools[key]
+        for old in evicted:
+            await old.close()
         try:
             yield pool
         finally:

@@ -49,6 +49,8 @@ class BatchConfig:
     waiting_per_key: int = 64
     #: Sandboxes each shared pool keeps started.
     pool_size: int = 2
+    #: Largest memory_mb an item may ask for (the same bound as a hosted sandbox's limits).
+    max_memory_mb: int = 64 * 1024
 
 
 @dataclass
@@ -89,11 +91,18 @@ class BatchService:
             use.users -= 1
             self._forget_if_idle(owner)
 
+    def _problem(self, item: BatchItem) -> str | None:
+        if item.memory_mb is not None and item.memory_mb > self.config.max_memory_mb:
+            return f"memory_mb: at most {self.config.max_memory_mb} on this server"
+        return None
+
     async def _run(self, owner: str, index: int, raw: Any) -> BatchResult:
         try:
             item = parse_item(raw)
         except ValueError as exc:
             return invalid(index, str(exc))
+        if problem := self._problem(item):
+            return invalid(index, problem)
         async with self._slot(owner):
             try:
                 async with self.pools.pool_for(item) as pool:
@@ -123,6 +132,8 @@ class BatchService:
 
     async def run_one(self, owner: str, item: BatchItem) -> BatchResult:
         """One item for ``owner``, waiting for a slot (Overloaded if too many already wait)."""
+        if problem := self._problem(item):
+            return invalid(0, problem)
         use = self._use(owner)
         if use.slots.locked() and use.waiting >= self.config.waiting_per_key:
             raise Overloaded(f"this key has {self.config.runs_per_key} runs going and {use.waiting} waiting "

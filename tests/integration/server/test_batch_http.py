@@ -126,6 +126,9 @@ def test_sandbox_fusion_timeouts_compile_errors_and_refused_languages(batch_serv
         _run("go", "package main")  # SandboxError: the client raises it
     answer = httpx.post(f"{batch_server.url}/sandbox-fusion/{key}/run_code", json={"code": "x", "language": "java"})
     assert answer.status_code == 200 and answer.json()["status"] == "SandboxError"
+    huge = httpx.post(f"{batch_server.url}/sandbox-fusion/{key}/run_code",
+                      json={"code": "x", "language": "python", "memory_limit_MB": 1 << 20})
+    assert huge.json()["status"] == "SandboxError" and "at most 65536" in huge.json()["message"]
 
 
 def test_sandbox_fusion_keys(batch_server):
