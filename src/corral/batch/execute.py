@@ -41,7 +41,7 @@ def _error(exc: BaseException) -> BatchError:
 async def run_item(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
     """Run ``item`` on ``pool``; every failure is data in the result."""
     try:
-        if item.needs_session:
+        if _holds_sandbox(item):
             return await _in_session(pool, item, index)
         return await _on_pool(pool, item, index)
     except InvalidInputError as exc:
@@ -51,6 +51,13 @@ async def run_item(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
     except Exception as exc:  # a bug must not end the batch: report it on this item
         log.exception("batch item %d failed unexpectedly", index)
         return BatchResult(index=index, verdict="sandbox_error", error=_error(exc))
+
+
+def _holds_sandbox(item: BatchItem) -> bool:
+    """True when the item must hold one sandbox for all its runs: files to fetch, a compile, or files
+    to write (AsyncPool.run takes no files yet; once it does, items with ``files`` only can run on the
+    pool, passing ``files=item.files`` in :func:`_on_pool`)."""
+    return bool(item.files or item.fetch_files) or item.language == "cpp"
 
 
 async def _on_pool(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:

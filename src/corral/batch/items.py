@@ -82,11 +82,6 @@ class BatchItem(BaseModel):
             raise ValueError("stdin and fetch_files are for an item without tests (each test has its own stdin)")
         return self
 
-    @property
-    def needs_session(self) -> bool:
-        """True when the item must hold one sandbox for all its runs (files in or out, a compile)."""
-        return bool(self.files or self.fetch_files) or self.language == "cpp"
-
 
 def _relative_path_problem(path: str) -> str | None:
     if path.startswith("/"):
