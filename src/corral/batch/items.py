@@ -28,7 +28,7 @@ class TestCase(BaseModel):
     """One test: the program's stdin and the stdout it must print."""
 
     __test__ = False  # not a pytest class
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     stdin: str | bytes = ""
     expected: str
@@ -37,7 +37,7 @@ class TestCase(BaseModel):
 class BatchItem(BaseModel):
     """One program to run: alone (``tests`` empty) or once per test."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     code: str = Field(max_length=wire.MAX_CODE_BYTES)
     language: BatchLanguage = "python"

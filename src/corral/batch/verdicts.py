@@ -30,7 +30,7 @@ OUTPUT_CAP = 8192
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class BatchError(_Frozen):
@@ -74,7 +74,8 @@ class BatchResult(_Frozen):
     ``files`` what ``fetch_files`` read back (paths that do not exist are left out; base64 in JSON).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_bytes="base64", val_json_bytes="base64")
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True, ser_json_bytes="base64",
+                              val_json_bytes="base64")
 
     index: int
     verdict: ItemVerdict
