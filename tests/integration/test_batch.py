@@ -60,6 +60,7 @@ def test_cpp_items_compile_once_and_report_compile_errors():
         {"code": '#include "helper.h"\n#include <cstdio>\nint main() { std::printf("%d\\n", VALUE); return 4; }',
          "language": "cpp", "files": {"helper.h": "#define VALUE 7\n"}},
         {"code": "int main() { while (true) {} }", "language": "cpp", "timeout": 0.5, "tests": [{"expected": ""}]},
+        {"code": SUM_CPP, "language": "cpp", "compile_timeout": 0.05, "tests": [{"expected": ""}]},
     ]
     results = {result.index: result for result in corral.run_many(items, concurrency=2)}
     assert results[0].compile.ok and results[0].verdict == "wrong_answer"
@@ -70,6 +71,8 @@ def test_cpp_items_compile_once_and_report_compile_errors():
     assert results[2].verdict == "runtime_error" and results[2].result.stdout == "7\n"
     assert results[2].result.exit_code == 4
     assert results[3].tests[0].verdict == "time_limit_exceeded"
+    slow = results[4]
+    assert slow.verdict == "compile_error" and slow.compile.timed_out and "did not finish" in slow.compile.stderr
 
 
 def test_pool_map_uses_the_pool_and_refuses_other_memory():

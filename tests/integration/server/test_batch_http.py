@@ -122,6 +122,8 @@ def test_sandbox_fusion_timeouts_compile_errors_and_refused_languages(batch_serv
     broken = _run("cpp", "int main() { return nope; }")
     assert broken.status == "Failed" and broken.run_result is None and "nope" in broken.compile_result.stderr
     assert sandbox_fusion.summary_run_code_result(broken, summary) == "cfail"
+    late = _run("cpp", "#include <iostream>\nint main() { std::cout << 1; }", compile_timeout=0.05)
+    assert late.status == "Failed" and late.compile_result.status == "TimeLimitExceeded" and late.run_result is None
     with pytest.raises(Exception, match="not supported"):
         _run("go", "package main")  # SandboxError: the client raises it
     answer = httpx.post(f"{batch_server.url}/sandbox-fusion/{key}/run_code", json={"code": "x", "language": "java"})
