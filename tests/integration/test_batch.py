@@ -110,3 +110,64 @@ def test_more_configurations_than_pools_are_served_one_after_another():
              for size in sizes]
     results = list(corral.run_many(items, concurrency=2, ordered=True))
     assert [result.verdict for result in results] == ["accepted"] * len(sizes)
+
+
+def _parent_pid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as stat:
+        return int(stat.read().rsplit(")", 1)[1].split()[1])
+
+
+def _uid(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return int(next(line for line in status if line.startswith("Uid:")).split()[1])
+
+
+def _sandbox_ancestors(pid: int) -> list[int]:
+    """The processes above ``pid`` that run as the same (sandbox) uid: the agent and whatever it forked."""
+    ancestors, uid = [], _uid(pid)
+    parent = _parent_pid(pid)
+    while parent > 1 and _uid(parent) == uid:
+        ancestors.append(parent)
+        parent = _parent_pid(parent)
+    return ancestors
+
+
+@pytest.mark.levels("process")
+def test_a_sandbox_killed_from_outside_is_a_sandbox_error_and_the_batch_goes_on():
+    import os
+    import signal
+    import threading
+    import time
+
+    marker = "987.654321"
+    killed = threading.Event()
+    victims: list[int] = []
+
+    def kill_the_agent() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not killed.is_set():
+            for entry in os.listdir("/proc"):
+                if entry.isdigit():
+                    try:
+                        with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                            if marker.encode() in cmdline.read() and _uid(int(entry)) != os.getuid():
+                                victims.extend(_sandbox_ancestors(int(entry)))  # the agent running the program
+                                for pid in victims:
+                                    os.kill(pid, signal.SIGKILL)
+                                killed.set()
+                    except (OSError, ValueError, IndexError):
+                        continue
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_agent)
+    killer.start()
+    items = [{"code": f"exec sleep {marker}", "language": "shell", "timeout": 20},
+             {"code": "print(3)", "tests": [{"expected": "3\n"}]}]
+    try:
+        results = {result.index: result for result in corral.run_many(items, concurrency=2)}
+    finally:
+        killed.set()
+        killer.join()
+    assert victims
+    assert results[0].verdict == "sandbox_error" and results[0].error.type == "SandboxCrashedError"
+    assert results[1].verdict == "accepted"
