@@ -8,6 +8,7 @@ need=()
 [ -x /usr/bin/python3 ] || need+=(python3)             # the interpreter inside sandboxes
 command -v node >/dev/null 2>&1 || need+=(nodejs)       # javascript inside sandboxes
 command -v npm >/dev/null 2>&1 || need+=(npm)           # package installs for javascript
+command -v g++ >/dev/null 2>&1 || need+=(g++)           # C++ (language="cpp")
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # package installs for python
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # dropping to the sandbox uid
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the tests' HTTPS peer

@@ -12,6 +12,9 @@ are the same API for asyncio.
 """
 
 from corral import errors
+from corral.batch.items import BatchItem, TestCase
+from corral.batch.many import arun_many
+from corral.batch.verdicts import BatchResult, TestResult
 from corral.errors import (
     CorralError,
     FileOperationError,
@@ -38,7 +41,7 @@ from corral.network import EgressDecision, ExposedPort, Network, PortMapping
 from corral.oneshot import arun
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox
-from corral.sync import Pool, Sandbox, run
+from corral.sync import Pool, Sandbox, run, run_many
 
 __version__ = "0.1.0"
 
@@ -46,6 +49,8 @@ __all__ = [
     "AsyncPool",
     "AsyncSandbox",
     "BackgroundCommand",
+    "BatchItem",
+    "BatchResult",
     "CorralError",
     "EgressDecision",
     "ExecutionResult",
@@ -67,9 +72,13 @@ __all__ = [
     "SandboxCrashedError",
     "SandboxSpec",
     "SandboxStartError",
+    "TestCase",
+    "TestResult",
     "TimingBreakdown",
     "TransientError",
     "arun",
+    "arun_many",
     "errors",
     "run",
+    "run_many",
 ]

@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from corral import cpp
 from corral.channel import Channel
 from corral.errors import InvalidInputError, ProtocolError
 from corral.models import ExecutionResult, Language, OutputEvent, TimingBreakdown, check_env
@@ -77,10 +78,11 @@ async def execute(
 
     def build(request_id: int) -> ExecRequest:
         sent.append(request_id)
+        compiled = options.language == "cpp"  # one shell script: compile, then run
         return ExecRequest(
             id=request_id,
-            language=options.language,
-            code=options.code,
+            language="shell" if compiled else options.language,
+            code=cpp.oneshot_script(options.code) if compiled else options.code,
             session=options.session,
             timeout_ms=max(1, int(options.timeout * 1000)),
             env=options.env,

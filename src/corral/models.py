@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from corral.errors import InvalidInputError
 from corral.protocol import wire
 
-Language = Literal["python", "javascript", "shell"]
+#: ``cpp`` runs are one-shot: compiled with g++, then run (see corral.cpp).
+Language = Literal["python", "javascript", "shell", "cpp"]
 StreamName = Literal["stdout", "stderr"]
 
 _Model = TypeVar("_Model", bound=BaseModel)

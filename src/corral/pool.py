@@ -20,8 +20,11 @@ import contextlib
 import dataclasses
 import logging
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
+from corral.batch.runner import Items, pool_map
+from corral.batch.verdicts import BatchResult
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError, TransientError
 from corral.lease import TEARDOWN_DELAY_S, Lease, cold_start, discard, wait_for_teardowns
 from corral.models import ExecutionResult, Language
@@ -162,6 +165,10 @@ class AsyncPool:
         else:
             discard(lease)
             self._wake_soon()
+
+    def map(self, items: Items, *, concurrency: int | None = None, ordered: bool = False) -> AsyncIterator[BatchResult]:
+        """Run batch items on this pool (``concurrency`` at a time, default ``size``); results as they complete."""
+        return pool_map(self, items, concurrency=concurrency, ordered=ordered)
 
     def sandbox(self) -> AsyncSandbox:
         """A session sandbox taken from this pool (start it with ``async with``)."""

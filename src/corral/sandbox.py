@@ -281,8 +281,8 @@ class AsyncSandbox:
     def _options(self, code: object, language: str | None, session: bool, timeout: float | None,
                  env: dict | None, cwd: str | None, stdin: bytes | str | None) -> RunOptions:
         language = language or self.spec.language
-        if language not in wire.LANGUAGES:
-            raise InvalidInputError(f"unknown language {language!r}; choose one of {', '.join(wire.LANGUAGES)}")
+        if language not in (*wire.LANGUAGES, "cpp"):
+            raise InvalidInputError(f"unknown language {language!r}; choose one of {', '.join(wire.LANGUAGES)}, cpp")
         timeout = self.spec.limits.timeout if timeout is None else timeout
         if isinstance(stdin, str):
             stdin = stdin.encode()
@@ -290,7 +290,7 @@ class AsyncSandbox:
         if cwd is not None and wire.path_problem(cwd):
             raise InvalidInputError(f"cwd: {wire.path_problem(cwd)}")
         return RunOptions(
-            language=language, code=code, session=session and language != "shell", timeout=float(timeout),
+            language=language, code=code, session=session and language not in ("shell", "cpp"), timeout=float(timeout),
             env=dict(env or {}), cwd=cwd, stdin=stdin, stdout_limit=self.spec.limits.stdout_limit,
             stderr_limit=self.spec.limits.stderr_limit,
         )

@@ -12,6 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.batch.many import arun_many
+from corral.batch.runner import Items
+from corral.batch.verdicts import BatchResult
 from corral.errors import ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
 from corral.network import EgressDecision, ExposedPort
@@ -211,6 +214,10 @@ class Pool:
         """Run ``code`` once in a fresh process on a warm sandbox (callbacks run on corral's loop thread)."""
         return bridge.call(self._async.run(code, on_stdout=on_stdout, on_stderr=on_stderr, **options))
 
+    def map(self, items: Items, *, concurrency: int | None = None, ordered: bool = False) -> Iterator[BatchResult]:
+        """Run batch items on this pool; BatchResults as they complete (see AsyncPool.map)."""
+        return bridge.iterate(self._async.map(items, concurrency=concurrency, ordered=ordered))
+
     def sandbox(self) -> Sandbox:
         """A session sandbox taken from this pool (use it with ``with``)."""
         return Sandbox(pool=self)
@@ -237,3 +244,16 @@ def run(code: str, language: Language = "python", *, pool: Pool | None = None,
     """
     return bridge.call(arun(code, language, pool=pool._async if pool else None,
                             on_stdout=on_stdout, on_stderr=on_stderr, **options))
+
+
+def run_many(items: Items, *, concurrency: int = 4, ordered: bool = False, isolation: str = "auto",
+             timeout: float | None = None, memory_mb: int | None = None, pids: int | None = None,
+             cpus: float | None = None, disk_mb: int | None = None,
+             env: dict[str, str] | None = None) -> Iterator[BatchResult]:
+    """Run batch items on pools of their own; BatchResults as they complete. See ``corral.arun_many``.
+
+    The input iterator is read on corral's loop thread.
+    """
+    return bridge.iterate(arun_many(items, concurrency=concurrency, ordered=ordered, isolation=isolation,
+                                    timeout=timeout, memory_mb=memory_mb, pids=pids, cpus=cpus, disk_mb=disk_mb,
+                                    env=env))

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from corral.server.database import DB_FILE, Database, default_state_dir
-from corral.server.keys import KeyStore
+from corral.server.keys import SCOPES, KeyStore
 
 app = typer.Typer(help="Manage the API keys of a corral server.", no_args_is_help=True)
 
@@ -21,19 +21,25 @@ def _store(data_dir: Path | None) -> KeyStore:
 
 
 @app.command("create")
-def create(name: Annotated[str, typer.Option(help="A label for the key.")] = "default", data_dir: DataDir = None) -> None:
+def create(name: Annotated[str, typer.Option(help="A label for the key.")] = "default",
+           scope: Annotated[Optional[str], typer.Option(
+               help="Limit the key to one front-end: sandbox-fusion (its /run_code only).")] = None,
+           data_dir: DataDir = None) -> None:
     """Create a key and print it (it is shown only this once; only its hash is stored)."""
-    record, key = _store(data_dir).create(name)
+    if scope is not None and scope not in SCOPES:
+        typer.echo(f"corral: unknown scope {scope!r}; choose one of {', '.join(SCOPES)}", err=True)
+        raise typer.Exit(2)
+    record, key = _store(data_dir).create(name, scope)
     typer.echo(key)
-    typer.echo(f"corral: key {record.id} ({name}) created", err=True)
+    typer.echo(f"corral: key {record.id} ({name}{', scope ' + scope if scope else ''}) created", err=True)
 
 
 @app.command("list")
 def list_keys(data_dir: DataDir = None) -> None:
-    """List keys: id, name, created, revoked (never the secrets)."""
+    """List keys: id, name, created, revoked, scope (never the secrets)."""
     for key in _store(data_dir).list():
         revoked = _when(key.revoked_at) if key.revoked_at else "active"
-        typer.echo(f"{key.id}\t{key.name}\t{_when(key.created_at)}\t{revoked}")
+        typer.echo(f"{key.id}\t{key.name}\t{_when(key.created_at)}\t{revoked}\t{key.scope or 'all'}")
 
 
 @app.command("revoke")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import sys
 from pathlib import Path
@@ -30,13 +31,24 @@ def serve(
     blob_grace: Annotated[
         float, typer.Option(min=0, help="Seconds an unreferenced snapshot blob is kept before it is collected.")
     ] = 3600.0,
+    batch_runs_per_key: Annotated[
+        int, typer.Option(min=1, max=256, help="Batch items (/v1/batch, /run_code) one API key runs at once.")
+    ] = 8,
+    sandbox_fusion_no_auth: Annotated[
+        bool, typer.Option(help="Let SandboxFusion's /run_code run without credentials (loopback binds only).")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")] = "info",
 ) -> None:
     """Serve sandboxes over HTTP. On first start, creates and prints an API key."""
     import uvicorn  # noqa: PLC0415 - the server extra is needed by this command only
 
     from corral.server.app import ServerConfig, create_app  # noqa: PLC0415
+    from corral.server.routes.sandbox_fusion import RedactKeyInPath  # noqa: PLC0415
 
+    if sandbox_fusion_no_auth and not _loopback(host):
+        typer.echo(f"corral: --sandbox-fusion-no-auth is refused on {host}: bind a loopback address "
+                   "(127.0.0.1, ::1) or use a key scoped with `corral keys create --scope sandbox-fusion`", err=True)
+        raise typer.Exit(2)
     corral_log = logging.getLogger("corral")
     corral_log.setLevel(log_level.upper())
     handler = logging.StreamHandler()
@@ -45,7 +57,8 @@ def serve(
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
                           warm_per_template=warm, blob_grace_s=blob_grace,
-                          max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown)
+                          max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown,
+                          batch_runs_per_key=batch_runs_per_key, sandbox_fusion_no_auth=sandbox_fusion_no_auth)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():
@@ -54,4 +67,15 @@ def serve(
         sys.stderr.write(f"corral: created API key {record.id} (shown only now):\n"
                          f"export CORRAL_API_KEY={key}\n")
         sys.stderr.flush()
+    logging.getLogger("uvicorn.access").addFilter(RedactKeyInPath())  # a sandbox-fusion key in a path stays out of logs
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def _loopback(host: str) -> bool:
+    """True when ``host`` is a loopback address (``localhost`` included)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

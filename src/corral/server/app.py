@@ -22,7 +22,8 @@ from corral.protocol import wire
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
-from corral.server.routes import execution, files, ops, sandboxes, snapshots, templates, terminal
+from corral.server.batch import BatchConfig, BatchService
+from corral.server.routes import batch, execution, files, ops, sandbox_fusion, sandboxes, snapshots, templates, terminal
 from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
 from corral.server.service import SandboxService, ServiceConfig
@@ -48,6 +49,10 @@ class ServerConfig:
     blob_grace_s: float = 3600.0
     #: On shutdown, pause running sandboxes (their files survive as snapshots) instead of killing them.
     pause_on_shutdown: bool = False
+    #: Batch items (``/v1/batch``, ``/run_code``) one key runs at once.
+    batch_runs_per_key: int = 8
+    #: Let SandboxFusion's ``/run_code`` run without credentials (``corral serve`` allows it on loopback only).
+    sandbox_fusion_no_auth: bool = False
     service: ServiceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -63,6 +68,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     service = SandboxService(config.service)
     snapshots_service = SnapshotService(service)
     streams = StreamSlots(config.max_streams)
+    batches = BatchService(BatchConfig(isolation=config.isolation, runs_per_key=config.batch_runs_per_key))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -72,6 +78,7 @@ def create_app(config: ServerConfig) -> FastAPI:
         finally:
             if config.pause_on_shutdown:
                 await _pause_all(snapshots_service)
+            await batches.close()
             await service.close()
 
     app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan,
@@ -79,12 +86,15 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.service = service
     app.state.snapshots = snapshots_service
     app.state.streams = streams
+    app.state.batch = batches
+    app.state.sandbox_fusion_open = config.sandbox_fusion_no_auth
     app.state.max_file_bytes = config.max_file_bytes
     app.state.metrics = Metrics(service, streams)
-    for module in (sandboxes, execution, files, snapshots, templates, ops):
+    for module in (sandboxes, execution, files, snapshots, templates, batch, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
     app.include_router(terminal.router, prefix="/v1")
     app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
+    app.include_router(sandbox_fusion.router)
     _add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)

@@ -79,6 +79,9 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX templates_owner_id ON templates (owner, id);
     """,
+    """
+    ALTER TABLE api_keys ADD COLUMN scope TEXT;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

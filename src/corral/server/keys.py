@@ -4,7 +4,9 @@ A key reads ``ck_<id>_<secret>``: the id finds the record, the secret is
 compared by hash in constant time. A sandbox token reads
 ``st_<sandbox id>_<secret>`` and grants the data plane of that one sandbox.
 Secrets are 256 random bits, so an unsalted SHA-256 is enough (nothing to
-brute-force); secrets never reach a log.
+brute-force); secrets never reach a log. A key with a scope (one of
+:data:`SCOPES`) is good for that front-end alone: :meth:`KeyStore.verify`
+refuses it, only :meth:`KeyStore.verify_scoped` accepts it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from corral.server.database import Database
 
 KEY_PREFIX = "ck_"
 TOKEN_PREFIX = "st_"
+#: Scopes a key can be limited to: ``sandbox-fusion`` grants SandboxFusion's ``/run_code`` only.
+SCOPES = ("sandbox-fusion",)
 
 
 def hash_secret(secret: str) -> str:
@@ -44,6 +48,7 @@ class ApiKey:
     name: str
     created_at: float
     revoked_at: float | None
+    scope: str | None = None
 
 
 class KeyStore:
@@ -52,19 +57,21 @@ class KeyStore:
     def __init__(self, db: Database):
         self.db = db
 
-    def create(self, name: str = "default") -> tuple[ApiKey, str]:
-        """A new key; returns its record and the full key, shown only this once."""
+    def create(self, name: str = "default", scope: str | None = None) -> tuple[ApiKey, str]:
+        """A new key (``scope``: limited to one front-end); returns its record and the full key, shown only once."""
+        if scope is not None and scope not in SCOPES:
+            raise ValueError(f"unknown key scope {scope!r}; choose one of {', '.join(SCOPES)}")
         key_id, secret = secrets.token_hex(6), new_secret()
         now = time.time()
         with self.db.transaction() as conn:
-            conn.execute("INSERT INTO api_keys (id, name, secret_hash, created_at) VALUES (?, ?, ?, ?)",
-                         (key_id, name, hash_secret(secret), now))
-        return ApiKey(key_id, name, now, None), f"{KEY_PREFIX}{key_id}_{secret}"
+            conn.execute("INSERT INTO api_keys (id, name, secret_hash, created_at, scope) VALUES (?, ?, ?, ?, ?)",
+                         (key_id, name, hash_secret(secret), now, scope))
+        return ApiKey(key_id, name, now, None, scope), f"{KEY_PREFIX}{key_id}_{secret}"
 
     def list(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
-        rows = self.db.query("SELECT id, name, created_at, revoked_at FROM api_keys ORDER BY created_at")
-        return [ApiKey(row["id"], row["name"], row["created_at"], row["revoked_at"]) for row in rows]
+        rows = self.db.query("SELECT id, name, created_at, revoked_at, scope FROM api_keys ORDER BY created_at")
+        return [ApiKey(row["id"], row["name"], row["created_at"], row["revoked_at"], row["scope"]) for row in rows]
 
     def revoke(self, key_id: str) -> bool:
         """Revoke a key at once; False if there is no such active key."""
@@ -74,18 +81,27 @@ class KeyStore:
         return cursor.rowcount == 1
 
     def verify(self, key: str) -> str | None:
-        """The id of the active key ``key``, or None."""
+        """The id of the active, unscoped key ``key``, or None (a scoped key is good for its front-end only)."""
+        return self._verify(key, None)
+
+    def verify_scoped(self, key: str, scope: str) -> str | None:
+        """The id of the active key ``key`` if it is unscoped or has ``scope``, or None."""
+        return self._verify(key, scope)
+
+    def _verify(self, key: str, scope: str | None) -> str | None:
         key_id, secret = split(key, KEY_PREFIX)
         if key_id is None:
             return None
-        rows = self.db.query("SELECT secret_hash FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,))
+        rows = self.db.query("SELECT secret_hash, scope FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,))
         stored = rows[0]["secret_hash"] if rows else hash_secret("")
         # hash and compare even for an unknown id, so timing does not tell ids apart
-        return key_id if matches(secret, stored) and rows else None
+        if not (matches(secret, stored) and rows):
+            return None
+        return key_id if rows[0]["scope"] in (None, scope) else None
 
     def any_active(self) -> bool:
-        """True when at least one key can be used."""
-        return bool(self.db.query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1"))
+        """True when at least one unscoped key can be used."""
+        return bool(self.db.query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL AND scope IS NULL LIMIT 1"))
 
 
 def split(credential: str, prefix: str) -> tuple[str | None, str]:

@@ -41,7 +41,7 @@ BOOT_DEADLINE_S = 60.0
 RESTORE_DEADLINE_S = 20.0
 #: The id of the requests sent during start-up (the channel's own ids start at 1).
 _START_ID = 0
-_EMPTY_PROGRAM = {"python": "pass", "javascript": "0", "shell": "true"}
+_EMPTY_PROGRAM = {"python": "pass", "javascript": "0", "shell": "true", "cpp": "true"}
 _ENTROPY_BYTES = 64
 
 
@@ -199,7 +199,8 @@ async def warm_up(vm: Vm, spec: SandboxSpec) -> None:
     Under TCG a fresh QEMU has translated none of the guest's code, and a restored guest has
     touched none of its template's pages: the first run after a start costs ~7x the next ones.
     """
-    await _call(vm, ExecRequest(id=_START_ID, language=spec.language, code=_EMPTY_PROGRAM[spec.language],
+    language = "shell" if spec.language == "cpp" else spec.language  # a cpp sandbox runs shell scripts
+    await _call(vm, ExecRequest(id=_START_ID, language=language, code=_EMPTY_PROGRAM[spec.language],
                                 timeout_ms=int(RESTORE_DEADLINE_S * 1000)), ExecDone, "the warm-up run")
 
 

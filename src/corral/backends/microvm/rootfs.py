@@ -23,7 +23,7 @@ from corral.errors import IsolationUnavailableError
 
 #: Root file system packages; apt adds their dependency closure.
 PACKAGES = ("python3", "python3-pip", "bash", "coreutils", "dash", "grep", "sed", "findutils", "procps", "tar",
-            "gzip", "nodejs", "ca-certificates", "npm")
+            "gzip", "nodejs", "ca-certificates", "npm", "g++")
 #: Python version of the guest (Debian 12's python3); the host's /usr/bin/python3 must match for bytecode.
 PYTHON_VERSION = "3.11"
 #: Not unpacked: nobody reads them in a sandbox.
