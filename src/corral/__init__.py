@@ -11,6 +11,11 @@ Quick start::
 are the same API for asyncio.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from corral import errors
 from corral.errors import (
     CorralError,
@@ -25,20 +30,50 @@ from corral.errors import (
     SandboxStartError,
     TransientError,
 )
-from corral.models import (
-    BackgroundCommand,
-    ExecutionResult,
-    FileEntry,
-    Limits,
-    OutputEvent,
-    SandboxSpec,
-    TimingBreakdown,
-)
-from corral.network import EgressDecision, ExposedPort, Network, PortMapping
-from corral.oneshot import arun
-from corral.pool import AsyncPool
-from corral.sandbox import AsyncSandbox
-from corral.sync import Pool, Sandbox, run
+
+if TYPE_CHECKING:
+    from corral.models import (
+        BackgroundCommand,
+        ExecutionResult,
+        FileEntry,
+        Limits,
+        OutputEvent,
+        SandboxSpec,
+        TimingBreakdown,
+    )
+    from corral.network import EgressDecision, ExposedPort, Network, PortMapping
+    from corral.oneshot import arun
+    from corral.pool import AsyncPool
+    from corral.sandbox import AsyncSandbox
+    from corral.sync import Pool, Sandbox, run
+
+#: Public names imported on first use (PEP 562), so ``import corral`` does not pay for
+#: pydantic and asyncio until a model or the API is needed: name -> module that defines it.
+_LAZY = {
+    **dict.fromkeys(
+        ("BackgroundCommand", "ExecutionResult", "FileEntry", "Limits", "OutputEvent", "SandboxSpec",
+         "TimingBreakdown"),
+        "corral.models",
+    ),
+    **dict.fromkeys(("EgressDecision", "ExposedPort", "Network", "PortMapping"), "corral.network"),
+    "arun": "corral.oneshot",
+    "AsyncPool": "corral.pool",
+    "AsyncSandbox": "corral.sandbox",
+    **dict.fromkeys(("Pool", "Sandbox", "run"), "corral.sync"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(module), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
