@@ -9,7 +9,7 @@ The agent validates the same rules again with :mod:`corral.protocol.wire`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -324,8 +324,7 @@ TERMINAL_TYPES = frozenset({"exec_done", "started", "file_data", "dir_listing", 
 #: Event model by its ``type`` tag: what the discriminated union ``Event`` picks from. Each model is
 #: built on its first use (``defer_build``), so a start-up that sees only a few kinds builds only those.
 EVENT_MODELS: dict[str, type[_Message]] = {
-    model.model_fields["type"].default: model for model in (Hello, Output, ExecDone, Started, FileData, DirListing,
-                                                             Ack, Error)
+    model.model_fields["type"].default: model for model in get_args(get_args(Event)[0])
 }
 
 

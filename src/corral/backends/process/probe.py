@@ -24,7 +24,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import corral
-
 from corral.backends.base import ProbeResult
 from corral.backends.process import bwrap, seccomp
 from corral.backends.process.host_layout import drop_privileges, host_layout, sandbox_credentials
@@ -147,8 +146,7 @@ def _trial_record(argv: list[str], seccomp_fd: int, bwrap_binary: Path) -> Path 
     """Where a started trial with exactly these inputs is remembered (None: nothing to key it by)."""
     try:
         boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-        binaries = [(str(path), os.stat(path).st_ino, os.stat(path).st_size, os.stat(path).st_mtime_ns)
-                    for path in {argv[0], str(bwrap_binary)}]
+        binaries = sorted((path, *_identity(os.stat(path))) for path in {argv[0], str(bwrap_binary)})
     except OSError:
         return None
     sysctls = {}
@@ -162,12 +160,17 @@ def _trial_record(argv: list[str], seccomp_fd: int, bwrap_binary: Path) -> Path 
         "corral": corral.__version__,
         "user": [os.geteuid(), os.getegid(), os.getgroups()],
         "argv": ["FD" if before == "--seccomp" else arg for before, arg in zip(["", *argv], argv)],
-        "binaries": sorted(binaries),
+        "binaries": binaries,
         "seccomp": hashlib.sha256(seccomp.filter_program()).hexdigest(),
         "sysctls": sysctls,
     }
     digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
     return data_dir() / "probes" / f"process-trial-{digest}"
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    """What changes when a binary is replaced or rewritten: inode, size, modification time."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _remember(record: Path) -> None:
