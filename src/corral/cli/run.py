@@ -1,4 +1,8 @@
-"""``corral run``: run a program once in a fresh sandbox; its exit code becomes ours."""
+"""``corral run``: run a program once in a fresh sandbox; its exit code becomes ours.
+
+Typer-free, so that ``corral run`` starts fast: :func:`parse_fast` takes plain command
+lines, and typer (:mod:`corral.cli.run_options`, with the help) everything else.
+"""
 
 from __future__ import annotations
 
