@@ -11,10 +11,12 @@ Quick start::
 are the same API for asyncio.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from corral import errors
-from corral.batch.items import BatchItem, TestCase
-from corral.batch.many import arun_many
-from corral.batch.verdicts import BatchResult, TestResult
 from corral.errors import (
     CorralError,
     FileOperationError,
@@ -28,20 +30,56 @@ from corral.errors import (
     SandboxStartError,
     TransientError,
 )
-from corral.models import (
-    BackgroundCommand,
-    ExecutionResult,
-    FileEntry,
-    Limits,
-    OutputEvent,
-    SandboxSpec,
-    TimingBreakdown,
-)
-from corral.network import EgressDecision, ExposedPort, Network, PortMapping
-from corral.oneshot import arun
-from corral.pool import AsyncPool
-from corral.sandbox import AsyncSandbox
-from corral.sync import Pool, Sandbox, run, run_many
+
+if TYPE_CHECKING:
+    from corral.models import (
+        BackgroundCommand,
+        ExecutionResult,
+        FileEntry,
+        Limits,
+        OutputEvent,
+        SandboxSpec,
+        TimingBreakdown,
+    )
+    from corral.network import EgressDecision, ExposedPort, Network, PortMapping
+    from corral.oneshot import arun
+    from corral.pool import AsyncPool
+    from corral.sandbox import AsyncSandbox
+    from corral.batch.items import BatchItem, TestCase
+    from corral.batch.many import arun_many
+    from corral.batch.verdicts import BatchResult, TestResult
+    from corral.sync import Pool, Sandbox, run, run_many
+
+#: Public names imported on first use (PEP 562), so ``import corral`` does not pay for
+#: pydantic and asyncio until a model or the API is needed: name -> module that defines it.
+_LAZY = {
+    **dict.fromkeys(
+        ("BackgroundCommand", "ExecutionResult", "FileEntry", "Limits", "OutputEvent", "SandboxSpec",
+         "TimingBreakdown"),
+        "corral.models",
+    ),
+    **dict.fromkeys(("EgressDecision", "ExposedPort", "Network", "PortMapping"), "corral.network"),
+    "arun": "corral.oneshot",
+    "AsyncPool": "corral.pool",
+    "AsyncSandbox": "corral.sandbox",
+    **dict.fromkeys(("Pool", "Sandbox", "run", "run_many"), "corral.sync"),
+    **dict.fromkeys(("BatchItem", "TestCase"), "corral.batch.items"),
+    "arun_many": "corral.batch.many",
+    **dict.fromkeys(("BatchResult", "TestResult"), "corral.batch.verdicts"),
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(module), name)
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 

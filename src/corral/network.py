@@ -55,7 +55,7 @@ def host_pattern_problem(pattern: str) -> str | None:
 class Network(BaseModel):
     """A sandbox's way out. Build it with :meth:`none`, :meth:`allow` or :meth:`full`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     mode: Literal["none", "allow", "full"] = "none"
     #: Host names (``api.example.com``), wildcards (``*.example.com``: subdomains only) or IP literals.
@@ -120,7 +120,7 @@ class Network(BaseModel):
 class PortMapping(BaseModel):
     """Expose TCP port ``internal`` of the sandbox on ``host``:``external`` (None: any free port)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
     internal: int = Field(ge=1, le=65535)
     external: int | None = Field(default=None, ge=1024, le=65535)
@@ -139,7 +139,7 @@ class PortMapping(BaseModel):
 class ExposedPort(BaseModel):
     """A sandbox port reachable from the host."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     internal: int
     external: int
@@ -150,7 +150,7 @@ class ExposedPort(BaseModel):
 class EgressDecision(BaseModel):
     """One connection the egress proxy allowed or refused."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     time: float
     host: str

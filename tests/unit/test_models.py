@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 import corral
@@ -69,9 +73,46 @@ def test_invalid_input_is_also_a_value_error():
         assert issubclass(getattr(corral.errors, name), corral.CorralError)
 
 
-def test_public_names_exist():
-    for name in corral.__all__:
-        assert hasattr(corral, name), name
+def test_every_public_name_resolves_to_its_definition():
+    # run in a fresh interpreter: the lazy names (PEP 562) must resolve from a bare `import corral`
+    code = (
+        "import importlib, corral\n"
+        "for name in corral.__all__:\n"
+        "    value = getattr(corral, name)\n"
+        "    home = corral._LAZY.get(name)\n"
+        "    assert home is None or getattr(importlib.import_module(home), name) is value, name\n"
+        "    assert name in dir(corral), name\n"
+        "namespace = {}\n"
+        "exec('from corral import *', namespace)\n"
+        "assert set(corral.__all__) <= set(namespace), set(corral.__all__) - set(namespace)\n"
+        "assert set(corral._LAZY) <= set(corral.__all__), set(corral._LAZY) - set(corral.__all__)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
+    with pytest.raises(AttributeError, match="no attribute 'Nonexistent'"):
+        corral.Nonexistent  # noqa: B018
+
+
+def _modules_loaded_by(statement: str, prefixes: tuple[str, ...]) -> list[str]:
+    """Modules under ``prefixes`` that ``statement`` loads in a fresh interpreter."""
+    code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return [name for name in json.loads(done.stdout) if name.startswith(prefixes) or f"{name}." in prefixes]
+
+
+FRONT_ENDS = ("rich.", "httpx.", "fastapi.", "uvicorn.", "starlette.", "corral.server.", "corral.client.")
+
+
+def test_import_corral_stays_light():
+    # `import corral` must not pay for pydantic, asyncio or any front-end: they load on first use
+    heavy = ("pydantic.", "pydantic_core.", "asyncio.", "typer.", "click.", "corral.models.", "corral.sandbox.",
+             "corral.cli.", "corral.backends.", *FRONT_ENDS)
+    assert _modules_loaded_by("import corral", heavy) == []
+
+
+def test_corral_run_loads_no_front_end_it_does_not_use():
+    assert _modules_loaded_by("import corral.cli.run", FRONT_ENDS) == []
 
 
 def test_result_ok_property():

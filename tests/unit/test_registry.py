@@ -13,9 +13,15 @@ class FakeBackend(Backend):
     def __init__(self, name: str, result: ProbeResult):
         self.name = name
         self.result = result
+        self.probes = 0
+        self.hardware_possible = True
 
     def probe(self) -> ProbeResult:
+        self.probes += 1
         return self.result
+
+    def may_be_hardware_isolated(self) -> bool:
+        return self.hardware_possible
 
     async def start(self, spec):  # pragma: no cover - never started here
         raise AssertionError
@@ -39,6 +45,14 @@ def test_auto_never_picks_an_emulated_level(backends):
 def test_auto_prefers_hardware_isolation(backends):
     backends["microvm"].result = ProbeResult(True, "KVM boots", hardware_isolated=True)
     assert registry.resolve("auto").name == "microvm"
+
+
+def test_auto_does_not_probe_a_level_that_cannot_be_hardware_isolated(backends):
+    backends["microvm"].result = ProbeResult(True, "KVM boots", hardware_isolated=True)
+    backends["microvm"].hardware_possible = False
+    assert registry.resolve("auto").name == "process"
+    assert backends["microvm"].probes == 0
+    assert registry.resolve("microvm").name == "microvm"  # by name it is still probed and used
 
 
 def test_unavailable_level_says_why(backends):

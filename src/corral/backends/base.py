@@ -108,6 +108,15 @@ class Backend(abc.ABC):
     def probe(self) -> ProbeResult:
         """Check (and cache) whether this backend works here. Never raises."""
 
+    def may_be_hardware_isolated(self) -> bool:
+        """Cheap, without probing: could :meth:`probe` report ``hardware_isolated`` here?
+
+        ``isolation="auto"`` does not probe a level that answers False (its probe may be slow),
+        so an implementation must never answer False where its probe would report hardware
+        isolation. Default: True (always probe). Never raises.
+        """
+        return True
+
     async def pause(self, instance: Instance, directory: Path) -> None:
         """Save a running sandbox whole, memory included, into ``directory``, then stop it.
 

@@ -2,7 +2,9 @@
 
 ``auto`` picks the strongest level that works here: a backend whose probe
 proves hardware isolation first, then the process sandbox. A level that is
-only emulated (a microVM under TCG) is used only when asked for by name.
+only emulated (a microVM under TCG) is used only when asked for by name, and
+``auto`` does not even probe a level that says it cannot be hardware isolated
+here (:meth:`Backend.may_be_hardware_isolated`, a cheap check).
 A deployment can pin what ``auto`` means with ``CORRAL_ISOLATION=<level>``.
 """
 
@@ -49,7 +51,7 @@ def resolve(isolation: str) -> Backend:
     if isolation == "auto":
         for name in _AUTO_ORDER:
             backend = _BACKENDS.get(name)
-            if backend is None:
+            if backend is None or (name != "process" and not backend.may_be_hardware_isolated()):
                 continue
             result = backend.probe()
             if result.available and (result.hardware_isolated or name == "process"):

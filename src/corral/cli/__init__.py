@@ -1,26 +1,50 @@
-"""The ``corral`` command line: one module per command."""
+"""The ``corral`` command line: one module per command.
+
+:func:`main` loads only what the command it is asked for needs. ``corral run``
+with plain options (the common case) is parsed by
+:func:`corral.cli.run.parse_fast`, without typer at all; anything else builds a
+typer app (:mod:`corral.cli.typer_app`) with only that command, or with every command
+for ``corral --help``. ``app`` is the whole typer app, built on first access.
+"""
 
 from __future__ import annotations
 
-import typer
-
-from corral.cli import doctor, image, keys, run, serve, template
-
-app = typer.Typer(
-    name="corral",
-    help="Run untrusted code in sandboxes you host yourself.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-app.command("run", context_settings={"allow_interspersed_args": True})(run.run)
-app.command("doctor")(doctor.doctor)
-app.add_typer(image.app, name="image")
-app.command("serve")(serve.serve)
-app.add_typer(keys.app, name="keys")
-app.add_typer(template.app, name="template")
+import errno
+import importlib
+import os
+import sys
+from collections.abc import Callable
 
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    args = sys.argv[1:]
+    if args[:1] == ["run"]:
+        run = importlib.import_module("corral.cli.run")
+        arguments = run.parse_fast(args[1:])
+        if arguments is not None:
+            _exit_as_typer_does(lambda: run.run(**arguments))
+            return
+    importlib.import_module("corral.cli.typer_app").main(args)
+
+
+def _exit_as_typer_does(command: Callable[[], None]) -> None:
+    """Run ``command`` with the exits of typer's standalone mode: Ctrl-C 130, a closed stdout 1."""
+    try:
+        command()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        # nobody reads our output any more: let the final flush go nowhere, quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(1)
+
+
+def __getattr__(name: str) -> object:
+    if name == "app":
+        app = globals()["app"] = importlib.import_module("corral.cli.typer_app").build_app()
+        return app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,15 @@
-"""``corral run``: run a program once in a fresh sandbox; its exit code becomes ours."""
+"""``corral run``: run a program once in a fresh sandbox; its exit code becomes ours.
+
+Typer-free, so that ``corral run`` starts fast: :func:`parse_fast` takes plain command
+lines, and typer (:mod:`corral.cli.run_options`, with the help) everything else.
+"""
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Optional
-
-import typer
+from typing import Any
 
 from corral.errors import CorralError, InvalidInputError, IsolationUnavailableError
 from corral.models import Limits
@@ -19,36 +22,42 @@ _EXTENSIONS = {".py": "python", ".js": "javascript", ".mjs": "javascript", ".cjs
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_CORRAL_ERROR = 4
+#: The options :func:`parse_fast` knows: spelling -> (parameter of :func:`run`, kind). Kinds: ``text``,
+#: ``int``, ``float``, ``many`` (repeatable text), ``flag``. A test checks them against typer's declaration.
+FAST_OPTIONS = {
+    "--code": ("code", "text"), "-c": ("code", "text"),
+    "--language": ("language", "text"), "-l": ("language", "text"),
+    "--timeout": ("timeout", "float"), "--memory": ("memory", "int"), "--pids": ("pids", "int"),
+    "--cpus": ("cpus", "float"), "--disk": ("disk", "int"),
+    "--env": ("env", "many"), "-e": ("env", "many"),
+    "--isolation": ("isolation", "text"),
+    "--allow-domain": ("allow_domain", "many"), "--expose": ("expose", "many"), "--package": ("package", "many"),
+    "--index-url": ("index_url", "text"),
+    "--json": ("json_output", "flag"),
+}
 
 
 def run(
-    source: Annotated[Optional[str], typer.Argument(help="Program file, or - to read the program from stdin.")] = None,
-    code: Annotated[Optional[str], typer.Option("--code", "-c", help="Program text.")] = None,
-    language: Annotated[
-        Optional[str], typer.Option("--language", "-l", help="python | javascript | shell (default: from the file name, else python).")
-    ] = None,
-    timeout: Annotated[Optional[float], typer.Option(help="Wall-clock limit in seconds [default: 30].")] = None,
-    memory: Annotated[Optional[int], typer.Option(help="Memory limit in MB [default: 256].")] = None,
-    pids: Annotated[Optional[int], typer.Option(help="Limit on processes and threads [default: 256].")] = None,
-    cpus: Annotated[Optional[float], typer.Option(help="CPU share, 1.0 = one core [default: 1.0].")] = None,
-    disk: Annotated[
-        Optional[int], typer.Option(help="Size in MB of each writable tmpfs (home, /tmp); it is memory (default: derived from --memory).")
-    ] = None,
-    env: Annotated[list[str], typer.Option("--env", "-e", help="NAME=value, repeatable.")] = [],  # noqa: B006
-    isolation: Annotated[str, typer.Option(help="auto | process | microvm (see corral doctor).")] = "auto",
-    allow_domain: Annotated[
-        list[str], typer.Option("--allow-domain", help="Host name (or *.domain) the program may reach over HTTP(S); repeatable.")
-    ] = [],  # noqa: B006
-    expose: Annotated[
-        list[str], typer.Option("--expose", help="Sandbox TCP port to expose on 127.0.0.1: PORT or PORT:HOSTPORT; repeatable.")
-    ] = [],  # noqa: B006
-    package: Annotated[
-        list[str], typer.Option("--package", help="Pinned package to install first (name==1.2.3, npm: name@1.2.3); repeatable.")
-    ] = [],  # noqa: B006
-    index_url: Annotated[Optional[str], typer.Option(help="Package index (pip) or registry (npm) URL.")] = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the ExecutionResult as JSON instead of streaming.")] = False,
+    source: str | None = None,
+    code: str | None = None,
+    language: str | None = None,
+    timeout: float | None = None,
+    memory: int | None = None,
+    pids: int | None = None,
+    cpus: float | None = None,
+    disk: int | None = None,
+    env: Sequence[str] = (),
+    isolation: str = "auto",
+    allow_domain: Sequence[str] = (),
+    expose: Sequence[str] = (),
+    package: Sequence[str] = (),
+    index_url: str | None = None,
+    json_output: bool = False,
 ) -> None:
-    """Run a program once in a fresh sandbox and exit with its exit code."""
+    """Run a program once in a fresh sandbox and exit with its exit code (raises SystemExit).
+
+    The options are those of :mod:`corral.cli.run_options` (typer's declaration, with the help).
+    """
     try:
         program, language, stdin = _program(source, code, language)
         variables = _parse_env(env)
@@ -85,7 +94,57 @@ def run(
     for stream, flag in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
         if flag and not json_output:
             sys.stderr.write(f"corral: {stream} was truncated at the output limit\n")
-    raise typer.Exit(result.exit_code)
+    raise SystemExit(result.exit_code)
+
+
+def parse_fast(args: list[str]) -> dict[str, Any] | None:
+    """``corral run``'s arguments as keyword arguments of :func:`run`, or None to leave them to typer.
+
+    Only plain spellings are taken (``--name value``, ``--name=value``, ``-c value``, numbers in
+    digits, each option at most once unless repeatable): ``--help``, mistakes and anything unusual
+    give None, so typer answers those exactly as it always did.
+    """
+    arguments: dict[str, Any] = {}
+    rest = list(args)
+    while rest:
+        arg = rest.pop(0)
+        if arg == "-" or not arg.startswith("-"):
+            if "source" in arguments:
+                return None
+            arguments["source"] = arg
+            continue
+        name, equals, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        parameter, kind = FAST_OPTIONS.get(name, (None, None))
+        if parameter is None or (kind != "many" and parameter in arguments):
+            return None
+        if kind == "flag":
+            if equals:
+                return None
+            arguments[parameter] = True
+            continue
+        if not equals:
+            if not rest or rest[0].startswith("-"):
+                return None
+            value = rest.pop(0)
+        if kind == "many":
+            arguments.setdefault(parameter, []).append(value)
+        elif kind == "text":
+            arguments[parameter] = value
+        else:
+            number = _plain_number(value, kind)
+            if number is None:
+                return None
+            arguments[parameter] = number
+    return arguments
+
+
+def _plain_number(text: str, kind: str) -> int | float | None:
+    """``text`` as an int or float if it is plain ASCII digits (with one ``.`` for a float), else None."""
+    whole, dot, fraction = text.partition(".")
+    digits = whole.isascii() and whole.isdigit() and (not dot or (fraction.isascii() and fraction.isdigit()))
+    if not digits or (dot and kind == "int"):
+        return None
+    return int(text) if kind == "int" else float(text)
 
 
 def _program(source: str | None, code: str | None, language: str | None) -> tuple[str, str, bytes | None]:
@@ -123,7 +182,7 @@ def _announce_ports(ports: list[ExposedPort]) -> None:
     sys.stderr.flush()
 
 
-def _parse_env(pairs: list[str]) -> dict[str, str]:
+def _parse_env(pairs: Sequence[str]) -> dict[str, str]:
     variables = {}
     for pair in pairs:
         name, sep, value = pair.partition("=")
@@ -143,4 +202,4 @@ def _writer(stream):
 
 def _fail(message: str, code: int) -> None:
     sys.stderr.write(f"corral: {message}\n")
-    raise typer.Exit(code)
+    raise SystemExit(code)

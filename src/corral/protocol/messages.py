@@ -9,9 +9,9 @@ The agent validates the same rules again with :mod:`corral.protocol.wire`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from corral.protocol import wire
 
@@ -21,7 +21,7 @@ StreamName = Literal["stdout", "stderr"]
 
 class _Message(BaseModel):
     # strict: a field of the wrong JSON type is an error, never coerced ("1" is not 1)
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True)
 
 
 # --- host -> agent -------------------------------------------------------
@@ -321,12 +321,20 @@ Event = Annotated[
 ]
 TERMINAL_TYPES = frozenset({"exec_done", "started", "file_data", "dir_listing", "ack", "error"})
 
-event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+#: Event model by its ``type`` tag: what the discriminated union ``Event`` picks from. Each model is
+#: built on its first use (``defer_build``), so a start-up that sees only a few kinds builds only those.
+EVENT_MODELS: dict[str, type[_Message]] = {
+    model.model_fields["type"].default: model for model in get_args(get_args(Event)[0])
+}
 
 
 def parse_event(line: bytes) -> Event:
     """Decode and validate one agent-to-host line (raises ValueError on anything else)."""
-    return event_adapter.validate_python(wire.decode_frame(line))
+    frame = wire.decode_frame(line)
+    model = EVENT_MODELS.get(frame["type"])
+    if model is None:
+        raise ValueError(f"unknown event type {frame['type'][:40]!r}; expected one of {', '.join(EVENT_MODELS)}")
+    return model.model_validate(frame)
 
 
 def encode_request(request: BaseModel) -> bytes:

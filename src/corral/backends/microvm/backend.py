@@ -22,7 +22,7 @@ from corral.backends.base import Backend, ProbeResult, parse_hello
 from corral.backends.microvm import continuation, snapshot
 from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
 from corral.backends.microvm.host_user import vm_credentials
-from corral.backends.microvm.probe import probe, qemu_binary
+from corral.backends.microvm.probe import kvm_proven, probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
 from corral.backends.microvm.vm import Vm
 from corral.backends.process.host_layout import sandbox_credentials
@@ -58,6 +58,10 @@ class MicrovmBackend(Backend):
     def probe(self) -> ProbeResult:
         """See :func:`corral.backends.microvm.probe.probe`."""
         return probe()
+
+    def may_be_hardware_isolated(self) -> bool:
+        """See :func:`corral.backends.microvm.probe.kvm_proven`."""
+        return kvm_proven()
 
     async def start(self, spec: SandboxSpec) -> Vm:
         """A VM for ``spec``, restored from its shape's memory template (taken first if missing)."""

@@ -13,7 +13,7 @@ import subprocess
 from functools import lru_cache
 
 from corral.backends.base import ProbeResult
-from corral.backends.microvm.accel import cached_choice, kvm_problem, qemu_version
+from corral.backends.microvm.accel import AccelChoice, cached_choice, kvm_problem, qemu_version
 
 QEMU = "qemu-system-x86_64"
 
@@ -25,6 +25,22 @@ def qemu_binary() -> str:
     if found is None:
         raise FileNotFoundError(f"{QEMU} is not installed (Debian package qemu-system-x86)")
     return found
+
+
+def kvm_proven() -> bool:
+    """True when the KVM boot probe's cached answer for this host is KVM (cheap: no subprocess).
+
+    It is what makes :func:`probe` report hardware isolation, so ``isolation="auto"`` probes
+    the microVM level only when it is True.
+    """
+    try:
+        return _is_kvm(cached_choice(qemu_binary()))
+    except OSError:  # no QEMU, or no boot id to key the cache with
+        return False
+
+
+def _is_kvm(choice: AccelChoice | None) -> bool:
+    return choice is not None and choice.accel == "kvm"
 
 
 @lru_cache(maxsize=1)
@@ -53,6 +69,6 @@ def probe() -> ProbeResult:
         details["accelerator"] = (
             f"tcg: {kvm}" if kvm else "not probed yet: the first microVM start boots a guest under KVM to find out"
         )
-    hardware = choice is not None and choice.accel == "kvm"
+    hardware = _is_kvm(choice)
     reason = "QEMU microvm with KVM" if hardware else "QEMU microvm under TCG emulation (no hardware isolation)"
     return ProbeResult(True, reason, details, hardware_isolated=hardware)

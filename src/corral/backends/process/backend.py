@@ -20,8 +20,8 @@ from pathlib import Path
 from corral.backends.base import Backend, Instance, ProbeResult, off_loop, parse_hello
 from corral.backends.process import bwrap, seccomp
 from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir
-from corral.backends.process.probe import probe
-from corral.errors import SandboxStartError
+from corral.backends.process.probe import probe, recheck_after_failed_start
+from corral.errors import IsolationUnavailableError, SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
 from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
 from corral.host.sandbox_names import new_name
@@ -132,6 +132,20 @@ class ProcessBackend(Backend):
         return probe()
 
     async def start(self, spec: SandboxSpec) -> ProcessInstance:
+        """Launch bwrap with the agent inside; return once the agent said hello.
+
+        If the start fails while the probe trusted a remembered trial sandbox, the probe runs
+        again for real, and IsolationUnavailableError says why if the level no longer works.
+        """
+        try:
+            return await self._start(spec)
+        except SandboxStartError as exc:
+            result = recheck_after_failed_start()
+            if result is not None and not result.available:
+                raise IsolationUnavailableError(self.name, result.reason) from exc
+            raise
+
+    async def _start(self, spec: SandboxSpec) -> ProcessInstance:
         """Launch bwrap with the agent inside; return once the agent said hello.
 
         bwrap reports the sandbox's PID 1 on ``--info-fd`` and then waits on

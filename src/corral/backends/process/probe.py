@@ -3,23 +3,41 @@
 The probe starts a real (trivial) sandbox with the same command line builder
 the backend uses, so a kernel that forbids user namespaces, a missing bwrap
 or an unreadable runtime directory shows up here with the reason.
+
+A trial sandbox that started is remembered in the data directory, keyed by
+everything it depended on (host boot, user, the exact command line, the bwrap
+and setpriv binaries, the seccomp filter, the user-namespace sysctls), so a new
+corral process does not start one again; a failure is never remembered. Should
+a sandbox then fail to start anyway, :func:`recheck_after_failed_start`
+forgets the trial and probes for real.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import platform
 import subprocess
 import sys
 from functools import lru_cache
+from pathlib import Path
 
+import corral
 from corral.backends.base import ProbeResult
 from corral.backends.process import bwrap, seccomp
 from corral.backends.process.host_layout import drop_privileges, host_layout, sandbox_credentials
 from corral.host import cgroups
-from corral.host.runtime_dir import BWRAP_PATH, runtime_dir, traversal_problem
+from corral.host.runtime_dir import BWRAP_PATH, data_dir, runtime_dir, traversal_problem
 
 _PROBE_TIMEOUT_S = 20
+#: Kernel settings that decide whether unprivileged user namespaces work (those that exist are read).
+_USERNS_SYSCTLS = ("kernel/unprivileged_userns_clone", "kernel/apparmor_restrict_unprivileged_userns",
+                   "kernel/apparmor_restrict_unprivileged_unconfined", "user/max_user_namespaces",
+                   "user/max_mnt_namespaces", "user/max_pid_namespaces", "user/max_net_namespaces",
+                   "user/max_ipc_namespaces", "user/max_uts_namespaces", "user/max_cgroup_namespaces")
+#: The trial sandbox whose start this process trusted from the data directory, if any.
+_remembered_trial: Path | None = None
 
 
 @lru_cache(maxsize=1)
@@ -53,9 +71,12 @@ def probe() -> ProbeResult:
         else f"unavailable ({explanation}): memory falls back to a per-process RLIMIT_AS; no pids or CPU limit"
     )
     details["landlock"] = _landlock_summary()
-    problem = _try_sandbox(runtime, credentials)
+    problem = _trial_sandbox(runtime)
     if problem:
         return ProbeResult(False, problem, details)
+    details["trial sandbox"] = (
+        "started earlier since this boot, with the same inputs (remembered)" if _remembered_trial else "started"
+    )
     details["namespaces"] = "user, pid, mount, net, ipc, uts, cgroup"
     return ProbeResult(True, "bubblewrap sandbox starts", details)
 
@@ -70,20 +91,48 @@ def _landlock_summary() -> str:
     return f"ABI {abi}: file writes fenced to home, /tmp and /dev" if abi else "not available on this kernel"
 
 
-def _try_sandbox(runtime, credentials) -> str | None:
+def recheck_after_failed_start() -> ProbeResult | None:
+    """After a sandbox failed to start: if :func:`probe` trusted a remembered trial, forget it and probe again.
+
+    Returns the fresh result, or None when the probe had started a real trial (nothing to recheck).
+    """
+    global _remembered_trial
+    remembered, _remembered_trial = _remembered_trial, None
+    if remembered is None:
+        return None
+    remembered.unlink(missing_ok=True)
+    probe.cache_clear()
+    return probe()
+
+
+def _trial_sandbox(runtime: Path) -> str | None:
+    """Why a trivial sandbox does not start here, or None (remembered, or started now)."""
+    global _remembered_trial
     seccomp_fd = seccomp.program_fd()
-    layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, shm_bytes=1 << 20,
-                         seccomp_fd=seccomp_fd)
-    argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
-    # replace the agent command with a trivial program
-    argv, kwargs = drop_privileges(argv[: argv.index(layout.python)] + ["/bin/true"])
+    try:
+        layout = host_layout(str(runtime), agent_config="{}", disk_bytes=1 << 20, shm_bytes=1 << 20,
+                             seccomp_fd=seccomp_fd)
+        argv = bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout)
+        # replace the agent command with a trivial program
+        argv, kwargs = drop_privileges(argv[: argv.index(layout.python)] + ["/bin/true"])
+        record = _trial_record(argv, seccomp_fd, runtime / BWRAP_PATH)
+        if record is not None and record.exists():
+            _remembered_trial = record
+            return None
+        problem = _try_sandbox(argv, kwargs, seccomp_fd)
+    finally:
+        os.close(seccomp_fd)
+    if problem is None and record is not None:
+        _remember(record)
+    return problem
+
+
+def _try_sandbox(argv: list[str], kwargs: dict, seccomp_fd: int) -> str | None:
     try:
         done = subprocess.run(argv, capture_output=True, timeout=_PROBE_TIMEOUT_S, check=False,
                               pass_fds=(seccomp_fd,), **kwargs)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"bwrap could not start: {exc}"
-    finally:
-        os.close(seccomp_fd)
     if done.returncode != 0:
         error = done.stderr.decode(errors="replace").strip()
         hint = ""
@@ -92,3 +141,44 @@ def _try_sandbox(runtime, credentials) -> str | None:
         return f"a trivial sandbox failed: {error or f'exit {done.returncode}'}{hint}"
     return None
 
+
+def _trial_record(argv: list[str], seccomp_fd: int, bwrap_binary: Path) -> Path | None:
+    """Where a started trial with exactly these inputs is remembered (None: nothing to key it by)."""
+    try:
+        boot_id = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        binaries = sorted((path, *_identity(os.stat(path))) for path in {argv[0], str(bwrap_binary)})
+    except OSError:
+        return None
+    sysctls = {}
+    for name in _USERNS_SYSCTLS:
+        try:
+            sysctls[name] = Path("/proc/sys", name).read_text().strip()
+        except OSError:
+            continue
+    inputs = {
+        "boot": boot_id,
+        "corral": corral.__version__,
+        "user": [os.geteuid(), os.getegid(), os.getgroups()],
+        "argv": ["FD" if before == "--seccomp" else arg for before, arg in zip(["", *argv], argv)],
+        "binaries": binaries,
+        "seccomp": hashlib.sha256(seccomp.filter_program()).hexdigest(),
+        "sysctls": sysctls,
+    }
+    digest = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:32]
+    return data_dir() / "probes" / f"process-trial-{digest}"
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int]:
+    """What changes when a binary is replaced or rewritten: inode, size, modification time."""
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def _remember(record: Path) -> None:
+    """Record a started trial (best effort: an unwritable data directory only costs a trial per process)."""
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        for stale in record.parent.glob("process-trial-*"):
+            stale.unlink(missing_ok=True)
+        record.touch()
+    except OSError:
+        pass
