@@ -8,7 +8,10 @@ is the whole proof on the process level.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import os
 
 import pytest
 
@@ -91,3 +94,90 @@ else:
     assert "connected" not in result.stdout
     if isolation_level == "process":
         assert result.stdout == "create EAFNOSUPPORT\n"
+
+
+#: Fills the host's services from inside: processes that, for FLOOD_S seconds, keep as many
+#: connections open to every host endpoint the sandbox can reach as their descriptor limit allows,
+#: replacing the oldest with a new one as fast as they can (the host closes some: it is the
+#: connections the host holds at once that must stay bounded). Each prints its count when done.
+CONNECTION_FLOOD = r"""
+import collections, errno, os, socket, sys, time
+TARGETS = [(socket.AF_UNIX, "/run/corral/ports.sock"), (socket.AF_UNIX, "/run/corral/egress.sock"),
+           (socket.AF_INET, ("127.0.0.1", 3128))]  # the agent's relay: one host connection per connection
+TARGETS = [(family, address) for family, address in TARGETS if family != socket.AF_UNIX or os.path.exists(address)]
+HELD_MAX = 3900  # below the sandbox's RLIMIT_NOFILE of 4096 per process
+children = []
+for _ in range(PROCESSES):
+    pid = os.fork()
+    if pid == 0:
+        held, opened, end = collections.deque(), 0, time.monotonic() + FLOOD_S
+        while time.monotonic() < end:
+            for family, address in TARGETS:
+                if len(held) >= HELD_MAX:
+                    held.popleft().close()
+                connection = socket.socket(family, socket.SOCK_STREAM)
+                connection.setblocking(False)
+                try:
+                    connection.connect(address)
+                except BlockingIOError:  # the listener's backlog is full (unix) or in progress (tcp)
+                    if family == socket.AF_UNIX:
+                        connection.close()
+                        continue
+                except OSError:
+                    connection.close()
+                    continue
+                held.append(connection)
+                opened += 1
+        sys.stdout.write(f"{opened}\n")
+        sys.stdout.flush()
+        time.sleep(120)
+        os._exit(0)
+    children.append(pid)
+print("flooding", flush=True)
+for pid in children:
+    os.waitpid(pid, 0)
+"""
+
+
+def own_fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_connection_flood_leaves_the_host_its_descriptors(isolation_level):
+    """Thousands of connections from one sandbox to its host services (ports socket, egress proxy,
+    the relay) must cost the host a bounded number of descriptors, and another sandbox must still
+    start and run meanwhile. Without the caps the host's table fills and every start fails (EMFILE)."""
+    processes = 6 if isolation_level == "process" else 2
+    before = peak = own_fd_count()
+
+    async def sample() -> None:
+        nonlocal peak
+        while True:
+            peak = max(peak, own_fd_count())
+            await asyncio.sleep(0.01)
+
+    sampler = asyncio.ensure_future(sample())
+    options = {"network": corral.Network.allow(["example.invalid"]), "expose": [corral.PortMapping(internal=8080)]}
+    try:
+        async with corral.AsyncSandbox(**options) as attacker:
+            opened, bystander_ran = [], None
+            code = f"PROCESSES = {processes}\nFLOOD_S = 20\n{CONNECTION_FLOOD}"
+            async with contextlib.aclosing(attacker.stream(code, timeout=300)) as events:
+                async for event in events:
+                    if isinstance(event, corral.OutputEvent):
+                        for line in event.data.split():
+                            if line == "flooding":
+                                await asyncio.sleep(5)  # the flood has filled what it can
+                                async with corral.AsyncSandbox() as bystander:
+                                    bystander_ran = await bystander.run("print(6 * 7)", timeout=60)
+                            else:
+                                opened.append(int(line))
+                    if len(opened) == processes:
+                        break
+    finally:
+        sampler.cancel()
+    print("FLOOD", opened, before, peak)
+    assert sum(opened) > 10_000, f"the flood opened only {opened} connections"
+    assert bystander_ran is not None and bystander_ran.stdout == "42\n", bystander_ran
+    # per endpoint at most 256 held plus a backlog's worth being closed; without caps: one per connection
+    assert peak - before < 1000, f"the host went from {before} to {peak} descriptors"

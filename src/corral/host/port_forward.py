@@ -6,6 +6,11 @@ and to this forwarder's Unix socket, presenting the token. Only the agent
 learns tokens, so code in the sandbox that connects to the socket itself is
 dropped. Works with every network policy, including none: the traffic never
 leaves the sandbox's own loopback inside.
+
+Every connection costs the host process file descriptors from the one table all
+sandboxes share, so both the forwarded connections and the connections to the
+Unix socket (which any program in the sandbox can open) are capped per sandbox
+(:data:`MAX_CONNECTIONS`); one beyond the cap is closed at once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,10 @@ from corral.network import ExposedPort, PortMapping
 #: How long the agent has to connect back for one forwarded connection.
 RENDEZVOUS_TIMEOUT_S = 5.0
 _TOKEN_BYTES = 16
+#: Connections one sandbox's forwarder holds at once, counted apart for forwarded connections
+#: and for connections to its Unix socket still waiting for a token (each holds a descriptor;
+#: 256 leaves the host's 20000 for ~40 sandboxes attacking it at once).
+MAX_CONNECTIONS = 256
 
 OpenInSandbox = Callable[[int, str], Awaitable[None]]
 
@@ -39,6 +48,7 @@ class PortForwarder:
         self._servers: list[asyncio.AbstractServer] = []
         self._rendezvous: asyncio.AbstractServer | None = None
         self._connections: set[asyncio.Task] = set()
+        self._waiting: set[asyncio.Task] = set()  # connections to the socket not matched to a token yet
         self.exposed: list[ExposedPort] = []
 
     async def start(self, mappings: list[PortMapping]) -> list[ExposedPort]:
@@ -69,6 +79,9 @@ class PortForwarder:
         return ExposedPort(internal=mapping.internal, external=external, host=mapping.host, url=f"http://{host}:{external}")
 
     async def _forward(self, internal: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         self._connections.add(task)
         token = secrets.token_hex(_TOKEN_BYTES)
@@ -85,11 +98,18 @@ class PortForwarder:
             self._connections.discard(task)
 
     async def _on_rendezvous(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._waiting) >= MAX_CONNECTIONS:
+            writer.transport.abort()  # a flood from inside the sandbox: its own connections fail, nobody else's
+            return
+        task = asyncio.current_task()
+        self._waiting.add(task)
         try:
             line = await asyncio.wait_for(reader.readline(), RENDEZVOUS_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
+        except (asyncio.TimeoutError, ConnectionError, ValueError, asyncio.CancelledError):
             writer.close()
             return
+        finally:
+            self._waiting.discard(task)
         arrived = self._pending.pop(line.strip().decode("ascii", "replace"), None)
         if arrived is None or arrived.done():
             writer.close()  # unknown token: not from the agent
@@ -103,7 +123,7 @@ class PortForwarder:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
-        for task in list(self._connections):
+        for task in [*self._connections, *self._waiting]:
             task.cancel()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()

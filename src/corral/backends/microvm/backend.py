@@ -24,6 +24,7 @@ from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_k
 from corral.backends.microvm.host_user import vm_credentials
 from corral.backends.microvm.probe import probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
+from corral.backends.microvm.qmp import QmpError
 from corral.backends.microvm.vm import Vm
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
@@ -161,7 +162,7 @@ async def incoming(image, shape: VmShape, state: Path, *, ram_file=None, with_ra
         try:
             qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, state, with_ram=with_ram)
             await asyncio.to_thread(snapshot.resume, qmp)
-        except SandboxStartError as exc:
+        except (SandboxStartError, QmpError, OSError) as exc:  # QEMU died or dropped its control socket
             raise SandboxStartError(f"{exc}{vm.explain()}") from exc
     return vm
 
