@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from corral.host.capped_server import CappedUnixServer
 from corral.host.splice import splice
 from corral.network import EgressDecision, Network, normalize_host
 
@@ -33,7 +34,8 @@ _HEADER_TIMEOUT_S = 30.0
 _CONNECT_TIMEOUT_S = 10.0
 _MAX_DECISIONS = 1000
 _ADDRESSES_TTL_S = 10
-#: Connections one sandbox may have open through its proxy at once.
+#: Connections one sandbox may have open through its proxy at once (each holds two host
+#: descriptors: the sandbox's and the upstream one); more wait in the socket's backlog.
 MAX_CONNECTIONS = 64
 _HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive", "te", "trailer", "upgrade"}
 
@@ -145,23 +147,22 @@ class EgressProxy:
         self.policy = policy
         self.socket_path = socket_path
         self.decisions: collections.deque[EgressDecision] = collections.deque(maxlen=_MAX_DECISIONS)
-        self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Task] = set()
+        self._server: CappedUnixServer | None = None
 
     async def start(self) -> None:
         """Listen (the socket is made connectable for the sandbox's uid)."""
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path),
-                                                       limit=_MAX_HEADER_BYTES)
+        self._server = CappedUnixServer(self._serve, self.socket_path, MAX_CONNECTIONS, reader_limit=_MAX_HEADER_BYTES)
+        self._server.start()
         os.chmod(self.socket_path, 0o666)
 
     async def close(self) -> None:
         """Stop listening and cut every open connection."""
         if self._server is not None:
+            tasks = list(self._server.tasks)
             self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-        for task in list(self._connections):
-            task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -170,19 +171,12 @@ class EgressProxy:
         log.info("egress %s %s:%d (%s)", "allowed" if allowed else "refused", host, port, reason)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if len(self._connections) >= MAX_CONNECTIONS:
-            await _answer(writer, 503, f"corral: more than {MAX_CONNECTIONS} connections at once")
-            writer.close()
-            return
-        self._connections.add(task)
         try:
             await self._handle(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
                 asyncio.CancelledError):
             pass  # the client went away, or the sandbox is being closed
         finally:
-            self._connections.discard(task)
             writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -240,8 +234,7 @@ async def _connect(addresses: list[str], port: int):
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
-               503: "Service Unavailable"}
+    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}
     body = (message + "\n").encode()
     marker = "X-Corral-Egress: refused\r\n" if status == 403 else ""
     writer.write(

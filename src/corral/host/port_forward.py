@@ -7,10 +7,11 @@ learns tokens, so code in the sandbox that connects to the socket itself is
 dropped. Works with every network policy, including none: the traffic never
 leaves the sandbox's own loopback inside.
 
-Every connection costs the host process file descriptors from the one table all
-sandboxes share, so both the forwarded connections and the connections to the
-Unix socket (which any program in the sandbox can open) are capped per sandbox
-(:data:`MAX_CONNECTIONS`); one beyond the cap is closed at once.
+Every connection costs the host process descriptors from the one table all
+sandboxes share, so both are capped per sandbox (:data:`MAX_CONNECTIONS`): the
+Unix socket, which any program in the sandbox can connect to, accepts no more
+while that many wait for their token (the rest wait in its backlog), and a
+forwarded connection beyond the cap is closed at once.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from corral.errors import InvalidInputError
+from corral.host.capped_server import CappedUnixServer
 from corral.host.splice import splice
 from corral.network import ExposedPort, PortMapping
 
@@ -31,8 +33,7 @@ from corral.network import ExposedPort, PortMapping
 RENDEZVOUS_TIMEOUT_S = 5.0
 _TOKEN_BYTES = 16
 #: Connections one sandbox's forwarder holds at once, counted apart for forwarded connections
-#: and for connections to its Unix socket still waiting for a token (each holds a descriptor;
-#: 256 leaves the host's 20000 for ~40 sandboxes attacking it at once).
+#: and for connections to its Unix socket waiting for a token (each holds a host descriptor).
 MAX_CONNECTIONS = 256
 
 OpenInSandbox = Callable[[int, str], Awaitable[None]]
@@ -46,14 +47,14 @@ class PortForwarder:
         self._open_in_sandbox = open_in_sandbox
         self._pending: dict[str, asyncio.Future] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._rendezvous: asyncio.AbstractServer | None = None
+        self._rendezvous: CappedUnixServer | None = None
         self._connections: set[asyncio.Task] = set()
-        self._waiting: set[asyncio.Task] = set()  # connections to the socket not matched to a token yet
         self.exposed: list[ExposedPort] = []
 
     async def start(self, mappings: list[PortMapping]) -> list[ExposedPort]:
         """Listen on every mapping; raise InvalidInputError for a port that is taken."""
-        self._rendezvous = await asyncio.start_unix_server(self._on_rendezvous, path=str(self.socket_path))
+        self._rendezvous = CappedUnixServer(self._on_rendezvous, self.socket_path, MAX_CONNECTIONS)
+        self._rendezvous.start()
         os.chmod(self.socket_path, 0o666)
         try:
             for mapping in mappings:
@@ -98,18 +99,11 @@ class PortForwarder:
             self._connections.discard(task)
 
     async def _on_rendezvous(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if len(self._waiting) >= MAX_CONNECTIONS:
-            writer.transport.abort()  # a flood from inside the sandbox: its own connections fail, nobody else's
-            return
-        task = asyncio.current_task()
-        self._waiting.add(task)
         try:
             line = await asyncio.wait_for(reader.readline(), RENDEZVOUS_TIMEOUT_S)
         except (asyncio.TimeoutError, ConnectionError, ValueError, asyncio.CancelledError):
             writer.close()
             return
-        finally:
-            self._waiting.discard(task)
         arrived = self._pending.pop(line.strip().decode("ascii", "replace"), None)
         if arrived is None or arrived.done():
             writer.close()  # unknown token: not from the agent
@@ -118,12 +112,14 @@ class PortForwarder:
 
     async def close(self) -> None:
         """Release every host port and cut open connections."""
-        for server in [*self._servers, *([self._rendezvous] if self._rendezvous else [])]:
+        for server in self._servers:
             server.close()
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
-        for task in [*self._connections, *self._waiting]:
+        if self._rendezvous is not None:
+            self._rendezvous.close()
+        for task in list(self._connections):
             task.cancel()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()

@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 from corral.backends.base import Backend, Instance, ProbeResult, off_loop, parse_hello
 from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir
+from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir, remove_service_dir
 from corral.backends.process.probe import probe
 from corral.errors import SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
@@ -119,7 +118,7 @@ class ProcessInstance(Instance):
         """Remove the cgroup and the service directory (blocking: may retry for a moment)."""
         if self.cgroup is not None:
             self.cgroup.remove()
-        shutil.rmtree(self.service_dir, ignore_errors=True)
+        remove_service_dir(self.service_dir)
 
 
 class ProcessBackend(Backend):
@@ -151,7 +150,7 @@ class ProcessBackend(Backend):
                 cgroup = await asyncio.to_thread(Cgroup.create, name,
                                                  CgroupLimits(limits.memory_mb * 2**20, limits.pids, limits.cpus))
                 service_dir = make_service_dir(name)
-                made.callback(shutil.rmtree, service_dir, ignore_errors=True)
+                made.callback(remove_service_dir, service_dir)
                 with contextlib.ExitStack() as child_ends:  # bwrap's copies; closed here once it has them
                     seccomp_fd = seccomp.program_fd()
                     child_ends.callback(os.close, seccomp_fd)
