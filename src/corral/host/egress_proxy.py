@@ -113,10 +113,37 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+#: IPv6 ranges whose low 32 bits are an IPv4 address the packet goes to: SIIT's IPv4-translated
+#: addresses (RFC 6145), the deprecated IPv4-compatible ones, NAT64's well-known prefix (RFC 6052).
+_LOW_32_IS_IPV4 = tuple(ipaddress.IPv6Network(net) for net in ("::ffff:0:0:0/96", "::/96", "64:ff9b::/96"))
+#: NAT64's local-use prefix (RFC 8215): an operator's own translator, IPv4 embedded in one of
+#: several layouts; never a public destination.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (and leads to): ``::ffff:a.b.c.d`` (mapped),
+    SIIT, IPv4-compatible, NAT64, 6to4 (``2002:AABB:CCDD::``) and Teredo (server and client)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if any(ip in network for network in _LOW_32_IS_IPV4):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
 def _public(address: str) -> bool:
+    """True for a public unicast address that is not this host's; an IPv6 address that carries
+    IPv4 addresses must also pass for every one of them."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64 or ip.is_site_local:
+            return False
+        if not all(_public(str(carried)) for carried in embedded_ipv4(ip)):
+            return False
     return ip.is_global and not ip.is_multicast and str(ip) not in host_addresses()
 
 
