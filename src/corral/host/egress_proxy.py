@@ -21,9 +21,9 @@ import os
 import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from corral.host.capped_server import CappedUnixServer
+from corral.host.proxy_request import BadRequest, parse_head
 from corral.host.splice import splice
 from corral.network import EgressDecision, Network, normalize_host
 
@@ -93,7 +93,7 @@ class EgressPolicy:
         else:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # UnicodeError: a name the IDNA codec refuses
                 raise Refused(f"{host} does not resolve: {exc}") from None
             candidates = list(dict.fromkeys(info[4][0] for info in infos))
         public = [address for address in candidates if _public(address)]
@@ -211,25 +211,11 @@ class EgressProxy:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEADER_TIMEOUT_S)
         except asyncio.LimitOverrunError:
             return await _answer(writer, 431, f"request headers larger than {_MAX_HEADER_BYTES} bytes")
-        request_line, *header_lines = head.decode("latin-1").split("\r\n")
         try:
-            method, target, version = request_line.split(" ")
-        except ValueError:
-            return await _answer(writer, 400, "malformed request line")
-        if method == "CONNECT":
-            host, _, port_text = target.rpartition(":")
-            path = None
-        else:
-            url = urlsplit(target)
-            if url.scheme != "http" or not url.hostname:
-                return await _answer(writer, 400, "only CONNECT and absolute http:// URLs go through this proxy")
-            host, port_text = url.hostname, str(url.port or 80)
-            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        try:
-            port = int(port_text)
-        except ValueError:
-            return await _answer(writer, 400, f"bad port in {target!r}")
-        host = normalize_host(host)
+            request = parse_head(head)
+        except BadRequest as exc:
+            return await _answer(writer, exc.status, str(exc))
+        host, port, path = request.host, request.port, request.path
         try:
             addresses = await self.policy.addresses(host, port)
         except Refused as exc:
@@ -244,8 +230,8 @@ class EgressProxy:
         if path is None:
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         else:
-            kept = [line for line in header_lines if line and line.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
-            up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1"))
+            kept = [line for line in request.headers if line.split(":", 1)[0].lower() not in _HOP_BY_HOP]
+            up_writer.write(f"{request.method} {path} {request.version}\r\n".encode("latin-1"))
             up_writer.write("".join(f"{line}\r\n" for line in [*kept, "Connection: close"]).encode("latin-1") + b"\r\n")
         await splice(reader, writer, up_reader, up_writer)
 
