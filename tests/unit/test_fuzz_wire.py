@@ -7,6 +7,10 @@ A longer run of the same parsers: ``scripts/fuzz.py``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,3 +76,23 @@ def test_every_frame_round_trips(message):
 def test_deep_nesting_is_refused_not_a_recursion_error(depth, opener):
     decodes_or_refuses(b'{"type":"ack","id":1,"x":' + opener * depth + b"\n")
     parses_or_refuses(opener * depth)
+
+
+def test_malformed_json_is_a_value_error_without_json_imported():
+    """The agent never imports ``json``; CPython's scanner then fails with SystemError (found by scripts/fuzz.py)."""
+    wire_path = Path(wire.__file__)
+    probe = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('wire', {str(wire_path)!r})\n"
+        "wire = importlib.util.module_from_spec(spec); spec.loader.exec_module(wire)\n"
+        "assert 'json.decoder' not in sys.modules\n"
+        "for text in ['{\"a\" 1}', '{\"a\":1,}', '\"abc', '[1 2]', '[' * 100000]:\n"
+        "    try:\n"
+        "        wire.loads(text)\n"
+        "    except ValueError:\n"
+        "        continue\n"
+        "    raise SystemExit('parsed ' + text)\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=30)
+    assert done.stdout == "ok\n", done.stderr[-2000:]

@@ -175,6 +175,9 @@ def loads(text):
         raise ValueError(f"invalid JSON at offset {exc.value}") from None
     except RecursionError:  # "[[[[..." from a peer: an invalid frame like any other
         raise ValueError("JSON nested too deeply") from None
+    except SystemError:  # the C scanner reports most errors through json.decoder's JSONDecodeError, and
+        # without ``json.decoder`` imported (the agent never imports it) it fails without an exception
+        raise ValueError("invalid JSON") from None
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"extra data after JSON at offset {end}")
     return value
