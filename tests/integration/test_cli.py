@@ -72,8 +72,10 @@ def test_timeout_message():
 
 
 @pytest.mark.parametrize(("args", "code", "note"), [
-    (["--memory", "64"], "x = bytearray(10**9)", "corral: the program ran out of memory (limit 64 MB) and was killed"),
-    ([], "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "corral: the program was killed by signal SIGSEGV (11)"),
+    (["--memory", "64"], "x = bytearray(10**9)",
+     "corral: the program ran out of memory (limit 64 MB) and was killed"),
+    ([], "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+     "corral: the program was killed by signal SIGSEGV (11)"),
     ([], "print('x' * (20 * 2**20))", "corral: stdout was truncated at the output limit"),
     (["--timeout", "0.5"], "import time; time.sleep(10)", "corral: the program timed out after 0.5 s and was killed"),
 ])
