@@ -99,6 +99,14 @@ else:
         assert result.stdout == "create EAFNOSUPPORT\n"
 
 
+@pytest.mark.levels("microvm")
+def test_the_guest_kernel_loads_no_more_modules():
+    """Everything the guest needs is loaded by its init; afterwards even root in the guest cannot
+    load a module (a vsock transport, say) it brought along."""
+    result = corral.run("print(open('/proc/sys/kernel/modules_disabled').read().strip())", timeout=30)
+    assert result.stdout == "1\n", result
+
+
 #: Fills the host's services from inside: processes that, for FLOOD_S seconds, keep as many
 #: connections open to every host endpoint the sandbox can reach as their descriptor limit allows,
 #: replacing the oldest with a new one as fast as they can (the host closes some: it is the
