@@ -199,10 +199,11 @@ async def test_a_connection_flood_leaves_the_host_its_descriptors(isolation_leve
 #: Starts one sandbox (with an exposed port, so its services start too) under a descriptor limit of
 #: EXTRA above what the process already holds, then reports what is left of it after teardown.
 START_UNDER_FD_LIMIT = r"""
-import asyncio, json, os, resource, sys
+import asyncio, json, os, resource, sys, traceback
 from pathlib import Path
 import corral
 from corral.backends import registry
+from corral.backends.microvm.snapshot import template_root
 from corral.host.runtime_dir import data_dir
 from corral.host.sandbox_names import new_name
 from corral.lease import wait_for_teardowns
@@ -231,14 +232,15 @@ async def main():
         outcome = "started"
     except corral.CorralError as exc:
         outcome = type(exc).__name__
-    except Exception as exc:  # a failed start must still be one of corral's errors
-        outcome = f"unexpected {exc!r}"
+    except Exception:  # a failed start must still be one of corral's errors
+        outcome = "unexpected " + traceback.format_exc()
     resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     await wait_for_teardowns()
     prefix = new_name().rsplit("-", 1)[0]
     for _ in range(50):  # a removal that had no descriptor to work with is retried a moment later
         left = [str(path) for path in Path("/sys/fs/cgroup").glob(f"*/corral/{prefix}*")]
         left += [str(path) for path in (data_dir() / "sandboxes").glob(f"{prefix}*")]
+        left += [str(path) for path in template_root().glob(f".staging-*-{os.getpid()}")]  # a template being taken
         if not left:
             break
         await asyncio.sleep(0.1)
