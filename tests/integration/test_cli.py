@@ -71,6 +71,22 @@ def test_timeout_message():
     assert done.returncode == 137 and "timed out" in done.stderr
 
 
+@pytest.mark.parametrize(("args", "code", "note"), [
+    (["--memory", "64"], "x = bytearray(10**9)",
+     "corral: the program ran out of memory (limit 64 MB) and was killed"),
+    ([], "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+     "corral: the program was killed by signal SIGSEGV (11)"),
+    ([], "print('x' * (20 * 2**20))", "corral: stdout was truncated at the output limit"),
+    (["--timeout", "0.5"], "import time; time.sleep(10)", "corral: the program timed out after 0.5 s and was killed"),
+])
+def test_every_way_a_run_ends_is_said_on_stderr(args, code, note):
+    for json_flag in ([], ["--json"]):
+        done = corral("run", *json_flag, *args, "-c", code)
+        assert note in done.stderr.splitlines(), (json_flag, done.returncode, done.stderr[-500:])
+        if json_flag:
+            json.loads(done.stdout)  # the notes never mix into the JSON
+
+
 def test_doctor(isolation_level):
     human = corral("doctor")
     assert human.returncode == 0 and "process" in human.stdout and "microvm" in human.stdout

@@ -6,13 +6,14 @@ lines, and typer (:mod:`corral.cli.run_options`, with the help) everything else.
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from corral.errors import CorralError, InvalidInputError, IsolationUnavailableError
-from corral.models import Limits
+from corral.models import ExecutionResult, Limits
 from corral.network import ExposedPort, Network, PortMapping
 from corral.protocol import wire
 from corral.sync import run as run_code
@@ -88,12 +89,8 @@ def run(
         _fail(str(exc), EXIT_CORRAL_ERROR)
     if json_output:
         sys.stdout.write(result.model_dump_json(indent=2) + "\n")
-    elif result.timed_out:
-        limit = timeout if timeout is not None else Limits().timeout
-        sys.stderr.write(f"corral: the program timed out after {limit:g} s and was killed\n")
-    for stream, flag in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
-        if flag and not json_output:
-            sys.stderr.write(f"corral: {stream} was truncated at the output limit\n")
+    for note in ending_notes(result, timeout, memory):
+        sys.stderr.write(f"corral: {note}\n")
     raise SystemExit(result.exit_code)
 
 
@@ -145,6 +142,32 @@ def _plain_number(text: str, kind: str) -> int | float | None:
     if not digits or (dot and kind == "int"):
         return None
     return int(text) if kind == "int" else float(text)
+
+
+def ending_notes(result: ExecutionResult, timeout: float | None, memory: int | None) -> list[str]:
+    """What the user should know about how the run ended, beyond its exit code (one line each)."""
+    notes = []
+    if result.timed_out:
+        limit = timeout if timeout is not None else Limits().timeout
+        notes.append(f"the program timed out after {limit:g} s and was killed")
+    elif result.oom_killed:
+        limit = memory if memory is not None else Limits().memory_mb
+        notes.append(f"the program ran out of memory (limit {limit} MB) and was killed")
+    elif result.cancelled:
+        notes.append("the run was cancelled and the program killed")
+    elif result.signal is not None:
+        notes.append(f"the program was killed by signal {_signal_name(result.signal)}")
+    for stream, flag in (("stdout", result.stdout_truncated), ("stderr", result.stderr_truncated)):
+        if flag:
+            notes.append(f"{stream} was truncated at the output limit")
+    return notes
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)
 
 
 def _program(source: str | None, code: str | None, language: str | None) -> tuple[str, str, bytes | None]:

@@ -114,9 +114,13 @@ class Cgroup:
             return None
         _prepare()
         group = cls(version, dirs, name)
-        for path in set(group.paths.values()):
-            path.mkdir(parents=True, exist_ok=True)
-        group._apply(limits)
+        try:
+            for path in set(group.paths.values()):
+                path.mkdir(parents=True, exist_ok=True)
+            group._apply(limits)
+        except BaseException:
+            group.remove()  # half a cgroup is still one to clean up
+            raise
         return group
 
     def _apply(self, limits: CgroupLimits) -> None:

@@ -21,8 +21,9 @@ import os
 import socket
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from corral.host.capped_server import CappedUnixServer
+from corral.host.proxy_request import BadRequest, parse_head
 from corral.host.splice import splice
 from corral.network import EgressDecision, Network, normalize_host
 
@@ -33,7 +34,8 @@ _HEADER_TIMEOUT_S = 30.0
 _CONNECT_TIMEOUT_S = 10.0
 _MAX_DECISIONS = 1000
 _ADDRESSES_TTL_S = 10
-#: Connections one sandbox may have open through its proxy at once.
+#: Connections one sandbox may have open through its proxy at once (each holds two host
+#: descriptors: the sandbox's and the upstream one); more wait in the socket's backlog.
 MAX_CONNECTIONS = 64
 _HOP_BY_HOP = {"proxy-connection", "proxy-authorization", "connection", "keep-alive", "te", "trailer", "upgrade"}
 
@@ -91,7 +93,7 @@ class EgressPolicy:
         else:
             try:
                 infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except OSError as exc:
+            except (OSError, UnicodeError) as exc:  # UnicodeError: a name the IDNA codec refuses
                 raise Refused(f"{host} does not resolve: {exc}") from None
             candidates = list(dict.fromkeys(info[4][0] for info in infos))
         public = [address for address in candidates if _public(address)]
@@ -111,10 +113,37 @@ def _is_ip(host: str) -> bool:
         return False
 
 
+#: IPv6 ranges whose low 32 bits are an IPv4 address the packet goes to: SIIT's IPv4-translated
+#: addresses (RFC 6145), the deprecated IPv4-compatible ones, NAT64's well-known prefix (RFC 6052).
+_LOW_32_IS_IPV4 = tuple(ipaddress.IPv6Network(net) for net in ("::ffff:0:0:0/96", "::/96", "64:ff9b::/96"))
+#: NAT64's local-use prefix (RFC 8215): an operator's own translator, IPv4 embedded in one of
+#: several layouts; never a public destination.
+_LOCAL_NAT64 = ipaddress.IPv6Network("64:ff9b:1::/48")
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries (and leads to): ``::ffff:a.b.c.d`` (mapped),
+    SIIT, IPv4-compatible, NAT64, 6to4 (``2002:AABB:CCDD::``) and Teredo (server and client)."""
+    if ip.ipv4_mapped is not None:
+        return [ip.ipv4_mapped]
+    if any(ip in network for network in _LOW_32_IS_IPV4):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:
+        return [ip.sixtofour]
+    if ip.teredo is not None:
+        return list(ip.teredo)
+    return []
+
+
 def _public(address: str) -> bool:
+    """True for a public unicast address that is not this host's; an IPv6 address that carries
+    IPv4 addresses must also pass for every one of them."""
     ip = ipaddress.ip_address(address)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in _LOCAL_NAT64 or ip.is_site_local:
+            return False
+        if not all(_public(str(carried)) for carried in embedded_ipv4(ip)):
+            return False
     return ip.is_global and not ip.is_multicast and str(ip) not in host_addresses()
 
 
@@ -145,23 +174,22 @@ class EgressProxy:
         self.policy = policy
         self.socket_path = socket_path
         self.decisions: collections.deque[EgressDecision] = collections.deque(maxlen=_MAX_DECISIONS)
-        self._server: asyncio.AbstractServer | None = None
-        self._connections: set[asyncio.Task] = set()
+        self._server: CappedUnixServer | None = None
 
     async def start(self) -> None:
         """Listen (the socket is made connectable for the sandbox's uid)."""
-        self._server = await asyncio.start_unix_server(self._serve, path=str(self.socket_path),
-                                                       limit=_MAX_HEADER_BYTES)
+        self._server = CappedUnixServer(self._serve, self.socket_path, MAX_CONNECTIONS, reader_limit=_MAX_HEADER_BYTES)
+        self._server.start()
         os.chmod(self.socket_path, 0o666)
 
     async def close(self) -> None:
         """Stop listening and cut every open connection."""
         if self._server is not None:
+            tasks = list(self._server.tasks)
             self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
-        for task in list(self._connections):
-            task.cancel()
+            for task in tasks:
+                with contextlib.suppress(BaseException):
+                    await task
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()
 
@@ -170,19 +198,12 @@ class EgressProxy:
         log.info("egress %s %s:%d (%s)", "allowed" if allowed else "refused", host, port, reason)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if len(self._connections) >= MAX_CONNECTIONS:
-            await _answer(writer, 503, f"corral: more than {MAX_CONNECTIONS} connections at once")
-            writer.close()
-            return
-        self._connections.add(task)
         try:
             await self._handle(reader, writer)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError,
                 asyncio.CancelledError):
             pass  # the client went away, or the sandbox is being closed
         finally:
-            self._connections.discard(task)
             writer.close()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -190,25 +211,11 @@ class EgressProxy:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _HEADER_TIMEOUT_S)
         except asyncio.LimitOverrunError:
             return await _answer(writer, 431, f"request headers larger than {_MAX_HEADER_BYTES} bytes")
-        request_line, *header_lines = head.decode("latin-1").split("\r\n")
         try:
-            method, target, version = request_line.split(" ")
-        except ValueError:
-            return await _answer(writer, 400, "malformed request line")
-        if method == "CONNECT":
-            host, _, port_text = target.rpartition(":")
-            path = None
-        else:
-            url = urlsplit(target)
-            if url.scheme != "http" or not url.hostname:
-                return await _answer(writer, 400, "only CONNECT and absolute http:// URLs go through this proxy")
-            host, port_text = url.hostname, str(url.port or 80)
-            path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        try:
-            port = int(port_text)
-        except ValueError:
-            return await _answer(writer, 400, f"bad port in {target!r}")
-        host = normalize_host(host)
+            request = parse_head(head)
+        except BadRequest as exc:
+            return await _answer(writer, exc.status, str(exc))
+        host, port, path = request.host, request.port, request.path
         try:
             addresses = await self.policy.addresses(host, port)
         except Refused as exc:
@@ -223,8 +230,8 @@ class EgressProxy:
         if path is None:
             writer.write(b"HTTP/1.1 200 Connection Established\r\n\r\n")
         else:
-            kept = [line for line in header_lines if line and line.split(":", 1)[0].strip().lower() not in _HOP_BY_HOP]
-            up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1"))
+            kept = [line for line in request.headers if line.split(":", 1)[0].lower() not in _HOP_BY_HOP]
+            up_writer.write(f"{request.method} {path} {request.version}\r\n".encode("latin-1"))
             up_writer.write("".join(f"{line}\r\n" for line in [*kept, "Connection: close"]).encode("latin-1") + b"\r\n")
         await splice(reader, writer, up_reader, up_writer)
 
@@ -240,8 +247,7 @@ async def _connect(addresses: list[str], port: int):
 
 
 async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
-    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway",
-               503: "Service Unavailable"}
+    reasons = {400: "Bad Request", 403: "Forbidden", 431: "Request Header Fields Too Large", 502: "Bad Gateway"}
     body = (message + "\n").encode()
     marker = "X-Corral-Egress: refused\r\n" if status == 403 else ""
     writer.write(

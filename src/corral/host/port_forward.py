@@ -6,6 +6,12 @@ and to this forwarder's Unix socket, presenting the token. Only the agent
 learns tokens, so code in the sandbox that connects to the socket itself is
 dropped. Works with every network policy, including none: the traffic never
 leaves the sandbox's own loopback inside.
+
+Every connection costs the host process descriptors from the one table all
+sandboxes share, so both are capped per sandbox (:data:`MAX_CONNECTIONS`): the
+Unix socket, which any program in the sandbox can connect to, accepts no more
+while that many wait for their token (the rest wait in its backlog), and a
+forwarded connection beyond the cap is closed at once.
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from corral.errors import InvalidInputError
+from corral.host.capped_server import CappedUnixServer
 from corral.host.splice import splice
 from corral.network import ExposedPort, PortMapping
 
 #: How long the agent has to connect back for one forwarded connection.
 RENDEZVOUS_TIMEOUT_S = 5.0
 _TOKEN_BYTES = 16
+#: Connections one sandbox's forwarder holds at once, counted apart for forwarded connections
+#: and for connections to its Unix socket waiting for a token (each holds a host descriptor).
+MAX_CONNECTIONS = 256
 
 OpenInSandbox = Callable[[int, str], Awaitable[None]]
 
@@ -37,13 +47,14 @@ class PortForwarder:
         self._open_in_sandbox = open_in_sandbox
         self._pending: dict[str, asyncio.Future] = {}
         self._servers: list[asyncio.AbstractServer] = []
-        self._rendezvous: asyncio.AbstractServer | None = None
+        self._rendezvous: CappedUnixServer | None = None
         self._connections: set[asyncio.Task] = set()
         self.exposed: list[ExposedPort] = []
 
     async def start(self, mappings: list[PortMapping]) -> list[ExposedPort]:
         """Listen on every mapping; raise InvalidInputError for a port that is taken."""
-        self._rendezvous = await asyncio.start_unix_server(self._on_rendezvous, path=str(self.socket_path))
+        self._rendezvous = CappedUnixServer(self._on_rendezvous, self.socket_path, MAX_CONNECTIONS)
+        self._rendezvous.start()
         os.chmod(self.socket_path, 0o666)
         try:
             for mapping in mappings:
@@ -69,6 +80,9 @@ class PortForwarder:
         return ExposedPort(internal=mapping.internal, external=external, host=mapping.host, url=f"http://{host}:{external}")
 
     async def _forward(self, internal: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            writer.transport.abort()
+            return
         task = asyncio.current_task()
         self._connections.add(task)
         token = secrets.token_hex(_TOKEN_BYTES)
@@ -87,7 +101,7 @@ class PortForwarder:
     async def _on_rendezvous(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await asyncio.wait_for(reader.readline(), RENDEZVOUS_TIMEOUT_S)
-        except (asyncio.TimeoutError, ConnectionError, ValueError):
+        except (asyncio.TimeoutError, ConnectionError, ValueError, asyncio.CancelledError):
             writer.close()
             return
         arrived = self._pending.pop(line.strip().decode("ascii", "replace"), None)
@@ -98,11 +112,13 @@ class PortForwarder:
 
     async def close(self) -> None:
         """Release every host port and cut open connections."""
-        for server in [*self._servers, *([self._rendezvous] if self._rendezvous else [])]:
+        for server in self._servers:
             server.close()
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
+        if self._rendezvous is not None:
+            self._rendezvous.close()
         for task in list(self._connections):
             task.cancel()
         with contextlib.suppress(FileNotFoundError):

@@ -160,16 +160,24 @@ _WHITESPACE = " \t\n\r"
 
 
 def loads(text):
-    """Parse one JSON document (strict: no NaN or Infinity)."""
+    """Parse one JSON document (strict: no NaN or Infinity); ValueError on anything else."""
     if _scan_once is None:  # pragma: no cover - not CPython
         import json
 
-        return json.loads(text, parse_constant=_ScanContext.parse_constant)
+        try:
+            return json.loads(text, parse_constant=_ScanContext.parse_constant)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
     start = len(text) - len(text.lstrip(_WHITESPACE))
     try:
         value, end = _scan_once(text, start)
     except StopIteration as exc:
         raise ValueError(f"invalid JSON at offset {exc.value}") from None
+    except RecursionError:  # "[[[[..." from a peer: an invalid frame like any other
+        raise ValueError("JSON nested too deeply") from None
+    except SystemError:  # the C scanner reports most errors through json.decoder's JSONDecodeError, and
+        # without ``json.decoder`` imported (the agent never imports it) it fails without an exception
+        raise ValueError("invalid JSON") from None
     if text[end:].strip(_WHITESPACE):
         raise ValueError(f"extra data after JSON at offset {end}")
     return value

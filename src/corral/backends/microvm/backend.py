@@ -14,6 +14,7 @@ import asyncio
 import base64
 import math
 import os
+import shutil
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -24,6 +25,7 @@ from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_k
 from corral.backends.microvm.host_user import vm_credentials
 from corral.backends.microvm.probe import kvm_proven, probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
+from corral.backends.microvm.qmp import QmpError
 from corral.backends.microvm.vm import Vm
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
@@ -65,6 +67,12 @@ class MicrovmBackend(Backend):
 
     async def start(self, spec: SandboxSpec) -> Vm:
         """A VM for ``spec``, restored from its shape's memory template (taken first if missing)."""
+        try:
+            return await self._start(spec)
+        except OSError as exc:  # out of descriptors, memory, disk...: every step cleaned up after itself
+            raise SandboxStartError(f"cannot start the VM: {exc}") from exc
+
+    async def _start(self, spec: SandboxSpec) -> Vm:
         started = time.perf_counter()
         image = await _image()
         shape = await self.shape_for(spec, image)
@@ -165,7 +173,7 @@ async def incoming(image, shape: VmShape, state: Path, *, ram_file=None, with_ra
         try:
             qmp = await asyncio.to_thread(snapshot.load, vm.files.qmp_socket, state, with_ram=with_ram)
             await asyncio.to_thread(snapshot.resume, qmp)
-        except SandboxStartError as exc:
+        except (SandboxStartError, QmpError, OSError) as exc:  # QEMU died or dropped its control socket
             raise SandboxStartError(f"{exc}{vm.explain()}") from exc
     return vm
 
@@ -176,13 +184,17 @@ async def take_template(image, shape: VmShape, key: str) -> snapshot.Template:
     await asyncio.to_thread(snapshot.remove_templates, lambda of: of != build)  # those of replaced images
     credentials = None if _needs_root(shape) else vm_credentials()
     staging = snapshot.staging_dir(key, credentials)
-    vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging), credentials=credentials)
     try:
-        await asyncio.to_thread(snapshot.save, vm.files.qmp_socket, staging / "state")
-        (staging / "console.log").write_text(vm.console_log())  # restored VMs show their boot
-    finally:
-        await vm.stop()
-    return await asyncio.to_thread(snapshot.publish, staging, key, shape)
+        vm = await cold_boot(image, shape, ram_file=snapshot.source_ram(staging), credentials=credentials)
+        try:
+            await asyncio.to_thread(snapshot.save, vm.files.qmp_socket, staging / "state")
+            (staging / "console.log").write_text(vm.console_log())  # restored VMs show their boot
+        finally:
+            await vm.stop()
+        return await asyncio.to_thread(snapshot.publish, staging, key, shape)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed template's RAM file is guest-sized
+        raise
 
 
 async def configure(vm: Vm, spec: SandboxSpec) -> None:

@@ -7,6 +7,11 @@ becomes a connection to the named socket in the VM's private directory. Every
 stream has a task per direction: the guest's bytes are written and drained
 before they are credited back, the service's bytes are sent only within the
 guest's credit, so a slow peer stalls its own stream and nothing else.
+
+The guest is not trusted to keep to the protocol: a stream whose guest sends
+more than the window it was credited is closed, credit it grants beyond the
+window is ignored (either would make the host buffer without bound), and at most
+:data:`MAX_STREAMS` are open at once.
 """
 
 from __future__ import annotations
@@ -17,15 +22,17 @@ from pathlib import Path
 
 from corral.protocol import streams
 
-#: Streams one VM may have open at once.
+#: Streams one VM may have open at once (each holds a host descriptor: a connection to a service).
 MAX_STREAMS = 256
 
 
 class _Stream:
     def __init__(self) -> None:
         self.to_service: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self.credit = streams.WINDOW
+        self.credit = streams.WINDOW  # bytes the host may still send to the guest
         self.credited = asyncio.Event()
+        self.unacknowledged = 0  # bytes from the guest not yet credited back
+        self.task: asyncio.Task | None = None
 
 
 class HostStreams:
@@ -77,35 +84,51 @@ class HostStreams:
                 self._send(streams.CLOSE, stream_id)
                 return
             self.streams[stream_id] = stream = _Stream()
-            self._spawn(self._run(stream_id, stream, self.service_dir / name))
+            stream.task = self._spawn(self._run(stream_id, stream, self.service_dir / name))
         elif stream is None:
             return
         elif kind == streams.DATA:
-            stream.to_service.put_nowait(value)  # bounded by the guest's window
+            stream.unacknowledged += len(value)
+            if stream.unacknowledged > streams.WINDOW:  # past its window: the guest breaks the protocol
+                self._drop(stream_id, stream)
+                return
+            stream.to_service.put_nowait(value)
         elif kind == streams.CLOSE:
             stream.to_service.put_nowait(None)
         elif kind == streams.CREDIT:
-            stream.credit += value
+            stream.credit = min(stream.credit + value, streams.WINDOW)
             stream.credited.set()
 
-    def _spawn(self, coroutine) -> None:
+    def _drop(self, stream_id: int, stream: _Stream) -> None:
+        """End ``stream`` now: its service connection is closed, the guest gets CLOSE."""
+        del self.streams[stream_id]
+        if stream.task is not None:
+            stream.task.cancel()
+        self._send(streams.CLOSE, stream_id)
+
+    def _spawn(self, coroutine) -> asyncio.Task:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+        return task
+
+    def _forget(self, stream_id: int, stream: _Stream) -> None:
+        if self.streams.get(stream_id) is stream:  # not a later stream that reuses the id
+            del self.streams[stream_id]
 
     async def _run(self, stream_id: int, stream: _Stream, path: Path) -> None:
         try:
             reader, writer = await asyncio.open_unix_connection(str(path))
         except OSError:
             self._send(streams.CLOSE, stream_id)
-            self.streams.pop(stream_id, None)
+            self._forget(stream_id, stream)
             return
         try:
             await asyncio.gather(self._to_guest(stream_id, stream, reader), self._to_service(stream_id, stream, writer))
         except (OSError, ConnectionError):
             self._send(streams.CLOSE, stream_id)
         finally:
-            self.streams.pop(stream_id, None)
+            self._forget(stream_id, stream)
             writer.close()
 
     async def _to_guest(self, stream_id: int, stream: _Stream, reader: asyncio.StreamReader) -> None:
@@ -124,6 +147,7 @@ class HostStreams:
         while (data := await stream.to_service.get()) is not None:
             writer.write(data)
             await writer.drain()
+            stream.unacknowledged -= len(data)
             self._send(streams.CREDIT, stream_id, length=len(data))
         if writer.can_write_eof():
             writer.write_eof()

@@ -57,6 +57,9 @@ mount -t cgroup2 cgroup2 /newroot/sys/fs/cgroup || fail "mount cgroup2"
 # allocations succeed and the OOM killer (which spares the agent) ends the biggest user process,
 # as the memory cgroup does in the process sandbox, instead of malloc failing somewhere at random
 echo 1 > /newroot/proc/sys/vm/overcommit_memory || fail "set vm.overcommit_memory"
+# every module the guest needs is loaded: a guest root (the agent, or code that became root) cannot
+# load one of its own (a vsock transport, say), even from a file it wrote
+echo 1 > /newroot/proc/sys/kernel/modules_disabled || fail "disable module loading"
 [ -f /newroot$AGENT_CONFIG ] || fail "no $AGENT_CONFIG in the root file system"
 echo "init: starting the agent at $(cut -d' ' -f1 /newroot/proc/uptime)s"
 # One open of the port, read-write: a virtio console port can be opened only once.

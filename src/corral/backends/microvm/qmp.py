@@ -22,20 +22,23 @@ class Qmp:
 
     def __init__(self, path: Path, deadline_s: float = 10.0):
         self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._socket.settimeout(deadline_s)
-        self._buffer = b""
-        end = time.monotonic() + deadline_s
-        while True:
-            try:
-                self._socket.connect(str(path))
-                break
-            except (FileNotFoundError, ConnectionRefusedError) as exc:
-                if time.monotonic() > end:
-                    self._socket.close()
-                    raise QmpError(f"QEMU's control socket did not appear: {exc}") from None
-                time.sleep(0.002)
-        self._read_message()  # the greeting
-        self.execute("qmp_capabilities")
+        try:
+            self._socket.settimeout(deadline_s)
+            self._buffer = b""
+            end = time.monotonic() + deadline_s
+            while True:
+                try:
+                    self._socket.connect(str(path))
+                    break
+                except (FileNotFoundError, ConnectionRefusedError) as exc:
+                    if time.monotonic() > end:
+                        raise QmpError(f"QEMU's control socket did not appear: {exc}") from None
+                    time.sleep(0.002)
+            self._read_message()  # the greeting
+            self.execute("qmp_capabilities")
+        except BaseException:
+            self._socket.close()
+            raise
 
     def execute(self, command: str, arguments: dict | None = None, fds: list[int] | None = None) -> object:
         """Run ``command``; return its ``return`` value or raise QmpError. ``fds`` ride along (SCM_RIGHTS)."""

@@ -173,18 +173,20 @@ def save(qmp_socket: Path, state_path: Path, *, with_ram: bool = False) -> None:
     """Stop the VM and write its state: device state only (RAM stays in its shared file, for a
     template), or ``with_ram`` everything (a continuation). Blocking; the VM stays stopped."""
     fd = os.open(state_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    qmp = Qmp(qmp_socket)
     try:
-        qmp.execute("migrate-set-capabilities", _ignore_shared(not with_ram))
-        qmp.execute("stop")
-        qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
-        qmp.execute("migrate", {"uri": "fd:snapshot"})
-        qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
-        os.fsync(fd)
+        qmp = Qmp(qmp_socket)
+        try:
+            qmp.execute("migrate-set-capabilities", _ignore_shared(not with_ram))
+            qmp.execute("stop")
+            qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
+            qmp.execute("migrate", {"uri": "fd:snapshot"})
+            qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
+            os.fsync(fd)
+        finally:
+            qmp.close()
     except QmpError as exc:
         raise SandboxStartError(f"cannot save the VM: {exc}") from None
     finally:
-        qmp.close()
         os.close(fd)
 
 
@@ -213,17 +215,20 @@ def load(qmp_socket: Path, state_path: Path, *, with_ram: bool = False) -> Qmp:
     :func:`resume`, since the guest must find the host end of its port connected.
     """
     qmp = Qmp(qmp_socket)
-    fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        qmp.execute("migrate-set-capabilities", _ignore_shared(not with_ram))
-        qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
-        qmp.execute("migrate-incoming", {"uri": "fd:snapshot"})
-        qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
-    except QmpError as exc:
+        fd = os.open(state_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            qmp.execute("migrate-set-capabilities", _ignore_shared(not with_ram))
+            qmp.execute("getfd", {"fdname": "snapshot"}, fds=[fd])
+            qmp.execute("migrate-incoming", {"uri": "fd:snapshot"})
+            qmp.wait_for_migration(_MIGRATION_DEADLINE_S)
+        finally:
+            os.close(fd)
+    except BaseException as exc:
         qmp.close()
-        raise SandboxStartError(f"cannot restore the VM: {exc}") from None
-    finally:
-        os.close(fd)
+        if isinstance(exc, QmpError):
+            raise SandboxStartError(f"cannot restore the VM: {exc}") from None
+        raise
     return qmp
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import time
 from pathlib import Path
@@ -21,7 +20,7 @@ from corral.backends.base import Instance, off_loop
 from corral.backends.microvm.qemu import RamFile, VmFiles, VmShape, qemu_argv
 from corral.backends.microvm.host_streams import HostStreams
 from corral.backends.microvm.host_user import TEMPLATE_GID, vm_credentials
-from corral.backends.process.host_layout import drop_privileges, make_service_dir
+from corral.backends.process.host_layout import drop_privileges, make_service_dir, remove_service_dir
 from corral.errors import SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
 from corral.host.sandbox_names import new_name
@@ -89,7 +88,7 @@ class Vm(Instance):
         except BaseException as exc:
             if cgroup is not None:
                 cgroup.remove()
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_service_dir(directory)
             if isinstance(exc, OSError):
                 raise SandboxStartError(f"cannot launch QEMU: {exc}") from exc
             raise
@@ -226,4 +225,4 @@ class Vm(Instance):
             transport.close()
         if self.cgroup is not None:
             self.cgroup.remove()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        remove_service_dir(self.directory)

@@ -13,13 +13,12 @@ import asyncio
 import contextlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
 from corral.backends.base import Backend, Instance, ProbeResult, off_loop, parse_hello
 from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir
+from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir, remove_service_dir
 from corral.backends.process.probe import probe, recheck_after_failed_start
 from corral.errors import IsolationUnavailableError, SandboxStartError
 from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
@@ -119,7 +118,7 @@ class ProcessInstance(Instance):
         """Remove the cgroup and the service directory (blocking: may retry for a moment)."""
         if self.cgroup is not None:
             self.cgroup.remove()
-        shutil.rmtree(self.service_dir, ignore_errors=True)
+        remove_service_dir(self.service_dir)
 
 
 class ProcessBackend(Backend):
@@ -156,66 +155,79 @@ class ProcessBackend(Backend):
         started = time.perf_counter()
         runtime = runtime_dir()
         limits = spec.limits
-        memory_bytes = limits.memory_mb * 2**20
         name = new_name()
-        cgroup = await asyncio.to_thread(Cgroup.create, name, CgroupLimits(memory_bytes, limits.pids, limits.cpus))
-        service_dir = make_service_dir(name)
-        seccomp_fd = seccomp.program_fd()
-        info_r, info_w = os.pipe()
-        block_r, block_w = os.pipe()
-        layout = host_layout(
-            str(runtime), json.dumps(_agent_config(spec, cgroup is not None)), limits.writable_mb * 2**20,
-            limits.shm_mb * 2**20, seccomp_fd,
-            info_fd=info_w, block_fd=block_r, service_dir=str(service_dir),
-        )
-        argv, kwargs = drop_privileges(bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout))
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(seccomp_fd, info_w, block_r),
-                start_new_session=True,
-                limit=wire.MAX_FRAME_BYTES + 1,
-                **kwargs,
-            )
-        except OSError as exc:
-            for fd in (info_r, block_w):
-                os.close(fd)
-            if cgroup is not None:
-                cgroup.remove()
-            shutil.rmtree(service_dir, ignore_errors=True)
-            raise SandboxStartError(f"cannot launch bwrap: {exc}") from exc
-        finally:
-            for fd in (seccomp_fd, info_w, block_r):
-                os.close(fd)
-        launched = time.perf_counter()
-        instance = ProcessInstance(process, cgroup, service_dir, setup_ms=(launched - started) * 1000)
-        try:
-            sandbox_pid = await _read_info(info_r, process)
-            for pid in (process.pid, sandbox_pid):
-                if cgroup is not None:
-                    try:
-                        cgroup.add(pid)
-                    except OSError as exc:
-                        raise SandboxStartError(f"cannot put the sandbox into its cgroup: {exc}") from exc
-            _write_quietly(f"/proc/{sandbox_pid}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
-            os.write(block_w, b"go")
-            await _wait_for_hello(process)
-        except BaseException as exc:
-            if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-                instance.stop_now()  # the caller went away: no awaiting any more
+        # made: undone if the start fails before the instance owns it; host_ends: this side of the
+        # info and block pipes, closed once the agent said hello (or the start failed)
+        with contextlib.ExitStack() as made, contextlib.ExitStack() as host_ends:
+            made.callback(_remove_cgroup, name)  # by name: also one a cancelled thread went on to create
+            try:
+                cgroup = await asyncio.to_thread(Cgroup.create, name,
+                                                 CgroupLimits(limits.memory_mb * 2**20, limits.pids, limits.cpus))
+                service_dir = make_service_dir(name)
+                made.callback(remove_service_dir, service_dir)
+                with contextlib.ExitStack() as child_ends:  # bwrap's copies; closed here once it has them
+                    seccomp_fd = seccomp.program_fd()
+                    child_ends.callback(os.close, seccomp_fd)
+                    info_r, info_w = _pipe(host_ends, child_ends)
+                    block_r, block_w = _pipe(child_ends, host_ends)
+                    layout = host_layout(
+                        str(runtime), json.dumps(_agent_config(spec, cgroup is not None)),
+                        limits.writable_mb * 2**20, limits.shm_mb * 2**20, seccomp_fd,
+                        info_fd=info_w, block_fd=block_r, service_dir=str(service_dir),
+                    )
+                    argv, kwargs = drop_privileges(bwrap.bwrap_argv(str(runtime / BWRAP_PATH), layout))
+                    process = await asyncio.create_subprocess_exec(
+                        *argv,
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=asyncio.subprocess.PIPE,
+                        pass_fds=(seccomp_fd, info_w, block_r),
+                        start_new_session=True,
+                        limit=wire.MAX_FRAME_BYTES + 1,
+                        **kwargs,
+                    )
+            except OSError as exc:  # out of file descriptors, memory, processes, disk...
+                raise SandboxStartError(f"cannot launch bwrap: {exc}") from exc
+            made.pop_all()  # from here the instance owns the cgroup and the directory
+            launched = time.perf_counter()
+            instance = ProcessInstance(process, cgroup, service_dir, setup_ms=(launched - started) * 1000)
+            try:
+                sandbox_pid = await _read_info(info_r, process)
+                for pid in (process.pid, sandbox_pid):
+                    if cgroup is not None:
+                        try:
+                            cgroup.add(pid)
+                        except OSError as exc:
+                            raise SandboxStartError(f"cannot put the sandbox into its cgroup: {exc}") from exc
+                _write_quietly(f"/proc/{sandbox_pid}/oom_score_adj", _AGENT_OOM_SCORE_ADJ)
+                os.write(block_w, b"go")
+                await _wait_for_hello(process)
+            except BaseException as exc:
+                if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
+                    instance.stop_now()  # the caller went away: no awaiting any more
+                    raise
+                await instance.stop()
+                if isinstance(exc, SandboxStartError):
+                    raise SandboxStartError(f"{exc}{_explain(instance)}") from exc
+                if isinstance(exc, OSError):  # out of file descriptors, memory...: still a failed start
+                    raise SandboxStartError(f"cannot start the sandbox: {exc}{_explain(instance)}") from exc
                 raise
-            await instance.stop()
-            if isinstance(exc, SandboxStartError):
-                raise SandboxStartError(f"{exc}{_explain(instance)}") from exc
-            raise
-        finally:
-            for fd in (info_r, block_w):
-                os.close(fd)
         instance.boot_ms = (time.perf_counter() - launched) * 1000
         return instance
+
+
+def _pipe(read_owner: contextlib.ExitStack, write_owner: contextlib.ExitStack) -> tuple[int, int]:
+    """A pipe whose ends close with ``read_owner`` and ``write_owner``."""
+    read_end, write_end = os.pipe()
+    read_owner.callback(os.close, read_end)
+    write_owner.callback(os.close, write_end)
+    return read_end, write_end
+
+
+def _remove_cgroup(name: str) -> None:
+    cgroup = Cgroup.existing(name)
+    if cgroup is not None:
+        cgroup.remove()
 
 
 def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from functools import lru_cache
 
@@ -12,6 +14,8 @@ from corral.host.cgroups import Cgroup
 from corral.host.sandbox_names import PREFIX, owner_alive
 from corral.host.runtime_dir import data_dir
 
+#: How long :func:`remove_service_dir` keeps retrying a removal that failed (out of descriptors...).
+REMOVAL_RETRY_S = 30.0
 #: The unprivileged host uid/gid sandboxes run as when corral runs as root.
 NOBODY = (65534, 65534)
 _MERGED_DIRS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -29,6 +33,26 @@ def make_service_dir(name: str, credentials: tuple[int, int] | None = None) -> P
     if credentials is not None:
         os.chown(path, *credentials)
     return path
+
+
+def remove_service_dir(path: Path) -> None:
+    """Remove a sandbox's service directory; if that fails, keep retrying for a while in the background.
+
+    Removing a tree needs descriptors, and a start that failed for want of descriptors has none
+    to spare at that moment; a retry a moment later, once the failed start's own descriptors are
+    closed, finds them.
+    """
+    shutil.rmtree(path, ignore_errors=True)
+    if path.exists():
+        threading.Thread(target=_retry_removal, args=(path,), name="corral-remove", daemon=True).start()
+
+
+def _retry_removal(path: Path) -> None:
+    delay, deadline = 0.05, time.monotonic() + REMOVAL_RETRY_S
+    while path.exists() and time.monotonic() < deadline:
+        time.sleep(delay)
+        delay = min(delay * 2, 2.0)
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @lru_cache(maxsize=1)

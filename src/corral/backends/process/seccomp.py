@@ -9,17 +9,24 @@ clock and host settings, and terminal input injection. Denied calls fail with
 EPERM (ENOSYS for ``clone3``, so libc falls back to ``clone``, whose flags a
 filter can see) instead of killing the process, so programs see an ordinary
 error. The filter is compiled once per host process and handed to bwrap.
+
+One part is an allow-list: the address families of ``socket`` and
+``socketpair`` (:func:`add_socket_family_rules`). Most families have no network
+namespace to confine them (AF_VSOCK reaches the hypervisor of the machine
+corral runs on) or are kernel attack surface (AF_ALG, AF_PACKET, AF_KEY...).
 """
 
 from __future__ import annotations
 
 import errno
 import os
+import platform
+import socket
 import tempfile
 from functools import lru_cache
 
-#: Syscalls no sandboxed program gets (EPERM). Unknown names (other kernels
-#: or architectures) are skipped when the filter is built.
+#: Syscalls no sandboxed program gets (EPERM). A name libseccomp does not know
+#: and :data:`SYSCALL_NUMBERS` does not number fails the build (never skipped).
 DENIED_SYSCALLS = (
     # file systems and namespaces
     "mount", "umount2", "pivot_root", "chroot", "move_mount", "open_tree", "fsopen", "fsconfig",
@@ -42,6 +49,28 @@ DENIED_SYSCALLS = (
     "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify", "mq_getsetattr",
 )
 
+#: Numbers, per machine (``platform.machine()``), of denied syscalls newer than the system's
+#: libseccomp (2.5.4 predates Linux 6.8's LSM calls). Calls added since Linux 5.1 share one
+#: number on every architecture.
+SYSCALL_NUMBERS = {
+    "x86_64": {"lsm_set_self_attr": 460},
+    "aarch64": {"lsm_set_self_attr": 460},
+}
+
+#: The address families ``socket`` may use: Unix sockets (the host's services, local IPC),
+#: IPv4/IPv6 (the sandbox's own network namespace) and netlink, for NETLINK_ROUTE only (which
+#: reads the sandbox's own interfaces: node's ``os.networkInterfaces()``, ``getifaddrs``,
+#: ``if_nameindex``, ``ip addr`` fail without it). Every other family fails with EAFNOSUPPORT.
+SOCKET_FAMILIES = (socket.AF_UNIX, socket.AF_INET, socket.AF_INET6, socket.AF_NETLINK)
+#: ``socketpair`` only makes sense (and only works in Linux) for Unix sockets.
+SOCKETPAIR_FAMILIES = (socket.AF_UNIX,)
+#: The one netlink protocol allowed, NETLINK_ROUTE (others fail with EPROTONOSUPPORT).
+NETLINK_PROTOCOL = 0
+#: Linux numbers its address families below this (AF_MAX is 46 in 6.x). Families from here up,
+#: and any argument with bits above the low 32 set (which the kernel would ignore), are refused
+#: by one comparison, so a family a future kernel adds is refused too.
+FAMILY_LIMIT = 64
+
 _CLONE_NEWUSER = 0x10000000
 _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
@@ -55,10 +84,8 @@ def filter_program() -> bytes:
     denied = seccomp.ERRNO(errno.EPERM)
     rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in DENIED_SYSCALLS:
-        try:
-            rules.add_rule(denied, name)
-        except (RuntimeError, ValueError, OSError):
-            continue
+        rules.add_rule(denied, syscall_number(name))
+    add_socket_family_rules(rules)
     rules.add_rule(denied, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_NEWUSER, _CLONE_NEWUSER))
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     for request in (_TIOCSTI, _TIOCLINUX):
@@ -67,6 +94,43 @@ def filter_program() -> bytes:
         rules.export_bpf(sink)
         sink.seek(0)
         return sink.read()
+
+
+def syscall_number(name: str, machine: str | None = None) -> int:
+    """The number of syscall ``name`` for this host's architecture, as libseccomp rules take it.
+
+    Negative for a name that exists only on other architectures (libseccomp's pseudo-syscalls,
+    which rules accept and never match). Raises ValueError for a name neither libseccomp nor
+    :data:`SYSCALL_NUMBERS` knows: a misspelt or too-new rule must not vanish silently.
+    """
+    import pyseccomp as seccomp
+
+    number = seccomp.resolve_syscall(seccomp.Arch.NATIVE, name)
+    if number != -1:  # __NR_SCMP_ERROR
+        return number
+    machine = machine or platform.machine()
+    known = SYSCALL_NUMBERS.get(machine, {})
+    if name not in known:
+        raise ValueError(f"libseccomp does not know the syscall {name!r} and corral has no number for it on {machine}")
+    return known[name]
+
+
+def add_socket_family_rules(rules) -> None:
+    """Add the address-family allow-list to ``rules`` (a default-allow ``pyseccomp.SyscallFilter``).
+
+    libseccomp rules only deny, so each family below :data:`FAMILY_LIMIT` that is not allowed
+    gets its own rule, and everything from the limit up (64-bit compare) gets one more.
+    """
+    import pyseccomp as seccomp
+
+    refused = seccomp.ERRNO(errno.EAFNOSUPPORT)
+    for name, allowed in (("socket", SOCKET_FAMILIES), ("socketpair", SOCKETPAIR_FAMILIES)):
+        for family in range(FAMILY_LIMIT):
+            if family not in allowed:
+                rules.add_rule(refused, name, seccomp.Arg(0, seccomp.EQ, family))
+        rules.add_rule(refused, name, seccomp.Arg(0, seccomp.GE, FAMILY_LIMIT))
+    rules.add_rule(seccomp.ERRNO(errno.EPROTONOSUPPORT), "socket",
+                   seccomp.Arg(0, seccomp.EQ, socket.AF_NETLINK), seccomp.Arg(2, seccomp.NE, NETLINK_PROTOCOL))
 
 
 def program_fd() -> int:
