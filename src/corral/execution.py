@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from corral.channel import Channel
 from corral.errors import InvalidInputError, ProtocolError
 from corral.models import ExecutionResult, Language, OutputEvent, TimingBreakdown, check_env
-from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, wire
+from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, RunFile, wire
 
 #: Extra time the host gives the agent to report a timed-out run before it
 #: declares the sandbox broken.
@@ -43,6 +43,10 @@ class RunOptions:
     stderr_limit: int
     #: The sandbox is thrown away after this run (the agent need not prepare another).
     retire: bool = False
+    #: Run in fresh namespaces of its own (per-run isolation; one-shot runs only).
+    isolated: bool = False
+    #: Files written into the isolated run's fresh home before the code starts: relative path -> bytes.
+    files: tuple[tuple[str, bytes], ...] = ()
 
 
 def check_run(code: object, timeout: float, stdin: bytes | str | None, env: dict | None) -> None:
@@ -89,6 +93,8 @@ async def execute(
             stdout_limit=options.stdout_limit,
             stderr_limit=options.stderr_limit,
             retire=options.retire,
+            isolated=options.isolated,
+            files=[RunFile(path=path, data_b64=base64.b64encode(data).decode()) for path, data in options.files],
         )
 
     captured = {"stdout": _Capture(options.stdout_limit), "stderr": _Capture(options.stderr_limit)}

@@ -141,6 +141,22 @@ def path_problem(path: object) -> str | None:
     return None
 
 
+#: At most this many files may come with one isolated run (``exec``'s ``files``).
+MAX_RUN_FILES = 1000
+
+
+def run_file_problem(path: object) -> str | None:
+    """Say why ``path`` cannot name a file given to an isolated run (relative to its home), or None."""
+    problem = path_problem(path)
+    if problem:
+        return problem
+    if path.startswith("/"):
+        return f"{path!r} must be relative to the run's home directory"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return f"{path!r} must not contain empty, '.' or '..' components"
+    return None
+
+
 class _ScanContext:
     """The attributes CPython's C scanner reads from a JSONDecoder."""
 
