@@ -214,7 +214,13 @@ class Agent:
         return report
 
     def kill_tree(self, root, since_ticks):
-        """Kill ``root``, its descendants and the orphans started since ``since_ticks``."""
+        """Kill ``root``, its descendants and the orphans started since ``since_ticks``.
+
+        An isolated run (a relay the zygote forked) is killed by the zygote.
+        """
+        if getattr(self.children.get(root), "isolated", False) and self.zygote is not None and self.zygote.alive:
+            self.zygote.kill(root)
+            return
         known = set(self.children) - {root}
         tree.kill_tree(root, self.pid, known, since_ticks, self.reap)
 
@@ -452,6 +458,8 @@ class Agent:
         """Kill everything, empty the writable places, forget sessions and the spare."""
         if self.runs:
             raise RequestError("busy", "cannot reset while operations are running")
+        if self.spare is not None:
+            self.spare.discard()
         kept = {self.pid} | ({self.zygote.pid} if self.zygote is not None and self.zygote.alive else set())
         if not reset.kill_everything_but(kept, self.reap):
             raise RequestError("internal", "processes kept appearing while the sandbox was reset")

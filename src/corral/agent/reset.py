@@ -11,6 +11,7 @@ them), and nothing else in the sandbox is writable.
 from __future__ import annotations
 
 import os
+import time
 
 from corral.agent import tree
 from corral.agent.files import remove_tree
@@ -31,9 +32,10 @@ def kill_everything_but(kept_pids, reap, rounds=200):
         for pid in targets:
             try:
                 os.kill(pid, 9)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # an isolated run the zygote is killing
                 pass
         reap()
+        time.sleep(0.001)
     return False
 
 

@@ -194,6 +194,9 @@ class Spare:
 
     def discard(self):
         """Kill the unused spare (its exit is reaped like any other)."""
+        if self.isolated:
+            self.agent.zygote.kill(self.pid)
+            return
         try:
             os.kill(self.pid, 9)
         except ProcessLookupError:

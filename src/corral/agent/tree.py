@@ -103,7 +103,7 @@ def kill_tree(root, agent_pid, known_children, since_ticks, reap, rounds=200):
         for pid in members:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # gone, or outside our Landlock signal scope
                 pass
         reap()
     return False

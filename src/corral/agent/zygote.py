@@ -26,11 +26,13 @@ try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
 except ImportError:  # pragma: no cover - not CPython
     import signal
 
-from corral.agent import child, isolation
+from corral.agent import child, isolation, tree
 from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
 _RUN_FDS = 4
+#: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
+_NEVER = 1 << 62
 
 
 class ZygoteGone(Exception):
@@ -65,7 +67,7 @@ class Zygote:
         """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control); return the relay's pid."""
         if not self.alive:
             raise ZygoteGone("the zygote is gone")
-        message = wire.dumps({"cwd": home, "env": env, "rlimits": rlimits}).encode()
+        message = wire.dumps({"op": "spawn", "cwd": home, "env": env, "rlimits": rlimits}).encode()
         try:
             socket.send_fds(self.sock, [message], list(fds))
             while True:
@@ -83,6 +85,15 @@ class Zygote:
         if "error" in reply:
             raise ZygoteGone(reply["error"])
         return reply["pid"]
+
+    def kill(self, relay_pid):
+        """Kill the run of ``relay_pid`` and everything in it (the zygote does: the run is outside the
+        agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
+        if self.alive:
+            try:
+                self.sock.send(wire.dumps({"op": "kill", "pid": relay_pid}).encode())
+            except OSError:
+                pass
 
     def on_readable(self):
         """Exit reports from the zygote: hand each status to the owner of that relay."""
@@ -138,8 +149,14 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 continue
             if not message:
                 return 0
+            request = wire.loads(message.decode())
+            if request.get("op") == "kill":
+                for fd in fds:
+                    os.close(fd)
+                if request.get("pid") in relays:
+                    _kill_run(request["pid"])
+                continue
             try:
-                request = wire.loads(message.decode())
                 if len(fds) != _RUN_FDS:
                     raise ValueError(f"expected {_RUN_FDS} fds, got {len(fds)}")
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
@@ -154,6 +171,11 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 for fd in fds:
                     os.close(fd)
             sock.send(wire.dumps(reply).encode())
+
+
+def _kill_run(relay_pid):
+    """SIGKILL the relay and every process below it (the run's init ends its whole pid namespace)."""
+    tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
 
 
 def _report_exits(sock, relays):
