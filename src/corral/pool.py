@@ -67,6 +67,8 @@ class AsyncPool:
         self._wake = asyncio.Event()
         self._filler: asyncio.Task | None = None
         self._closed = False
+        #: Start sandboxes ahead of demand; False: a miss cold-starts one, which is then kept (a shared sandbox).
+        self.refill = True
         self.hits = 0
         self.misses = 0
         self.recycled = 0
@@ -98,9 +100,10 @@ class AsyncPool:
         """A ready, healthy sandbox (or a cold-started one if none is ready)."""
         if self._closed:
             raise SandboxClosedError("the pool is closed")
-        if self._filler is None:
+        if self._filler is None and self.refill:
             await self.start(wait=False)
-        if self._filler.done() and not self._filler.cancelled() and self._filler.exception() is not None:
+        if (self._filler is not None and self._filler.done() and not self._filler.cancelled()
+                and self._filler.exception() is not None):
             raise self._filler.exception()  # a permanent error (bad isolation level...) ended the filler
         while True:
             try:
@@ -159,6 +162,13 @@ class AsyncPool:
         lease.checked_at = time.monotonic()
         self.recycled += 1
         self._ready.put_nowait(lease)
+
+    def stop_now(self) -> None:
+        """Stop every ready sandbox without awaiting (the loop that would run close() is gone)."""
+        self._closed = True
+        while not self._ready.empty():
+            with contextlib.suppress(Exception):  # the loop may be closed: the kill happens first regardless
+                self._ready.get_nowait().instance.stop_now()
 
     def sandbox(self) -> AsyncSandbox:
         """A session sandbox taken from this pool (start it with ``async with``)."""
