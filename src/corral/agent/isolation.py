@@ -50,10 +50,21 @@ _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
 
 
 class RunMounts:
-    """The fresh file systems of one isolated run: (path, size in bytes, mode) each."""
+    """The fresh file systems of each isolated run: (path, mode) of the sandbox's writable places.
 
-    def __init__(self, tmpfs):
-        self.tmpfs = [(path, int(size), int(mode)) for path, size, mode in tmpfs]
+    Each run's tmpfs at ``path`` gets the size of the sandbox's own file system there.
+    """
+
+    def __init__(self, places):
+        self.places = [(path, int(mode)) for path, mode in places]
+
+    def sized(self):
+        """(path, size in bytes, mode) for each place, sized like the sandbox's mount there now."""
+        sized = []
+        for path, mode in self.places:
+            stats = os.statvfs(path)
+            sized.append((path, stats.f_blocks * stats.f_frsize, mode))
+        return sized
 
 
 class IsolationError(OSError):
@@ -67,6 +78,7 @@ def enter_run_namespaces(mounts):
     the sandbox user as before. The next fork becomes the run's init.
     """
     uid, gid = os.getuid(), os.getgid()
+    places = mounts.sized()
     _check(libc().unshare(RUN_NAMESPACES), "unshare")
     set_dumpable(True)  # a non-dumpable process does not own its /proc/self files
     _write("/proc/self/setgroups", "deny")
@@ -74,7 +86,7 @@ def enter_run_namespaces(mounts):
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
     set_dumpable(False)
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
-    for path, size, mode in mounts.tmpfs:
+    for path, size, mode in places:
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
 
 

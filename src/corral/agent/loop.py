@@ -63,8 +63,8 @@ class Agent:
         #: Landlock and the user seccomp filter, applied by every child before user code.
         self.lockdown = Lockdown(config.get("landlock_paths") or (),
                                  binascii.a2b_base64(config["user_seccomp_b64"]) if config.get("user_seccomp_b64") else b"")
-        #: The fresh file systems of each isolated run: the writable places, each its configured size.
-        self.run_mounts = RunMounts(config.get("run_tmpfs", []))
+        #: The fresh file systems of each isolated run: the sandbox's writable places.
+        self.run_mounts = RunMounts(self.wipe_paths)
         self.pairs = set()
         #: Streams to the host's service sockets, where the agent cannot reach them directly (a VM).
         self.host_streams = None
@@ -407,7 +407,16 @@ class Agent:
                                    "with a non-negative integer value")
         memory_bytes = _int(request, "memory_bytes", 0)
         pids = _int(request, "pids", 0)
+        seccomp_b64 = request.get("user_seccomp_b64") or ""
+        try:
+            seccomp_program = binascii.a2b_base64(_text(request, "user_seccomp_b64")) if seccomp_b64 else b""
+        except (binascii.Error, ValueError):
+            raise RequestError("invalid", "user_seccomp_b64 is not valid base64") from None
+        if len(seccomp_program) % 8:
+            raise RequestError("invalid", "user_seccomp_b64 is not a whole number of BPF instructions")
         self._reseed(request)
+        if seccomp_program:
+            self.lockdown.seccomp_program = seccomp_program
         if self.user_cgroup is not None and memory_bytes > 0 and pids > 0:
             try:
                 self.user_cgroup.set_limits(memory_bytes, pids)

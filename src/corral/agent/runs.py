@@ -167,7 +167,7 @@ class Spare:
         if isolated:  # forked by the zygote, which never handled a request (see zygote.py)
             try:
                 self.pid = pid = agent.zygote.spawn((in_r, out_w, err_w, ctl_r), agent.home, agent.base_env,
-                                                    agent.rlimits)
+                                                    agent.rlimits, agent.lockdown.seccomp_program)
             except BaseException:
                 for fd in (in_r, out_w, err_w, ctl_r, self.in_w, self.out_r, self.err_r, self.ctl_w):
                     os.close(fd)

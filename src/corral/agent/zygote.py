@@ -18,6 +18,7 @@ an error and pings report the sandbox broken, so a pool replaces the sandbox.
 
 from __future__ import annotations
 
+import binascii
 import os
 import select
 import socket
@@ -27,6 +28,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal
 
 from corral.agent import child, isolation, tree
+from corral.agent.lockdown import Lockdown
 from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
@@ -63,11 +65,15 @@ class Zygote:
         agent.watch(self.sock.fileno(), self.on_readable)
         agent.adopt(self.pid, self)
 
-    def spawn(self, fds, home, env, rlimits):
-        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control); return the relay's pid."""
+    def spawn(self, fds, home, env, rlimits, seccomp_program):
+        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control); return the relay's pid.
+
+        ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started).
+        """
         if not self.alive:
             raise ZygoteGone("the zygote is gone")
-        message = wire.dumps({"op": "spawn", "cwd": home, "env": env, "rlimits": rlimits}).encode()
+        message = wire.dumps({"op": "spawn", "cwd": home, "env": env, "rlimits": rlimits,
+                              "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode()}).encode()
         try:
             socket.send_fds(self.sock, [message], list(fds))
             while True:
@@ -159,9 +165,10 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             try:
                 if len(fds) != _RUN_FDS:
                     raise ValueError(f"expected {_RUN_FDS} fds, got {len(fds)}")
+                run_lockdown = Lockdown(lockdown.landlock_paths, binascii.a2b_base64(request["seccomp_b64"]))
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
                                          control_fds=(fds[3], None), protected_parent=protected,
-                                         confinement=confinement, lockdown=lockdown)
+                                         confinement=confinement, lockdown=run_lockdown)
                 pid = _fork_relay(setup, run_mounts, (sock.fileno(), wake_r, wake_w))
                 relays.add(pid)
                 reply = {"pid": pid}

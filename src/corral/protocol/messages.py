@@ -150,6 +150,8 @@ class ConfigureRequest(_Message):
     #: cgroup, ``pids`` becomes ``RLIMIT_NPROC``.
     memory_bytes: int = Field(default=0, ge=0)
     pids: int = Field(default=0, ge=0)
+    #: The seccomp filter (raw BPF, base64) every child installs before user code ("": none).
+    user_seccomp_b64: str = ""
 
 
 class ReseedRequest(_Message):

@@ -210,14 +210,12 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
     rlimits = {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096}
     if not has_cgroup:
         rlimits["RLIMIT_AS"] = spec.limits.memory_mb * 2**20
-    disk, shm = spec.limits.writable_mb * 2**20, spec.limits.shm_mb * 2**20
     return {
         "home": bwrap.HOME,
         "env": {**bwrap.SANDBOX_ENV, **spec.env_dict},
         "rlimits": rlimits,
         "landlock_paths": list(bwrap.WRITABLE_PATHS),
         "user_seccomp_b64": base64.b64encode(seccomp.filter_program()).decode(),
-        "run_tmpfs": [[bwrap.HOME, disk, 0o755], ["/tmp", disk, 0o1777], ["/dev/shm", shm, 0o1777]],
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
         "protect_agent": True,
         "prefork": spec.language if spec.language in ("python", "javascript") else None,
