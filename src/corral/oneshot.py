@@ -1,7 +1,8 @@
 """``corral.arun``: run code once, isolated, on a shared warm sandbox, a pool, or a fresh sandbox.
 
 By default calls with the same configuration share one warm sandbox per event
-loop (started on first use, closed after ``SHARED_IDLE_S`` without a run, at
+loop (started on first use; one more per concurrent caller, up to
+``SHARED_MAX_SANDBOXES``; closed after ``SHARED_IDLE_S`` without a run, at
 :func:`close_default_pools` and at exit): each run gets namespaces of its own
 in it (see ``corral.pool``), so the second and later calls cost a fork, not a
 sandbox start. ``network``, ``expose`` and ``packages`` need a sandbox of their
@@ -33,6 +34,8 @@ SHARED_IDLE_S = 60.0
 FRESH_ENV = "CORRAL_FRESH_SANDBOX"
 #: The pool size standing for "the shared sandbox" in _default_pools' keys.
 _SHARED = 0
+#: Sandboxes the shared "sandbox" may grow to, one per concurrent caller (each serves one run at a time).
+SHARED_MAX_SANDBOXES = min(os.cpu_count() or 1, 4)
 
 _default_pools: dict[tuple[asyncio.AbstractEventLoop, SandboxSpec, int], AsyncPool] = {}
 _last_used: dict[tuple[asyncio.AbstractEventLoop, SandboxSpec, int], float] = {}
@@ -108,7 +111,8 @@ async def default_pool(size: int, **config: Any) -> AsyncPool:
     key = (loop, make_spec(language, isolation, env, **config), size)
     pool = _default_pools.get(key)
     if pool is None:
-        pool = _default_pools[key] = AsyncPool(size or 1, language=language, isolation=isolation, env=env, **config)
+        pool = _default_pools[key] = AsyncPool(size or SHARED_MAX_SANDBOXES, language=language, isolation=isolation,
+                                               env=env, **config)
         if size == _SHARED:
             pool.refill = False  # the first run cold-starts the shared sandbox, which then stays
             _keepers[key] = asyncio.ensure_future(_keep_shared(key, pool))

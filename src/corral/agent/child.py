@@ -181,11 +181,15 @@ def serve_isolated_spare(setup):
     """Be the init of an isolated run: set up now, then wait for the run's request on the control pipe.
 
     The request brings the code and the files to write into the run's fresh home
-    first. Python runs in this interpreter; other languages replace it.
+    first. Python runs in this interpreter and then reports its exit status on
+    the result pipe (fd 4) before it exits, so the agent can answer before the
+    kernel has torn the run's namespaces down; other languages replace this
+    interpreter (the pipe is closed first) and are seen to end when they exit.
     """
     status = 1
     try:
         setup.apply()
+        os.set_inheritable(SESSION_OUT_FD, False)
         _prefault()
         with os.fdopen(SESSION_IN_FD, "rb", buffering=0) as control:
             line = _LineReader(control).readline()
@@ -197,6 +201,7 @@ def serve_isolated_spare(setup):
             write_run_files(request["home"], request["files"])
             if request["language"] == "python":
                 status = _run_as_main(request["code"], request["env"], request["cwd"])
+                os.write(SESSION_OUT_FD, b"%d\n" % status)
             else:
                 os.chdir(request["cwd"])
                 argv = program_argv(request["language"], request["code"], "isolated", "/tmp/.corral")

@@ -32,7 +32,12 @@ CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
 RUN_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
 
 _MS_NOSUID = 0x2
 _MS_NODEV = 0x4
@@ -71,15 +76,18 @@ class IsolationError(OSError):
     """The run's namespaces could not be made (the run must not start)."""
 
 
-def enter_run_namespaces(mounts):
-    """In the relay: new user, mount, pid and IPC namespaces, and fresh tmpfs mounts.
+def enter_run_namespaces(mounts, own_network):
+    """In the relay: new user, mount, pid and IPC namespaces (and network: ``own_network``), fresh tmpfs mounts.
 
     Keeps this process's uid and gid (mapped to themselves) so files belong to
-    the sandbox user as before. The next fork becomes the run's init.
+    the sandbox user as before. The next fork becomes the run's init. A network
+    namespace of the run's own (only a loopback) keeps runs alive at the same
+    time from reaching each other's loopback ports and abstract Unix sockets;
+    a sandbox with network access shares its namespace with its runs instead.
     """
     uid, gid = os.getuid(), os.getgid()
     places = mounts.sized()
-    _check(libc().unshare(RUN_NAMESPACES), "unshare")
+    _check(libc().unshare(RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)), "unshare")
     set_dumpable(True)  # a non-dumpable process does not own its /proc/self files
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
@@ -90,16 +98,30 @@ def enter_run_namespaces(mounts):
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
 
 
-def become_init():
+def become_init(own_network):
     """In the run's init (PID 1 of its pid namespace): its own /proc, then no namespace powers left.
 
     Dies with the relay (so a killed relay ends the run), mounts a /proc that
-    shows only this pid namespace, and sets the user-namespace limit of its own
-    namespace to zero before it drops every capability.
+    shows only this pid namespace, brings the loopback of its own network
+    namespace up, and sets the user-namespace limit of its own namespace to
+    zero before it drops every capability.
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+    if own_network:
+        _loopback_up()
     _write("/proc/sys/user/max_user_namespaces", "0")
+
+
+def _loopback_up():
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(probe, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
 
 
 def drop_capabilities():

@@ -164,14 +164,20 @@ class Spare:
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctl_r, self.ctl_w = os.pipe()
+        #: Where an isolated Python run reports its exit status before it exits (None: not isolated).
+        self.done_r = None
         if isolated:  # forked by the zygote, which never handled a request (see zygote.py)
+            self.done_r, done_w = os.pipe()
             try:
-                self.pid = pid = agent.zygote.spawn((in_r, out_w, err_w, ctl_r), agent.home, agent.base_env,
-                                                    agent.rlimits, agent.lockdown.seccomp_program)
+                self.pid = pid = agent.zygote.spawn((in_r, out_w, err_w, ctl_r, done_w), agent.home, agent.base_env,
+                                                    agent.rlimits, agent.lockdown.seccomp_program,
+                                                    own_network=agent.egress is None)
             except BaseException:
-                for fd in (in_r, out_w, err_w, ctl_r, self.in_w, self.out_r, self.err_r, self.ctl_w):
+                for fd in (in_r, out_w, err_w, ctl_r, done_w, self.in_w, self.out_r, self.err_r, self.ctl_w,
+                           self.done_r):
                     os.close(fd)
                 raise
+            os.close(done_w)
         else:
             setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits,
                                      confinement=agent.confinement, control_fds=(ctl_r, None),
@@ -183,7 +189,10 @@ class Spare:
         agent.adopt(pid, self)
 
     def hand_over(self, request):
-        """Give the spare its code; return (pid, stdin write end, stdout and stderr read ends)."""
+        """Give the spare its code; return (pid, stdin write end, stdout and stderr read ends).
+
+        The run now owns ``done_r`` too (if any).
+        """
         message = {"code": request["code"], "env": request["env"], "cwd": request["cwd"]}
         if self.isolated:
             message.update(language=request["language"], files=request["files"], home=self.agent.home)
@@ -204,9 +213,10 @@ class Spare:
 
     def on_exit(self, status):
         """The spare died before it was used (killed by user code, out of memory): drop it."""
-        for fd in (self.in_w, self.out_r, self.err_r, self.ctl_w):
+        for fd in (self.in_w, self.out_r, self.err_r, self.ctl_w, self.done_r):
             try:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
             except OSError:
                 pass
         if self.agent.spare is self:
@@ -239,8 +249,10 @@ class OneshotRun:
         if spare is None and isolated:  # no isolated spare ready: make one now
             spare = Spare(self.agent, request["language"], isolated=True)
         self.started = time.monotonic()
+        self.done_r = None
         if spare is not None:
             pid, in_w, out_r, err_r = spare.hand_over(request)
+            self.done_r = spare.done_r
             if not stdin_data:
                 os.close(in_w)
                 in_w = None
@@ -255,7 +267,39 @@ class OneshotRun:
         if in_w is not None:
             self.stdin_writer = StdinWriter(self.agent, in_w, stdin_data)
         self.agent.adopt(pid, self)
+        if self.done_r is not None:
+            os.set_blocking(self.done_r, False)
+            self.agent.watch(self.done_r, self.on_done)
         self.timer = self.agent.call_at(self.received + request["timeout_ms"] / 1000, self.on_timeout)
+
+    def on_done(self):
+        """An isolated Python run reported its exit status: answer now, and make sure it ends.
+
+        The status is the run's own word (its code could write anything there, as it
+        could exit with anything); the zygote kills what is left of the run at once.
+        """
+        try:
+            data = os.read(self.done_r, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self._close_done()
+        if self.status is not None:
+            return
+        try:
+            code = int(data.strip() or b"x")
+        except ValueError:
+            return  # no status (the interpreter died): its exit will tell
+        self.kill()
+        self.on_exit((code & 0xFF) << 8)
+        self.finish()
+
+    def _close_done(self):
+        if self.done_r is not None:
+            self.agent.unwatch(self.done_r)
+            os.close(self.done_r)
+            self.done_r = None
 
     def _fork(self, request, stdin_data):
         out_r, out_w = os.pipe()
@@ -293,6 +337,8 @@ class OneshotRun:
 
     def on_exit(self, status):
         """The main process ended; finish once its pipes close or after a short grace."""
+        if self.status is not None:  # an isolated run that reported its status already
+            return
         self.status = status
         self.exited = time.monotonic()
         self.agent.cancel_timer(self.timer)
@@ -314,6 +360,7 @@ class OneshotRun:
             pipe.finish()
         if self.stdin_writer is not None:
             self.stdin_writer.close()
+        self._close_done()
         self.agent.forget_run(self.request_id)
         self.agent.send(
             exec_done(

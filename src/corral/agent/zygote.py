@@ -5,7 +5,7 @@ The agent forks the zygote at start, before it confines itself with Landlock
 fresh file systems) and before it reads any request: so a run forked from the
 zygote carries no memory of any other run (the agent's heap holds earlier
 runs' code, files and output). The zygote only ever receives, over a Unix
-socket, the four pipe ends of the next run (SCM_RIGHTS) and the sandbox's
+socket, the five pipe ends of the next run (SCM_RIGHTS) and the sandbox's
 settings for it; it forks the run's relay (see isolation.py) and answers with
 its pid. It waits for its relays itself and reports each one's exit status to
 the agent on the same socket.
@@ -32,7 +32,7 @@ from corral.agent.lockdown import Lockdown
 from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
-_RUN_FDS = 4
+_RUN_FDS = 5
 #: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
 _NEVER = 1 << 62
 
@@ -65,15 +65,17 @@ class Zygote:
         agent.watch(self.sock.fileno(), self.on_readable)
         agent.adopt(self.pid, self)
 
-    def spawn(self, fds, home, env, rlimits, seccomp_program):
-        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control); return the relay's pid.
+    def spawn(self, fds, home, env, rlimits, seccomp_program, own_network):
+        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control, result); return the relay's pid.
 
-        ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started).
+        ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started);
+        ``own_network``: the run gets a network namespace of its own (see isolation.enter_run_namespaces).
         """
         if not self.alive:
             raise ZygoteGone("the zygote is gone")
         message = wire.dumps({"op": "spawn", "cwd": home, "env": env, "rlimits": rlimits,
-                              "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode()}).encode()
+                              "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode(),
+                              "own_network": bool(own_network)}).encode()
         try:
             socket.send_fds(self.sock, [message], list(fds))
             while True:
@@ -167,9 +169,9 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                     raise ValueError(f"expected {_RUN_FDS} fds, got {len(fds)}")
                 run_lockdown = Lockdown(lockdown.landlock_paths, binascii.a2b_base64(request["seccomp_b64"]))
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
-                                         control_fds=(fds[3], None), protected_parent=protected,
+                                         control_fds=(fds[3], fds[4]), protected_parent=protected,
                                          confinement=confinement, lockdown=run_lockdown)
-                pid = _fork_relay(setup, run_mounts, (sock.fileno(), wake_r, wake_w))
+                pid = _fork_relay(setup, run_mounts, bool(request.get("own_network")), (sock.fileno(), wake_r, wake_w))
                 relays.add(pid)
                 reply = {"pid": pid}
             except Exception as exc:  # never let one request end the zygote
@@ -197,7 +199,7 @@ def _report_exits(sock, relays):
         sock.send(wire.dumps({"exit": pid, "status": status}).encode())
 
 
-def _fork_relay(setup, run_mounts, zygote_fds):
+def _fork_relay(setup, run_mounts, own_network, zygote_fds):
     """Fork the relay of an isolated run; the run's init serves it (child.serve_isolated_spare)."""
     pid = os.fork()
     if pid == 0:
@@ -208,11 +210,11 @@ def _fork_relay(setup, run_mounts, zygote_fds):
             if setup.confinement is not None:  # the guest: join the user cgroup, become the user, then unshare
                 setup.confinement.apply()
                 setup.confinement = None
-            isolation.enter_run_namespaces(run_mounts)
+            isolation.enter_run_namespaces(run_mounts, own_network)
             init = os.fork()
             if init == 0:
                 setup.isolated = True
-                isolation.become_init()
+                isolation.become_init(own_network)
                 child.serve_isolated_spare(setup)
             isolation.relay_exit(init)
         except BaseException as exc:  # a forked child must never return into the zygote's loop
