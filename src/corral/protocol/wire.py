@@ -17,7 +17,7 @@ try:  # CPython's C JSON codec, used directly: ``import json`` pulls in ``re`` a
 except ImportError:  # pragma: no cover - not CPython
     _json = None
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Largest single frame either side accepts (a file chunk plus JSON overhead).
 MAX_FRAME_BYTES = 24 * 1024 * 1024
