@@ -19,6 +19,7 @@ an error and pings report the sandbox broken, so a pool replaces the sandbox.
 from __future__ import annotations
 
 import binascii
+import gc
 import os
 import select
 import socket
@@ -132,6 +133,8 @@ class Zygote:
 
 def _serve(sock, lockdown, run_mounts, confinement, protected):
     """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    gc.collect()
+    gc.freeze()  # a run's collections then leave the zygote's objects (and their pages) alone
     wake_r, wake_w = os.pipe()
     for fd in (wake_r, wake_w):
         os.set_blocking(fd, False)
