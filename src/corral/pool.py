@@ -9,7 +9,8 @@ survives it, and then puts the sandbox straight back: no sandbox start and no
 reset per run. Each sandbox serves one run at a time (``size`` is the pool's
 parallelism). A sandbox whose channel broke or whose process died is discarded
 and replaced; one that idled a while must answer a ping before it is handed
-out. When the pool is empty a run cold-starts instead of waiting.
+out. When the pool is empty a run cold-starts, unless all its sandboxes are busy with runs:
+then it first waits up to ``WAIT_FOR_RETURN_S`` for one to come back.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ REFILL_DELAY_S = 0.02
 #: A ready sandbox checked this recently only gets the cheap liveness check
 #: (its process runs, its channel is open); older ones must answer a ping.
 RECHECK_AFTER_S = 1.0
+#: How long a Pool.run waits for a busy sandbox to come back before it cold-starts one.
+WAIT_FOR_RETURN_S = 0.05
 #: Sandboxes started at once while refilling.
 MAX_CONCURRENT_STARTS = 2
 
@@ -106,9 +109,8 @@ class AsyncPool:
                 and self._filler.exception() is not None):
             raise self._filler.exception()  # a permanent error (bad isolation level...) ended the filler
         while True:
-            try:
-                lease = self._ready.get_nowait()
-            except asyncio.QueueEmpty:
+            lease = self._ready.get_nowait() if not self._ready.empty() else await self._wait_for_return()
+            if lease is None:
                 self.misses += 1
                 self._wake_soon()
                 return await cold_start(self.spec)
@@ -118,6 +120,18 @@ class AsyncPool:
                 return lease
             log.warning("discarding a pooled sandbox that failed its health check")
             discard(lease)
+
+    async def _wait_for_return(self) -> Lease | None:
+        """With more Pool.run callers than sandboxes (all busy serving runs), wait a moment for one to
+        come back (a run takes milliseconds, a cold start tens of them); None if none did."""
+        if self._serving <= self.size:
+            return None
+        deadline = time.monotonic() + WAIT_FOR_RETURN_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+            if not self._ready.empty():
+                return self._ready.get_nowait()
+        return None
 
     def _wake_soon(self) -> None:
         """Refill after the current run had its turn: starting a sandbox blocks the loop for ~2 ms."""
@@ -155,7 +169,7 @@ class AsyncPool:
         services, lease.services = lease.services, None
         in_use = services is not None and (services.proxy is not None or services.forwarder is not None)
         if (self._closed or lease.channel.broken or not lease.instance.alive() or in_use
-                or self._ready.qsize() + self._serving >= self.size):
+                or self._ready.qsize() >= self.size):
             discard(lease)
             self._wake_soon()
             return
