@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from corral.channel import Channel
-from corral.errors import InvalidInputError, ProtocolError
+from corral.errors import InvalidInputError, ProtocolError, TransientError
 from corral.models import ExecutionResult, Language, OutputEvent, TimingBreakdown, check_env
 from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, RunFile, wire
 
@@ -120,6 +120,8 @@ async def execute(
             elif isinstance(event, Error):
                 if event.code in ("invalid", "too_large"):
                     raise InvalidInputError(event.message)
+                if event.code == "broken":  # the sandbox cannot isolate runs any more; nothing ran
+                    raise TransientError(f"the sandbox refused the run: {event.message}")
                 raise ProtocolError(f"the agent refused the run ({event.code}): {event.message}")
             else:
                 raise ProtocolError(f"unexpected {event.type!r} event during a run")

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError, TransientError
+from corral.execution import RunOptions
 from corral.lease import Lease, cold_start, discard, wait_for_teardowns
 from corral.models import ExecutionResult, Language
 from corral.protocol import Ack, PingRequest, wire
@@ -148,9 +149,17 @@ class AsyncPool:
         the next on the same sandbox. ``files`` (relative path -> content) are
         written into the run's fresh home before the code starts.
         """
-        sandbox = AsyncSandbox(pool=self)
-        options = dataclasses.replace(sandbox._options(code, language, False, timeout, env, None, stdin),
+        options = dataclasses.replace(AsyncSandbox(pool=self)._options(code, language, False, timeout, env, None, stdin),
                                       isolated=True, files=run_files(files))
+        try:
+            return await self._run_isolated(options, on_stdout, on_stderr)
+        except TransientError:  # the sandbox could no longer isolate runs (nothing ran): once more, on another
+            log.warning("discarded a pooled sandbox that refused an isolated run")
+            return await self._run_isolated(options, on_stdout, on_stderr)
+
+    async def _run_isolated(self, options: RunOptions, on_stdout: OutputCallback | None,
+                            on_stderr: OutputCallback | None) -> ExecutionResult:
+        sandbox = AsyncSandbox(pool=self)
         self._serving += 1
         try:
             await sandbox.start()

@@ -342,3 +342,41 @@ def test_files_and_stdin_reach_an_isolated_run():
             pool.run("pass", files={"../escape": b"x"})
         with pytest.raises(corral.InvalidInputError):
             pool.run("pass", files={"/etc/passwd": b"x"})
+
+
+@pytest.mark.levels("process")
+def test_a_pool_replaces_a_sandbox_whose_zygote_died():
+    """The zygote cannot be reached from inside; killed from the host, its sandbox is replaced."""
+    with warm_pool() as pool:
+        (first,) = same_sandbox_runs(pool, "print(1)")
+        bwrap_pid = pool._async._ready._queue[0].instance.process.pid
+        zygote = _zygote_of(bwrap_pid)
+        os.kill(zygote, 9)
+        time.sleep(0.2)
+        result = pool.run("print(2)")
+        assert result.stdout == "2\n" and not result.warm_pool_hit, result  # on a new sandbox
+        assert pool.statistics()["misses"] == 1
+        assert pool.run("print(3)").stdout == "3\n"
+
+
+def _zygote_of(bwrap_pid: int) -> int:
+    """Host pid of the zygote: the child of the sandbox's agent that runs the agent's own program."""
+    def children(pid: int) -> list[int]:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(child) for child in handle.read().split()]
+
+    def is_agent(pid: int) -> bool:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"/opt/corral/agent.py" in handle.read()
+
+    pending, agent = [bwrap_pid], None
+    while pending and agent is None:  # bwrap may fork once before it execs the agent
+        pid = pending.pop()
+        if is_agent(pid):
+            agent = pid
+        else:
+            pending.extend(children(pid))
+    assert agent is not None
+    zygotes = [child for child in children(agent) if is_agent(child)]
+    assert len(zygotes) == 1, zygotes
+    return zygotes[0]
