@@ -380,3 +380,15 @@ def _zygote_of(bwrap_pid: int) -> int:
     zygotes = [child for child in children(agent) if is_agent(child)]
     assert len(zygotes) == 1, zygotes
     return zygotes[0]
+
+
+@pytest.mark.parametrize("language, code", [
+    ("javascript", "const fs = require('fs'); console.log(fs.readFileSync('in/a.txt', 'utf8'), fs.readdirSync('/tmp'));"
+                   "fs.writeFileSync('/tmp/left', 'x')"),
+    ("shell", "cat in/a.txt; ls /tmp; touch /tmp/left"),
+])
+def test_isolated_node_and_shell_runs(language, code):
+    with corral.Pool(size=1, language=language, recycle=True) as pool:
+        first, second = same_sandbox_runs(pool, code, code, files={"in/a.txt": "given"})
+        for result in (first, second):  # the second run does not see the first one's /tmp/left
+            assert result.ok and "given" in result.stdout and "left" not in result.stdout, result

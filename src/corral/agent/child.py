@@ -85,6 +85,7 @@ class ChildSetup:
             for copy, target in zip(copies, (SESSION_IN_FD, SESSION_OUT_FD)):
                 if copy is not None:
                     os.dup2(copy, target)
+                    os.set_inheritable(target, True)  # dup2 onto itself (copy == target) keeps CLOEXEC
             first_free = 5
         os.closerange(first_free, 1 << 20)
         if self.protected_parent:
@@ -177,19 +178,25 @@ def serve_spare(setup):
         os._exit(status)
 
 
-def serve_isolated_spare(setup):
+def serve_isolated_spare(setup, language):
     """Be the init of an isolated run: set up now, then wait for the run's request on the control pipe.
 
     The request brings the code and the files to write into the run's fresh home
     first. Python runs in this interpreter and then reports its exit status on
     the result pipe (fd 4) before it exits, so the agent can answer before the
-    kernel has torn the run's namespaces down; other languages replace this
-    interpreter (the pipe is closed first) and are seen to end when they exit.
+    kernel has torn the run's namespaces down; a JavaScript spare execs node's
+    ``spare.js`` right away, which waits for the request itself and reports its
+    exit code the same way; shell replaces this interpreter once the request
+    came (the result pipe is closed first) and is seen to end when it exits.
     """
     status = 1
     try:
         setup.apply()
-        os.set_inheritable(SESSION_OUT_FD, False)
+        if language == "javascript":  # node started now, waiting for the request (spare.js)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.execvpe("node", ["node", os.path.join(os.path.dirname(__file__), "spare.js")], setup.env)
+        os.set_inheritable(SESSION_OUT_FD, False)  # not for a shell's program
         _prefault()
         with os.fdopen(SESSION_IN_FD, "rb", buffering=0) as control:
             line = _LineReader(control).readline()

@@ -169,9 +169,9 @@ class Spare:
         if isolated:  # forked by the zygote, which never handled a request (see zygote.py)
             self.done_r, done_w = os.pipe()
             try:
-                self.pid = pid = agent.zygote.spawn((in_r, out_w, err_w, ctl_r, done_w), agent.home, agent.base_env,
-                                                    agent.rlimits, agent.lockdown.seccomp_program,
-                                                    own_network=agent.egress is None)
+                self.pid = pid = agent.zygote.spawn(
+                    (in_r, out_w, err_w, ctl_r, done_w), language, agent.home, agent.base_env, agent.rlimits,
+                    agent.lockdown.seccomp_program, own_network=agent.egress is None)
             except BaseException:
                 for fd in (in_r, out_w, err_w, ctl_r, done_w, self.in_w, self.out_r, self.err_r, self.ctl_w,
                            self.done_r):
@@ -195,7 +195,8 @@ class Spare:
         """
         message = {"code": request["code"], "env": request["env"], "cwd": request["cwd"]}
         if self.isolated:
-            message.update(language=request["language"], files=request["files"], home=self.agent.home)
+            message.update(language=request["language"], files=request["files"], home=self.agent.home,
+                           report_fd=child.SESSION_OUT_FD)
         frame = wire.dumps(message)
         _write_all(self.ctl_w, frame.encode("utf-8", "surrogatepass") + b"\n")
         os.close(self.ctl_w)

@@ -66,7 +66,7 @@ class Zygote:
         agent.watch(self.sock.fileno(), self.on_readable)
         agent.adopt(self.pid, self)
 
-    def spawn(self, fds, home, env, rlimits, seccomp_program, own_network):
+    def spawn(self, fds, language, home, env, rlimits, seccomp_program, own_network):
         """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control, result); return the relay's pid.
 
         ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started);
@@ -74,7 +74,7 @@ class Zygote:
         """
         if not self.alive:
             raise ZygoteGone("the zygote is gone")
-        message = wire.dumps({"op": "spawn", "cwd": home, "env": env, "rlimits": rlimits,
+        message = wire.dumps({"op": "spawn", "language": language, "cwd": home, "env": env, "rlimits": rlimits,
                               "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode(),
                               "own_network": bool(own_network)}).encode()
         try:
@@ -174,7 +174,8 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
                                          control_fds=(fds[3], fds[4]), protected_parent=protected,
                                          confinement=confinement, lockdown=run_lockdown)
-                pid = _fork_relay(setup, run_mounts, bool(request.get("own_network")), (sock.fileno(), wake_r, wake_w))
+                pid = _fork_relay(setup, request["language"], run_mounts, bool(request.get("own_network")),
+                                  (sock.fileno(), wake_r, wake_w))
                 relays.add(pid)
                 reply = {"pid": pid}
             except Exception as exc:  # never let one request end the zygote
@@ -202,7 +203,7 @@ def _report_exits(sock, relays):
         sock.send(wire.dumps({"exit": pid, "status": status}).encode())
 
 
-def _fork_relay(setup, run_mounts, own_network, zygote_fds):
+def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
     """Fork the relay of an isolated run; the run's init serves it (child.serve_isolated_spare)."""
     pid = os.fork()
     if pid == 0:
@@ -218,7 +219,7 @@ def _fork_relay(setup, run_mounts, own_network, zygote_fds):
             if init == 0:
                 setup.isolated = True
                 isolation.become_init(own_network)
-                child.serve_isolated_spare(setup)
+                child.serve_isolated_spare(setup, language)
             isolation.relay_exit(init)
         except BaseException as exc:  # a forked child must never return into the zygote's loop
             try:
