@@ -392,3 +392,17 @@ def test_isolated_node_and_shell_runs(language, code):
         first, second = same_sandbox_runs(pool, code, code, files={"in/a.txt": "given"})
         for result in (first, second):  # the second run does not see the first one's /tmp/left
             assert result.ok and "given" in result.stdout and "left" not in result.stdout, result
+
+
+def test_corral_run_shares_a_warm_sandbox_with_isolated_runs(monkeypatch):
+    first = corral.run("open('/tmp/mine', 'w').write('x'); print(1)")
+    second = corral.run("import os; print(os.listdir('/tmp'))")
+    assert not first.warm_pool_hit and first.timing.boot_ms > 0, first
+    assert second.warm_pool_hit and second.timing.boot_ms == 0 and second.stdout == "[]\n", second
+    assert corral.run("print(3)", files={"f.txt": "x"}).warm_pool_hit
+    assert not corral.run("print(4)", fresh=True).warm_pool_hit
+    # another configuration is another shared sandbox
+    assert not corral.run("print(5)", memory_mb=200).warm_pool_hit
+    assert corral.run("print(6)", memory_mb=200).warm_pool_hit
+    monkeypatch.setenv("CORRAL_FRESH_SANDBOX", "1")
+    assert not corral.run("print(7)").warm_pool_hit
