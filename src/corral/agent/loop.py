@@ -272,9 +272,10 @@ class Agent:
         self.reap()
 
     def shutdown(self):
-        """Kill everything the agent started."""
-        for pid in list(self.children):
-            self.kill_tree(pid, 0)
+        """Kill everything the agent started (the zygote ends when its socket closes with the agent)."""
+        for pid, owner in list(self.children.items()):
+            if owner is not self.zygote:
+                self.kill_tree(pid, 0)
 
     # --- requests ------------------------------------------------------------
 
