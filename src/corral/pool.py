@@ -118,6 +118,7 @@ class AsyncPool:
             if await _healthy(lease):
                 self.hits += 1
                 lease.warm = True
+                lease.instance.reset_accounting()  # the run's peak memory is its own, not an earlier run's
                 return lease
             log.warning("discarding a pooled sandbox that failed its health check")
             discard(lease)

@@ -406,3 +406,14 @@ def test_corral_run_shares_a_warm_sandbox_with_isolated_runs(monkeypatch):
     assert corral.run("print(6)", memory_mb=200).warm_pool_hit
     monkeypatch.setenv("CORRAL_FRESH_SANDBOX", "1")
     assert not corral.run("print(7)").warm_pool_hit
+
+
+@pytest.mark.levels("process")
+def test_peak_memory_of_a_pooled_run_is_its_own():
+    """A run must not learn an earlier run's memory use from its own result."""
+    with warm_pool() as pool:
+        (big,) = same_sandbox_runs(pool, "x = bytearray(96 * 2**20); x[::4096] = b'1' * len(x[::4096])")
+        time.sleep(0.5)  # the kernel frees the run's memory as its namespaces go, after the answer
+        (small,) = same_sandbox_runs(pool, "print(1)")
+        assert big.memory_peak_mb > 90, big
+        assert small.memory_peak_mb < 60, small
