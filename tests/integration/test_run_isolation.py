@@ -128,6 +128,7 @@ if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         def spy():
+            ctypes.CDLL(None).prctl(15, marker[:15].encode(), 0, 0, 0)  # PR_SET_NAME: findable from the host
             while True:
                 with open("/home/user/spy-" + marker, "a") as handle:
                     handle.write("x")
