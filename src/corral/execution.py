@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from corral import cpp
 from corral.channel import Channel
-from corral.errors import InvalidInputError, ProtocolError
+from corral.errors import InvalidInputError, ProtocolError, TransientError
 from corral.models import ExecutionResult, Language, OutputEvent, TimingBreakdown, check_env
-from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, wire
+from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, RunFile, wire
 
 #: Extra time the host gives the agent to report a timed-out run before it
 #: declares the sandbox broken.
@@ -44,6 +44,10 @@ class RunOptions:
     stderr_limit: int
     #: The sandbox is thrown away after this run (the agent need not prepare another).
     retire: bool = False
+    #: Run in fresh namespaces of its own (per-run isolation; one-shot runs only).
+    isolated: bool = False
+    #: Files written into the isolated run's fresh home before the code starts: relative path -> bytes.
+    files: tuple[tuple[str, bytes], ...] = ()
 
 
 def check_run(code: object, timeout: float, stdin: bytes | str | None, env: dict | None) -> None:
@@ -91,6 +95,8 @@ async def execute(
             stdout_limit=options.stdout_limit,
             stderr_limit=options.stderr_limit,
             retire=options.retire,
+            isolated=options.isolated,
+            files=[RunFile(path=path, data_b64=base64.b64encode(data).decode()) for path, data in options.files],
         )
 
     captured = {"stdout": _Capture(options.stdout_limit), "stderr": _Capture(options.stderr_limit)}
@@ -116,6 +122,8 @@ async def execute(
             elif isinstance(event, Error):
                 if event.code in ("invalid", "too_large"):
                     raise InvalidInputError(event.message)
+                if event.code == "broken":  # the sandbox cannot isolate runs any more; nothing ran
+                    raise TransientError(f"the sandbox refused the run: {event.message}")
                 raise ProtocolError(f"the agent refused the run ({event.code}): {event.message}")
             else:
                 raise ProtocolError(f"unexpected {event.type!r} event during a run")

@@ -1,16 +1,16 @@
-"""Warm pools: sandboxes started ahead of time, agent up, interpreter ready.
+"""Warm pools: long-lived sandboxes, agent up, interpreter ready.
 
 A pool keeps ``size`` ready sandboxes for one :class:`SandboxSpec` and refills
-in the background. A one-shot run on a pool takes a ready sandbox, runs the code in a fresh
-interpreter forked ahead of time from the agent's pre-started one (fresh state
-every run), returns the result, and then, in the background, either tears the
-used sandbox down or, with ``recycle=True``, resets it (every process killed,
-writable space emptied, IPC objects removed; see ``corral.agent.reset``) and
-puts it back: several times the throughput, at the price of reusing the
-kernel namespaces. A
-sandbox that fails its health check (the agent must answer a ping) is
-discarded, never handed out. When the pool is empty a run cold-starts instead
-of waiting.
+in the background. A one-shot run on a pool takes a ready sandbox, runs the
+code *isolated*: in a process forked from the agent's pre-started interpreter
+into namespaces of the run's own (fresh home, /tmp and /dev/shm mounts, its own
+pid and IPC namespaces; see ``corral.agent.isolation``), so nothing of a run
+survives it, and then puts the sandbox straight back: no sandbox start and no
+reset per run. Each sandbox serves one run at a time (``size`` is the pool's
+parallelism). A sandbox whose channel broke or whose process died is discarded
+and replaced; one that idled a while must answer a ping before it is handed
+out. When the pool is empty a run cold-starts, unless all its sandboxes are busy with runs:
+then it first waits up to ``WAIT_FOR_RETURN_S`` for one to come back.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from typing import Any
 from corral.batch.runner import Items, pool_map
 from corral.batch.verdicts import BatchResult
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError, TransientError
-from corral.lease import TEARDOWN_DELAY_S, Lease, cold_start, discard, wait_for_teardowns
+from corral.execution import RunOptions
+from corral.lease import Lease, cold_start, discard, wait_for_teardowns
 from corral.models import ExecutionResult, Language
-from corral.protocol import Ack, PingRequest, ResetRequest
+from corral.protocol import Ack, PingRequest, wire
 from corral.sandbox import AsyncSandbox, OutputCallback, make_spec
 
 log = logging.getLogger(__name__)
@@ -41,8 +42,8 @@ REFILL_DELAY_S = 0.02
 #: A ready sandbox checked this recently only gets the cheap liveness check
 #: (its process runs, its channel is open); older ones must answer a ping.
 RECHECK_AFTER_S = 1.0
-#: How long a reset may take before the sandbox is discarded instead.
-RESET_TIMEOUT_S = 2.0
+#: How long a Pool.run waits for a busy sandbox to come back before it cold-starts one.
+WAIT_FOR_RETURN_S = 0.05
 #: Sandboxes started at once while refilling.
 MAX_CONCURRENT_STARTS = 2
 
@@ -63,14 +64,18 @@ class AsyncPool:
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1024:
             raise InvalidInputError(f"pool size must be an integer in [0, 1024], got {size!r}")
         self.size = size
+        #: Deprecated and ignored: every pool reuses its sandboxes, with per-run isolation.
         self.recycle = recycle
         self.spec = make_spec(language, isolation, env, **limits)
-        self._recycling: set[asyncio.Task] = set()
         self._ready: asyncio.Queue[Lease] = asyncio.Queue()
         self._starting = 0
+        #: Sandboxes busy with a Pool.run right now (they come back when it ends).
+        self._serving = 0
         self._wake = asyncio.Event()
         self._filler: asyncio.Task | None = None
         self._closed = False
+        #: Start sandboxes ahead of demand; False: a miss cold-starts one, which is then kept (a shared sandbox).
+        self.refill = True
         self.hits = 0
         self.misses = 0
         self.recycled = 0
@@ -102,23 +107,36 @@ class AsyncPool:
         """A ready, healthy sandbox (or a cold-started one if none is ready)."""
         if self._closed:
             raise SandboxClosedError("the pool is closed")
-        if self._filler is None:
+        if self._filler is None and self.refill:
             await self.start(wait=False)
-        if self._filler.done() and not self._filler.cancelled() and self._filler.exception() is not None:
+        if (self._filler is not None and self._filler.done() and not self._filler.cancelled()
+                and self._filler.exception() is not None):
             raise self._filler.exception()  # a permanent error (bad isolation level...) ended the filler
         while True:
-            try:
-                lease = self._ready.get_nowait()
-            except asyncio.QueueEmpty:
+            lease = self._ready.get_nowait() if not self._ready.empty() else await self._wait_for_return()
+            if lease is None:
                 self.misses += 1
                 self._wake_soon()
                 return await cold_start(self.spec)
             if await _healthy(lease):
                 self.hits += 1
                 lease.warm = True
+                lease.instance.reset_accounting()  # the run's peak memory is its own, not an earlier run's
                 return lease
             log.warning("discarding a pooled sandbox that failed its health check")
             discard(lease)
+
+    async def _wait_for_return(self) -> Lease | None:
+        """With more Pool.run callers than sandboxes (all busy serving runs), wait a moment for one to
+        come back (a run takes milliseconds, a cold start tens of them); None if none did."""
+        if self._serving <= self.size:
+            return None
+        deadline = time.monotonic() + WAIT_FOR_RETURN_S
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.001)
+            if not self._ready.empty():
+                return self._ready.get_nowait()
+        return None
 
     def _wake_soon(self) -> None:
         """Refill after the current run had its turn: starting a sandbox blocks the loop for ~2 ms."""
@@ -126,45 +144,58 @@ class AsyncPool:
 
     async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
                   env: dict[str, str] | None = None, stdin: bytes | str | None = None,
+                  files: dict[str, bytes | str] | None = None,
                   on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
-        """Run ``code`` once in a fresh process on a warm sandbox; the sandbox is then discarded."""
-        sandbox = AsyncSandbox(pool=self)
-        options = dataclasses.replace(sandbox._options(code, language, False, timeout, env, None, stdin),
-                                      retire=not self.recycle)
-        await sandbox.start()
+        """Run ``code`` once, isolated, on a warm sandbox, which then goes back to the pool.
+
+        The run gets namespaces of its own (fresh home, /tmp, /dev/shm, pid and IPC
+        namespaces; see docs/threat-model.md), so nothing of one run is visible to
+        the next on the same sandbox. ``files`` (relative path -> content) are
+        written into the run's fresh home before the code starts.
+        """
+        options = dataclasses.replace(AsyncSandbox(pool=self)._options(code, language, False, timeout, env, None, stdin),
+                                      isolated=True, files=run_files(files))
         try:
-            result = await sandbox._run_oneshot(options, on_stdout, on_stderr)
-        except BaseException:
-            await sandbox.close()
-            raise
-        if self.recycle and not self._closed:
-            task = asyncio.ensure_future(self._recycle(sandbox.detach()))
-            self._recycling.add(task)
-            task.add_done_callback(self._recycling.discard)
-        else:
-            await sandbox.close()
+            return await self._run_isolated(options, on_stdout, on_stderr)
+        except TransientError:  # the sandbox could no longer isolate runs (nothing ran): once more, on another
+            log.warning("discarded a pooled sandbox that refused an isolated run")
+            return await self._run_isolated(options, on_stdout, on_stderr)
+
+    async def _run_isolated(self, options: RunOptions, on_stdout: OutputCallback | None,
+                            on_stderr: OutputCallback | None) -> ExecutionResult:
+        sandbox = AsyncSandbox(pool=self)
+        self._serving += 1
+        try:
+            await sandbox.start()
+            try:
+                result = await sandbox._run_oneshot(options, on_stdout, on_stderr)
+            except BaseException:
+                await sandbox.close()
+                raise
+        finally:
+            self._serving -= 1
+        self._give_back(sandbox.detach())
         return result
 
-    async def _recycle(self, lease: Lease) -> None:
-        """Reset a used sandbox and put it back, or discard it if the reset fails."""
-        await asyncio.sleep(TEARDOWN_DELAY_S)  # the caller's continuation runs first
-        if lease.services is not None:
-            await lease.services.close()
-            lease.services = None
-        try:
-            event = await asyncio.wait_for(
-                lease.channel.call(lambda request_id: ResetRequest(id=request_id)), RESET_TIMEOUT_S
-            )
-        except (asyncio.TimeoutError, CorralError):
-            event = None
-        if isinstance(event, Ack) and not self._closed and lease.instance.alive():
-            lease.instance.reset_accounting()
-            lease.checked_at = time.monotonic()
-            self.recycled += 1
-            self._ready.put_nowait(lease)
-        else:
+    def _give_back(self, lease: Lease) -> None:
+        """Put a sandbox that served a run back among the ready ones, or discard it if it broke."""
+        services, lease.services = lease.services, None
+        in_use = services is not None and (services.proxy is not None or services.forwarder is not None)
+        if (self._closed or lease.channel.broken or not lease.instance.alive() or in_use
+                or self._ready.qsize() >= self.size):
             discard(lease)
             self._wake_soon()
+            return
+        lease.checked_at = time.monotonic()
+        self.recycled += 1
+        self._ready.put_nowait(lease)
+
+    def stop_now(self) -> None:
+        """Stop every ready sandbox without awaiting (the loop that would run close() is gone)."""
+        self._closed = True
+        while not self._ready.empty():
+            with contextlib.suppress(Exception):  # the loop may be closed: the kill happens first regardless
+                self._ready.get_nowait().instance.stop_now()
 
     def map(self, items: Items, *, concurrency: int | None = None, ordered: bool = False) -> AsyncIterator[BatchResult]:
         """Run batch items on this pool (``concurrency`` at a time, default ``size``); results as they complete."""
@@ -181,9 +212,6 @@ class AsyncPool:
             self._filler.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._filler
-        for task in list(self._recycling):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
         while not self._ready.empty():
             discard(self._ready.get_nowait())
         await wait_for_teardowns()
@@ -193,7 +221,7 @@ class AsyncPool:
         while not self._closed:
             await self._wake.wait()
             self._wake.clear()
-            while not self._closed and (missing := self.size - self._ready.qsize() - self._starting) > 0:
+            while not self._closed and (missing := self.size - self._ready.qsize() - self._starting - self._serving) > 0:
                 batch = min(missing, MAX_CONCURRENT_STARTS)
                 results = await asyncio.gather(*(self._start_one() for _ in range(batch)))
                 failures = 0 if all(results) else failures + 1
@@ -215,6 +243,24 @@ class AsyncPool:
             return False
         self._ready.put_nowait(lease)
         return True
+
+
+def run_files(files: dict[str, bytes | str] | None) -> tuple[tuple[str, bytes], ...]:
+    """Check a run's ``files`` (relative path -> content) into the form RunOptions holds."""
+    if not files:
+        return ()
+    if not isinstance(files, dict) or len(files) > wire.MAX_RUN_FILES:
+        raise InvalidInputError(f"files must be a dict of at most {wire.MAX_RUN_FILES} relative paths to contents")
+    checked = []
+    for path, data in files.items():
+        problem = wire.run_file_problem(path)
+        if problem:
+            raise InvalidInputError(f"files: {problem}")
+        data = data.encode() if isinstance(data, str) else data
+        if not isinstance(data, (bytes, bytearray)) or len(data) > wire.MAX_FILE_BYTES:
+            raise InvalidInputError(f"files: {path!r} must be bytes or str of at most {wire.MAX_FILE_BYTES} bytes")
+        checked.append((path, bytes(data)))
+    return tuple(checked)
 
 
 async def _healthy(lease: Lease) -> bool:

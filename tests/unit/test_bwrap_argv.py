@@ -18,7 +18,7 @@ def pairs(argv, flag):
 
 def test_every_namespace_and_no_privilege():
     argv = bwrap_argv("/bwrap", layout())
-    for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent", "--new-session",
+    for flag in ("--unshare-all", "--unshare-user", "--die-with-parent", "--new-session",
                  "--as-pid-1", "--clearenv"):
         assert flag in argv
     assert argv[argv.index("--cap-drop") + 1] == "ALL"

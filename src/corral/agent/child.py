@@ -51,7 +51,7 @@ class ChildSetup:
     """How to prepare a child process: its fds, directory, environment and limits."""
 
     def __init__(self, stdin_fd, stdout_fd, stderr_fd, cwd, env, rlimits, control_fds=None, protected_parent=False,
-                 confinement=None):
+                 confinement=None, lockdown=None, isolated=False):
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.stderr_fd = stderr_fd
@@ -62,6 +62,10 @@ class ChildSetup:
         self.protected_parent = protected_parent
         #: A Confinement where the agent runs as root (the microVM guest); None: nothing to do.
         self.confinement = confinement
+        #: The Lockdown (Landlock, seccomp) applied last, before any user code; None: none configured.
+        self.lockdown = lockdown
+        #: This child is the init of an isolated run (its own namespaces; see isolation.py).
+        self.isolated = isolated
 
     def apply(self):
         """Make this process a clean child: own session, fds 0-2 (3-4), limits, cwd."""
@@ -81,6 +85,7 @@ class ChildSetup:
             for copy, target in zip(copies, (SESSION_IN_FD, SESSION_OUT_FD)):
                 if copy is not None:
                     os.dup2(copy, target)
+                    os.set_inheritable(target, True)  # dup2 onto itself (copy == target) keeps CLOEXEC
             first_free = 5
         os.closerange(first_free, 1 << 20)
         if self.protected_parent:
@@ -93,11 +98,31 @@ class ChildSetup:
             resource.setrlimit(limit, (value, value))
         if self.confinement is not None:
             self.confinement.apply()
+        if self.lockdown is not None:
+            self.lockdown.apply(self.isolated)
         try:
             os.chdir(self.cwd)
         except OSError as exc:
             os.write(2, f"corral: cannot change directory to {self.cwd}: {exc.strerror}\n".encode())
             os._exit(126)
+
+
+#: Code passed on the command line up to this size; larger code goes to a file.
+_MAX_INLINE_CODE = 100_000
+
+
+def program_argv(language, code, request_id, scratch_dir):
+    """Command line that runs ``code`` in a new node or shell process."""
+    if len(code.encode()) > _MAX_INLINE_CODE:
+        os.makedirs(scratch_dir, mode=0o700, exist_ok=True)
+        suffix = ".js" if language == "javascript" else ".sh"
+        path = os.path.join(scratch_dir, f"run-{request_id}{suffix}")
+        with open(path, "w") as handle:
+            handle.write(code)
+        return ["node", path] if language == "javascript" else ["bash", path]
+    if language == "javascript":
+        return ["node", "-e", code]
+    return ["bash", "-c", code]
 
 
 def write_quietly(path, text):
@@ -126,6 +151,7 @@ def run_python_oneshot(setup, code):
     status = 1
     try:
         setup.apply()
+        _reseed_interpreter()
         status = _run_as_main(code, setup.env, None)
     finally:
         os._exit(status)
@@ -146,9 +172,87 @@ def serve_spare(setup):
             status = 0
         else:
             request = wire.loads(line.decode())
+            _reseed_interpreter()
             status = _run_as_main(request["code"], request["env"], request["cwd"])
     finally:
         os._exit(status)
+
+
+def serve_isolated_spare(setup, language):
+    """Be the init of an isolated run: set up now, then wait for the run's request on the control pipe.
+
+    The request brings the code and the files to write into the run's fresh home
+    first. Python runs in this interpreter and then reports its exit status on
+    the result pipe (fd 4) before it exits, so the agent can answer before the
+    kernel has torn the run's namespaces down; a JavaScript spare execs node's
+    ``spare.js`` right away, which waits for the request itself and reports its
+    exit code the same way; shell replaces this interpreter once the request
+    came (the result pipe is closed first) and is seen to end when it exits.
+    """
+    status = 1
+    try:
+        setup.apply()
+        if language == "javascript":  # node started now, waiting for the request (spare.js)
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.execvpe("node", ["node", os.path.join(os.path.dirname(__file__), "spare.js")], setup.env)
+        os.set_inheritable(SESSION_OUT_FD, False)  # not for a shell's program
+        _prefault()
+        with os.fdopen(SESSION_IN_FD, "rb", buffering=0) as control:
+            line = _LineReader(control).readline()
+        if not line:  # the agent went away without using us
+            status = 0
+        else:
+            request = wire.loads(line.decode())
+            _reseed_interpreter()
+            write_run_files(request["home"], request["files"])
+            if request["language"] == "python":
+                status = _run_as_main(request["code"], request["env"], request["cwd"])
+                os.write(SESSION_OUT_FD, b"%d\n" % status)
+            else:
+                os.chdir(request["cwd"])
+                argv = program_argv(request["language"], request["code"], "isolated", "/tmp/.corral")
+                for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.execvpe(argv[0], argv, request["env"])
+    except BaseException as exc:  # a forked child must never return into the agent's loop
+        try:
+            os.write(2, f"corral: cannot start the run: {exc}\n".encode(errors="replace"))
+        except OSError:
+            pass
+        status = 127
+    finally:
+        os._exit(status)
+
+
+def write_run_files(home, files):
+    """Write the run's files ([relative path, base64 data, mode] each, checked by the agent) into ``home``."""
+    import binascii
+
+    for path, data_b64, mode in files:
+        target = os.path.join(home, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode & 0o777)
+        try:
+            view = memoryview(binascii.a2b_base64(data_b64))
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+
+
+def _reseed_interpreter():
+    """Give this run random state of its own: what the agent seeded at import, every fork would share.
+
+    ``random``'s global generator, and ``tempfile``'s name generator (which only
+    reseeds when the pid changes, and every isolated run is PID 1).
+    """
+    random = sys.modules.get("random")
+    if random is not None:
+        random.seed()
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None:
+        tempfile._name_sequence = None
 
 
 def _prefault():

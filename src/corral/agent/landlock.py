@@ -1,8 +1,11 @@
 """Landlock, applied by the agent to itself (and so to everything it starts).
 
 A second, independent fence behind the mount namespace: even if a read-only
-bind were remounted writable, the sandbox could still only create, change or
-remove files beneath the paths listed here. Landlock is used through raw
+bind were remounted writable, user code could still only create, change or
+remove files beneath the paths listed here. The agent applies it to itself
+(and so to everything it forks) right after it forked the zygote, which stays
+outside (a Landlock-restricted process may not mount, and isolated runs mount
+fresh file systems); each isolated run applies it to itself (``lockdown.py``). Landlock is used through raw
 syscalls (stdlib ``ctypes``) because no stdlib module wraps it. Where the
 kernel lacks it, :func:`restrict_writes` returns 0 and nothing changes.
 """
@@ -31,8 +34,13 @@ _SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0  # ABI 6
 _SCOPE_SIGNAL = 1 << 1  # ABI 6
 
 
-def restrict_writes(writable_paths):
-    """Allow file changes only beneath ``writable_paths``; return the Landlock ABI used (0: none)."""
+def restrict_writes(writable_paths, scoped=False):
+    """Allow file changes only beneath ``writable_paths``; return the Landlock ABI used (0: none).
+
+    ``scoped`` (ABI 6 and newer) also keeps signals and abstract Unix socket
+    connections inside this process's own Landlock domain: an isolated run cannot
+    reach the processes or abstract sockets of anything outside it.
+    """
     import ctypes
 
     abi = abi_version()
@@ -44,7 +52,7 @@ def restrict_writes(writable_paths):
         handled |= _REFER
     if abi >= 3:
         handled |= _TRUNCATE
-    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0
+    scopes = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if scoped and abi >= 6 else 0
 
     class RulesetAttr(ctypes.Structure):
         _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
@@ -53,7 +61,7 @@ def restrict_writes(writable_paths):
         _pack_ = 1
         _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
 
-    attr = RulesetAttr(handled, 0, scoped)
+    attr = RulesetAttr(handled, 0, scopes)
     size = ctypes.sizeof(RulesetAttr) if abi >= 6 else 8
     ruleset = libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:

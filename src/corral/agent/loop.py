@@ -24,7 +24,10 @@ from corral.agent import child, reset, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
 from corral.agent.identity import UserIdentity
+from corral.agent.isolation import RunMounts
+from corral.agent.lockdown import Lockdown
 from corral.agent.runs import BackgroundProgram, OneshotRun, SessionWorker, Spare
+from corral.agent.zygote import Zygote, ZygoteGone
 from corral.protocol import wire
 
 SESSION_LANGUAGES = ("python", "javascript")
@@ -53,6 +56,15 @@ class Agent:
         self.report_oom = bool(config.get("report_oom"))
         self.wipe_paths = [(path, mode) for path, mode in config.get("wipe_paths", [])]
         self.spare = None
+        #: The zygote isolated runs are forked from (started in main(), before Landlock).
+        self.zygote = None
+        #: What kind of spare to keep started: (language, isolated) of the last one-shot run.
+        self.spare_kind = (self.prefork, False) if self.prefork else None
+        #: Landlock and the user seccomp filter, applied by every child before user code.
+        self.lockdown = Lockdown(config.get("landlock_paths") or (),
+                                 binascii.a2b_base64(config["user_seccomp_b64"]) if config.get("user_seccomp_b64") else b"")
+        #: The fresh file systems of each isolated run: the sandbox's writable places.
+        self.run_mounts = RunMounts(self.wipe_paths)
         self.pairs = set()
         #: Streams to the host's service sockets, where the agent cannot reach them directly (a VM).
         self.host_streams = None
@@ -139,15 +151,29 @@ class Agent:
                 return
             if pid == 0:
                 return
-            owner = self.children.pop(pid, None)
-            if owner is not None:
-                owner.on_exit(status)
+            self.child_exited(pid, status)
 
-    def take_spare(self, language):
-        """The spare child for ``language``, now owned by the caller (None if there is none)."""
-        if self.spare is None or self.spare.language != language:
+    def child_exited(self, pid, status):
+        """Child ``pid`` (ours, or a relay of the zygote's) ended with wait status ``status``."""
+        owner = self.children.pop(pid, None)
+        if owner is not None:
+            owner.on_exit(status)
+
+    def take_spare(self, language, isolated):
+        """The spare child for ``language`` (isolated or not), now owned by the caller (None if there is none).
+
+        The kind of spare kept started follows the one-shot runs: after an isolated
+        run the next spare is an isolated one (a pool's sandbox), else a plain one.
+        """
+        if isolated:
+            self.spare_kind = (language, True)
+        spare = self.spare
+        if spare is None or (spare.language, spare.isolated) != (language, isolated):
+            if spare is not None and isolated:
+                spare.discard()
+                self.spare = None
             return None
-        spare, self.spare = self.spare, None
+        self.spare = None
         return spare
 
     def ensure_spare(self):
@@ -156,8 +182,13 @@ class Agent:
         Called at start (the host put the agent in its cgroup before it started)
         and after each answered request, so forking stays off the hot path.
         """
-        if self.prefork and self.spare is None and self.running:
-            self.spare = Spare(self, self.prefork)
+        if self.spare_kind is not None and self.spare is None and self.running:
+            language, isolated = self.spare_kind
+            if isolated or language in SESSION_LANGUAGES:
+                try:
+                    self.spare = Spare(self, language, isolated=isolated)
+                except ZygoteGone:
+                    self.spare_kind = None  # pings now report the sandbox broken
 
     def accounting_start(self):
         """What the agent measures of a run, where the kernel is the sandbox's own (a VM); else None."""
@@ -183,7 +214,13 @@ class Agent:
         return report
 
     def kill_tree(self, root, since_ticks):
-        """Kill ``root``, its descendants and the orphans started since ``since_ticks``."""
+        """Kill ``root``, its descendants and the orphans started since ``since_ticks``.
+
+        An isolated run (a relay the zygote forked) is killed by the zygote.
+        """
+        if getattr(self.children.get(root), "isolated", False) and self.zygote is not None and self.zygote.alive:
+            self.zygote.kill(root)
+            return
         known = set(self.children) - {root}
         tree.kill_tree(root, self.pid, known, since_ticks, self.reap)
 
@@ -235,9 +272,10 @@ class Agent:
         self.reap()
 
     def shutdown(self):
-        """Kill everything the agent started."""
-        for pid in list(self.children):
-            self.kill_tree(pid, 0)
+        """Kill everything the agent started (the zygote ends when its socket closes with the agent)."""
+        for pid, owner in list(self.children.items()):
+            if owner is not self.zygote:
+                self.kill_tree(pid, 0)
 
     # --- requests ------------------------------------------------------------
 
@@ -276,6 +314,8 @@ class Agent:
             self.send({"type": "error", "id": request_id, "code": exc.code, "message": str(exc)})
         except FileOpError as exc:
             self.send({"type": "error", "id": request_id, "code": exc.code, "message": str(exc)})
+        except ZygoteGone as exc:
+            self.send({"type": "error", "id": request_id, "code": "broken", "message": f"cannot isolate the run: {exc}"})
         except ValueError as exc:
             self.send({"type": "error", "id": request_id, "code": "invalid", "message": str(exc)})
         except Exception as exc:  # never let one request kill the agent
@@ -298,6 +338,8 @@ class Agent:
             target.cancel()
             self.send({"type": "ack", "id": request_id})
         elif kind == "ping":
+            if self.zygote is not None and not self.zygote.alive:
+                raise RequestError("broken", "the zygote died: this sandbox cannot isolate runs any more")
             self.send({"type": "ack", "id": request_id})
         elif kind == "egress":
             self._egress(bool(request.get("enable")), _int(request, "port", wire.EGRESS_RELAY_PORT))
@@ -366,7 +408,16 @@ class Agent:
                                    "with a non-negative integer value")
         memory_bytes = _int(request, "memory_bytes", 0)
         pids = _int(request, "pids", 0)
+        seccomp_b64 = request.get("user_seccomp_b64") or ""
+        try:
+            seccomp_program = binascii.a2b_base64(_text(request, "user_seccomp_b64")) if seccomp_b64 else b""
+        except (binascii.Error, ValueError):
+            raise RequestError("invalid", "user_seccomp_b64 is not valid base64") from None
+        if len(seccomp_program) % 8:
+            raise RequestError("invalid", "user_seccomp_b64 is not a whole number of BPF instructions")
         self._reseed(request)
+        if seccomp_program:
+            self.lockdown.seccomp_program = seccomp_program
         if self.user_cgroup is not None and memory_bytes > 0 and pids > 0:
             try:
                 self.user_cgroup.set_limits(memory_bytes, pids)
@@ -377,6 +428,7 @@ class Agent:
         self.rlimits.update(rlimits)
         self.base_env.update(env)
         self.prefork = prefork
+        self.spare_kind = (prefork, False) if prefork else None
 
     def _reseed(self, request):
         """Credit the host's entropy to the kernel RNG, reseed it, and replace the spare.
@@ -416,7 +468,10 @@ class Agent:
         """Kill everything, empty the writable places, forget sessions and the spare."""
         if self.runs:
             raise RequestError("busy", "cannot reset while operations are running")
-        if not reset.kill_everything_but(self.pid, self.reap):
+        if self.spare is not None:
+            self.spare.discard()
+        kept = {self.pid} | ({self.zygote.pid} if self.zygote is not None and self.zygote.alive else set())
+        if not reset.kill_everything_but(kept, self.reap):
             raise RequestError("internal", "processes kept appearing while the sandbox was reset")
         self.spare = None
         self.sessions.clear()
@@ -463,6 +518,10 @@ class Agent:
         session = bool(request.get("session")) and language in SESSION_LANGUAGES and not background
         if session and stdin:
             raise RequestError("invalid", "stdin can only be given to one-shot runs and commands")
+        isolated = bool(request.get("isolated"))
+        if isolated and (session or background):
+            raise RequestError("invalid", "only one-shot runs can be isolated")
+        files = _checked_files(request.get("files") or [], isolated)
         return {
             "id": request["id"],
             "language": language,
@@ -474,6 +533,8 @@ class Agent:
             "env": {**self.base_env, **env},
             "cwd": self.files.resolve(cwd),
             "stdin": stdin,
+            "isolated": isolated,
+            "files": files,
             "stdout_limit": max(0, _int(request, "stdout_limit", wire.DEFAULT_STDOUT_LIMIT)),
             "stderr_limit": max(0, _int(request, "stderr_limit", wire.DEFAULT_STDERR_LIMIT)),
         }
@@ -481,12 +542,15 @@ class Agent:
     def _start_exec(self, request):
         if request["retire"]:
             self.prefork = None
+            self.spare_kind = None
         if request["background"]:
             program = BackgroundProgram(self, request)
             self.send({"type": "started", "id": request["id"], "pid": program.pid, "log_path": program.log_path})
             return
         if not request["session"]:
             self.runs[request["id"]] = OneshotRun(self, request)
+            if request["retire"]:
+                self.spare_kind = None
             return
         worker = self.session_worker(request["language"], request["env"], request["cwd"])
         if worker.run is not None:
@@ -516,6 +580,31 @@ def _oom_kills():
     except OSError:
         pass
     return None
+
+
+def _checked_files(files, isolated):
+    """Re-check an isolated run's files: a list of {path, data_b64, mode}; [path, data_b64, mode] each."""
+    if not files:
+        return []
+    if not isolated:
+        raise RequestError("invalid", "files can only be given to isolated runs")
+    if not isinstance(files, list) or len(files) > wire.MAX_RUN_FILES:
+        raise RequestError("invalid", f"files must be a list of at most {wire.MAX_RUN_FILES} entries")
+    checked = []
+    for entry in files:
+        if not isinstance(entry, dict):
+            raise RequestError("invalid", "each file must be an object with path, data_b64 and mode")
+        problem = wire.run_file_problem(entry.get("path"))
+        if problem:
+            raise RequestError("invalid", f"files: {problem}")
+        data = _text(entry, "data_b64")
+        if len(data) > (wire.MAX_FILE_BYTES * 4) // 3 + 4:
+            raise RequestError("too_large", f"files: {entry['path']!r} is larger than {wire.MAX_FILE_BYTES} bytes")
+        mode = _int(entry, "mode", 0o644)
+        if not 0 <= mode <= 0o777:
+            raise RequestError("invalid", "files: mode must be in [0, 0o777]")
+        checked.append([entry["path"], data, mode])
+    return checked
 
 
 def _text(request, key):
@@ -552,16 +641,18 @@ def main(argv=None):
             user_cgroup = UserCgroup(config["user_cgroup"])
         except OSError as exc:
             os.write(2, f"corral agent: no user cgroup ({exc}); limits fall back to rlimits\n".encode())
-    landlock_abi = 0
-    if config.get("landlock_paths"):
-        from corral.agent.landlock import restrict_writes
-
-        landlock_abi = restrict_writes(config["landlock_paths"])
     if config.get("protect_agent"):
         set_dumpable(False)
     if "oom_score_adj" in config:
         child.write_quietly("/proc/self/oom_score_adj", str(int(config["oom_score_adj"])))
     agent = Agent(config, proto_in, proto_out, user_cgroup)
+    # before Landlock, and before any request: see zygote.py
+    agent.zygote = Zygote(agent, agent.lockdown, agent.run_mounts, agent.confinement, agent.protected)
+    landlock_abi = 0
+    if config.get("landlock_paths"):
+        from corral.agent.landlock import restrict_writes
+
+        landlock_abi = restrict_writes(config["landlock_paths"], scoped=True)
     if config.get("streams_fd") is not None:
         from corral.agent.hoststreams import HostStreams
 

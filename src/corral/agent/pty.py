@@ -76,7 +76,7 @@ class PtySession:
         master, slave = os.openpty()
         _set_size(master, cols, rows)
         setup = child.ChildSetup(slave, slave, slave, cwd, env, agent.rlimits, protected_parent=agent.protected,
-                                 confinement=agent.confinement)
+                                 confinement=agent.confinement, lockdown=agent.lockdown)
         self.pid = os.fork()
         if self.pid == 0:
             _become_terminal_program(setup, argv)

@@ -11,6 +11,7 @@ them), and nothing else in the sandbox is writable.
 from __future__ import annotations
 
 import os
+import time
 
 from corral.agent import tree
 from corral.agent.files import remove_tree
@@ -20,28 +21,40 @@ _IPC_RMID = 0
 _SYSV_TABLES = (("shm", "shmctl"), ("msg", "msgctl"), ("sem", "semctl"))
 
 
-def kill_everything_but(agent_pid, reap, rounds=200):
-    """SIGKILL every process in the sandbox except ``agent_pid``; True once none is left."""
+def kill_everything_but(kept_pids, reap, rounds=200):
+    """SIGKILL every process in the sandbox except ``kept_pids`` (the agent, the zygote); True once none is left."""
     for _ in range(rounds):
         table = tree.process_table()
-        targets = [pid for pid, (_, state, _) in table.items() if pid != agent_pid and state != "Z"]
+        targets = [pid for pid, (_, state, _) in table.items() if pid not in kept_pids and tree.alive(pid, state)]
         if not targets:
             reap()
             return True
         for pid in targets:
             try:
                 os.kill(pid, 9)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # an isolated run the zygote is killing
                 pass
         reap()
+        time.sleep(0.001)
     return False
 
 
 def empty_directory(path, mode):
-    """Remove everything inside ``path`` (whatever permissions user code set) and reset its mode."""
+    """Remove everything inside ``path`` (whatever permissions user code set) and reset its mode.
+
+    The directory itself is a mount's root and stays: its extended attributes are
+    removed and its timestamps reset too, or they would carry data to the next user.
+    """
     os.chmod(path, mode)
     for entry in os.scandir(path):
         remove_tree(entry.path)
+    try:
+        names = os.listxattr(path)
+    except OSError:  # a file system without extended attributes
+        names = []
+    for name in names:
+        os.removexattr(path, name)
+    os.utime(path, (0, 0))
 
 
 def remove_sysv_ipc():

@@ -20,8 +20,6 @@ _READ_CHUNK = 1 << 16
 #: How long output is still collected after a run's main process exited
 #: (a background grandchild may hold the pipe open forever).
 EXIT_GRACE_S = 0.1
-#: Code passed on the command line up to this size; larger code goes to a file.
-_MAX_INLINE_CODE = 100_000
 
 
 class OutputPipe:
@@ -148,21 +146,7 @@ def _program_child(language, code, request_id, scratch_dir):
     """(python entry, argv) for a fresh one-shot process running ``code``."""
     if language == "python":
         return (lambda setup: child.run_python_oneshot(setup, code)), None
-    return None, _program_argv(language, code, request_id, scratch_dir)
-
-
-def _program_argv(language, code, request_id, scratch_dir):
-    """Command line that runs ``code`` in a new node or shell process."""
-    if len(code.encode()) > _MAX_INLINE_CODE:
-        os.makedirs(scratch_dir, mode=0o700, exist_ok=True)
-        suffix = ".js" if language == "javascript" else ".sh"
-        path = os.path.join(scratch_dir, f"run-{request_id}{suffix}")
-        with open(path, "w") as handle:
-            handle.write(code)
-        return ["node", path] if language == "javascript" else ["bash", path]
-    if language == "javascript":
-        return ["node", "-e", code]
-    return ["bash", "-c", code]
+    return None, child.program_argv(language, code, request_id, scratch_dir)
 
 
 class Spare:
@@ -172,30 +156,57 @@ class Spare:
     running ``spare.js``. Either way a run skips the start-up on its hot path.
     """
 
-    def __init__(self, agent, language):
+    def __init__(self, agent, language, isolated=False):
         self.agent = agent
         self.language = language
+        self.isolated = isolated
         in_r, self.in_w = os.pipe()
         self.out_r, out_w = os.pipe()
         self.err_r, err_w = os.pipe()
         ctl_r, self.ctl_w = os.pipe()
-        setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits, confinement=agent.confinement,
-                                 control_fds=(ctl_r, None), protected_parent=agent.protected)
-        python = child.serve_spare if language == "python" else None
-        self.pid = pid = _fork_child(setup, python, _node_script("spare.js"))
+        #: Where an isolated Python run reports its exit status before it exits (None: not isolated).
+        self.done_r = None
+        if isolated:  # forked by the zygote, which never handled a request (see zygote.py)
+            self.done_r, done_w = os.pipe()
+            try:
+                self.pid = pid = agent.zygote.spawn(
+                    (in_r, out_w, err_w, ctl_r, done_w), language, agent.home, agent.base_env, agent.rlimits,
+                    agent.lockdown.seccomp_program, own_network=agent.egress is None)
+            except BaseException:
+                for fd in (in_r, out_w, err_w, ctl_r, done_w, self.in_w, self.out_r, self.err_r, self.ctl_w,
+                           self.done_r):
+                    os.close(fd)
+                raise
+            os.close(done_w)
+        else:
+            setup = child.ChildSetup(in_r, out_w, err_w, agent.home, agent.base_env, agent.rlimits,
+                                     confinement=agent.confinement, control_fds=(ctl_r, None),
+                                     protected_parent=agent.protected, lockdown=agent.lockdown)
+            python = child.serve_spare if language == "python" else None
+            self.pid = pid = _fork_child(setup, python, _node_script("spare.js"))
         for fd in (in_r, out_w, err_w, ctl_r):
             os.close(fd)
         agent.adopt(pid, self)
 
     def hand_over(self, request):
-        """Give the spare its code; return (pid, stdin write end, stdout and stderr read ends)."""
-        frame = wire.dumps({"code": request["code"], "env": request["env"], "cwd": request["cwd"]})
+        """Give the spare its code; return (pid, stdin write end, stdout and stderr read ends).
+
+        The run now owns ``done_r`` too (if any).
+        """
+        message = {"code": request["code"], "env": request["env"], "cwd": request["cwd"]}
+        if self.isolated:
+            message.update(language=request["language"], files=request["files"], home=self.agent.home,
+                           report_fd=child.SESSION_OUT_FD)
+        frame = wire.dumps(message)
         _write_all(self.ctl_w, frame.encode("utf-8", "surrogatepass") + b"\n")
         os.close(self.ctl_w)
         return self.pid, self.in_w, self.out_r, self.err_r
 
     def discard(self):
         """Kill the unused spare (its exit is reaped like any other)."""
+        if self.isolated:
+            self.agent.zygote.kill(self.pid)
+            return
         try:
             os.kill(self.pid, 9)
         except ProcessLookupError:
@@ -203,9 +214,10 @@ class Spare:
 
     def on_exit(self, status):
         """The spare died before it was used (killed by user code, out of memory): drop it."""
-        for fd in (self.in_w, self.out_r, self.err_r, self.ctl_w):
+        for fd in (self.in_w, self.out_r, self.err_r, self.ctl_w, self.done_r):
             try:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
             except OSError:
                 pass
         if self.agent.spare is self:
@@ -228,14 +240,20 @@ class OneshotRun:
         self.cancelled = False
         self.finished = False
         self.stdin_writer = None
+        self.isolated = request["isolated"]
         self._spawn(request)
 
     def _spawn(self, request):
         stdin_data = request.get("stdin")
-        spare = self.agent.take_spare(request["language"])
+        isolated = request["isolated"]
+        spare = self.agent.take_spare(request["language"], isolated)
+        if spare is None and isolated:  # no isolated spare ready: make one now
+            spare = Spare(self.agent, request["language"], isolated=True)
         self.started = time.monotonic()
+        self.done_r = None
         if spare is not None:
             pid, in_w, out_r, err_r = spare.hand_over(request)
+            self.done_r = spare.done_r
             if not stdin_data:
                 os.close(in_w)
                 in_w = None
@@ -250,7 +268,39 @@ class OneshotRun:
         if in_w is not None:
             self.stdin_writer = StdinWriter(self.agent, in_w, stdin_data)
         self.agent.adopt(pid, self)
+        if self.done_r is not None:
+            os.set_blocking(self.done_r, False)
+            self.agent.watch(self.done_r, self.on_done)
         self.timer = self.agent.call_at(self.received + request["timeout_ms"] / 1000, self.on_timeout)
+
+    def on_done(self):
+        """An isolated Python run reported its exit status: answer now, and make sure it ends.
+
+        The status is the run's own word (its code could write anything there, as it
+        could exit with anything); the zygote kills what is left of the run at once.
+        """
+        try:
+            data = os.read(self.done_r, 64)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        self._close_done()
+        if self.status is not None:
+            return
+        try:
+            code = int(data.strip() or b"x")
+        except ValueError:
+            return  # no status (the interpreter died): its exit will tell
+        self.kill()
+        self.on_exit((code & 0xFF) << 8)
+        self.finish()
+
+    def _close_done(self):
+        if self.done_r is not None:
+            self.agent.unwatch(self.done_r)
+            os.close(self.done_r)
+            self.done_r = None
 
     def _fork(self, request, stdin_data):
         out_r, out_w = os.pipe()
@@ -260,7 +310,8 @@ class OneshotRun:
         else:
             in_r, in_w = os.open(os.devnull, os.O_RDONLY), None
         setup = child.ChildSetup(in_r, out_w, err_w, request["cwd"], request["env"], self.agent.rlimits,
-                                 protected_parent=self.agent.protected, confinement=self.agent.confinement)
+                                 protected_parent=self.agent.protected, confinement=self.agent.confinement,
+                                 lockdown=self.agent.lockdown)
         with self.agent.as_user:
             python, argv = _program_child(request["language"], request["code"], self.request_id,
                                           self.agent.scratch_dir)
@@ -287,6 +338,8 @@ class OneshotRun:
 
     def on_exit(self, status):
         """The main process ended; finish once its pipes close or after a short grace."""
+        if self.status is not None:  # an isolated run that reported its status already
+            return
         self.status = status
         self.exited = time.monotonic()
         self.agent.cancel_timer(self.timer)
@@ -308,6 +361,7 @@ class OneshotRun:
             pipe.finish()
         if self.stdin_writer is not None:
             self.stdin_writer.close()
+        self._close_done()
         self.agent.forget_run(self.request_id)
         self.agent.send(
             exec_done(
@@ -337,7 +391,8 @@ class BackgroundProgram:
             python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, log_fd, log_fd, request["cwd"], request["env"], agent.rlimits,
-                                 protected_parent=agent.protected, confinement=agent.confinement)
+                                 protected_parent=agent.protected, confinement=agent.confinement,
+                                 lockdown=agent.lockdown)
         pid = _fork_child(setup, python, argv)
         for fd in (log_fd, stdin):
             os.close(fd)
@@ -376,7 +431,8 @@ class SessionWorker:
         self.result_r, res_w = os.pipe()
         stdin = os.open(os.devnull, os.O_RDONLY)
         setup = child.ChildSetup(stdin, out_w, err_w, cwd, env, agent.rlimits, control_fds=(ctl_r, res_w),
-                                 protected_parent=agent.protected, confinement=agent.confinement)
+                                 protected_parent=agent.protected, confinement=agent.confinement,
+                                 lockdown=agent.lockdown)
         python = child.serve_python_session if language == "python" else None
         self.pid = pid = _fork_child(setup, python, _node_script("session.js"))
         for fd in (out_w, err_w, ctl_r, res_w, stdin):

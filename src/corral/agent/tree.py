@@ -42,6 +42,30 @@ def process_table():
     return table
 
 
+def alive(pid, state):
+    """True if process ``pid`` (whose leader is in ``state``) still has a live thread.
+
+    A thread-group leader that ended with the thread-only ``exit`` shows ``Z``
+    while its other threads run on: such a process must still be killed (a
+    group-wide SIGKILL to its pid reaches every thread).
+    """
+    if state != "Z":
+        return True
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue
+        if stat[stat.rfind(b")") + 2 :][:1] not in (b"Z", b"X"):
+            return True
+    return False
+
+
 def uptime_ticks():
     """Clock ticks since boot, comparable with process start times."""
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * _CLOCK_TICKS)
@@ -63,7 +87,7 @@ def tree_members(root, table, agent_pid, known_children, since_ticks):
         if pid in seen or pid == agent_pid:
             continue
         seen.add(pid)
-        if table.get(pid, (0, "Z", 0))[1] != "Z":
+        if pid in table and alive(pid, table[pid][1]):
             members.append(pid)
         pending.extend(children.get(pid, ()))
     return members
@@ -79,7 +103,7 @@ def kill_tree(root, agent_pid, known_children, since_ticks, reap, rounds=200):
         for pid in members:
             try:
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):  # gone, or outside our Landlock signal scope
                 pass
         reap()
     return False

@@ -27,6 +27,14 @@ class _Message(BaseModel):
 # --- host -> agent -------------------------------------------------------
 
 
+class RunFile(_Message):
+    """A file written into an isolated run's fresh home before its code starts."""
+
+    path: str
+    data_b64: str
+    mode: int = Field(default=0o644, ge=0, le=0o777)
+
+
 class ExecRequest(_Message):
     """Run code: a fresh process (``session=False``) or in the session's interpreter."""
 
@@ -45,6 +53,10 @@ class ExecRequest(_Message):
     stdin_b64: str | None = None
     stdout_limit: int = Field(default=wire.DEFAULT_STDOUT_LIMIT, ge=0)
     stderr_limit: int = Field(default=wire.DEFAULT_STDERR_LIMIT, ge=0)
+    #: Run in fresh namespaces of the run's own: fresh home, /tmp, /dev/shm, pid and IPC namespace.
+    isolated: bool = False
+    #: Files for the isolated run's fresh home (only with ``isolated``).
+    files: list[RunFile] = Field(default_factory=list, max_length=wire.MAX_RUN_FILES)
 
 
 class FileWriteRequest(_Message):
@@ -138,6 +150,8 @@ class ConfigureRequest(_Message):
     #: cgroup, ``pids`` becomes ``RLIMIT_NPROC``.
     memory_bytes: int = Field(default=0, ge=0)
     pids: int = Field(default=0, ge=0)
+    #: The seccomp filter (raw BPF, base64) every child installs before user code ("": none).
+    user_seccomp_b64: str = ""
 
 
 class ReseedRequest(_Message):
@@ -303,6 +317,7 @@ ErrorCode = Literal[
     "busy",
     "unknown_target",
     "internal",
+    "broken",
 ]
 
 

@@ -17,7 +17,7 @@ try:  # CPython's C JSON codec, used directly: ``import json`` pulls in ``re`` a
 except ImportError:  # pragma: no cover - not CPython
     _json = None
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 #: Largest single frame either side accepts (a file chunk plus JSON overhead).
 MAX_FRAME_BYTES = 24 * 1024 * 1024
@@ -138,6 +138,22 @@ def path_problem(path: object) -> str | None:
         return "path contains a NUL byte"
     if len(path.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
         return f"path is longer than {MAX_PATH_BYTES} bytes"
+    return None
+
+
+#: At most this many files may come with one isolated run (``exec``'s ``files``).
+MAX_RUN_FILES = 1000
+
+
+def run_file_problem(path: object) -> str | None:
+    """Say why ``path`` cannot name a file given to an isolated run (relative to its home), or None."""
+    problem = path_problem(path)
+    if problem:
+        return problem
+    if path.startswith("/"):
+        return f"{path!r} must be relative to the run's home directory"
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        return f"{path!r} must not contain empty, '.' or '..' components"
     return None
 
 

@@ -27,6 +27,7 @@ from corral.backends.microvm.probe import kvm_proven, probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
 from corral.backends.microvm.qmp import QmpError
 from corral.backends.microvm.vm import Vm
+from corral.backends.process import seccomp
 from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
 from corral.models import SandboxSpec
@@ -206,6 +207,7 @@ async def configure(vm: Vm, spec: SandboxSpec) -> None:
         entropy_b64=_entropy(),
         memory_bytes=spec.limits.memory_mb * 2**20,
         pids=spec.limits.pids,
+        user_seccomp_b64=base64.b64encode(seccomp.filter_program()).decode(),
     ), Ack, "configure")
 
 

@@ -10,6 +10,7 @@ there are no cgroups) and never waits on a grace period.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -240,6 +241,7 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
         "env": {**bwrap.SANDBOX_ENV, **spec.env_dict},
         "rlimits": rlimits,
         "landlock_paths": list(bwrap.WRITABLE_PATHS),
+        "user_seccomp_b64": base64.b64encode(seccomp.filter_program()).decode(),
         "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
         "protect_agent": True,
         "prefork": spec.language if spec.language in ("python", "javascript") else None,

@@ -3,8 +3,11 @@
 Pure: it reads nothing and starts nothing, so it is unit-tested without
 privileges. The sandbox gets every namespace (user, pid, mount, net, ipc, uts,
 cgroup), a root made of read-only binds of system directories plus size-limited
-tmpfs for home and /tmp, a fresh /proc, a minimal /dev, no capabilities, no
-nested user namespaces, the seccomp filter, and the agent as PID 1.
+tmpfs for home and /tmp, a fresh /proc, a minimal /dev, no capabilities, the
+sandbox-wide seccomp filter, and the agent as PID 1. Nested user namespaces
+stay possible for the agent's children (each isolated run makes its own; see
+``corral.agent.isolation``); user code is denied them by the user seccomp
+filter and by a zero user-namespace limit inside its run.
 """
 
 from __future__ import annotations
@@ -78,7 +81,6 @@ def bwrap_argv(bwrap: str, layout: SandboxLayout) -> list[str]:
         bwrap,
         "--unshare-all",
         "--unshare-user",
-        "--disable-userns",
         "--die-with-parent",
         "--new-session",
         "--as-pid-1",

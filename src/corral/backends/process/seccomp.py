@@ -1,4 +1,4 @@
-"""The seccomp-bpf filter every process sandbox runs under.
+"""The seccomp-bpf filters every process sandbox (and its user code) runs under.
 
 A deny-list, not an allow-list: allow-lists written by hand kill real runtimes
 on the first syscall nobody thought of (a peer's kills python3 on ``sysinfo``,
@@ -8,7 +8,13 @@ kernel modules and keyrings, tracing other processes, BPF and perf, io_uring,
 clock and host settings, and terminal input injection. Denied calls fail with
 EPERM (ENOSYS for ``clone3``, so libc falls back to ``clone``, whose flags a
 filter can see) instead of killing the process, so programs see an ordinary
-error. The filter is compiled once per host process and handed to bwrap.
+error. The filter is compiled once per host process.
+
+Two layers (per-run isolation, see ``corral.agent.isolation``): bwrap installs
+:func:`agent_filter_program` for the whole sandbox, which still lets the agent's
+children make each isolated run's namespaces (``unshare``, ``mount``); every
+child that runs user code then stacks :func:`filter_program` on top of it, which
+denies those again and any ``clone`` that asks for a new namespace.
 
 One part is an allow-list: the address families of ``socket`` and
 ``socketpair`` (:func:`add_socket_family_rules`). Most families have no network
@@ -71,22 +77,39 @@ NETLINK_PROTOCOL = 0
 #: by one comparison, so a family a future kernel adds is refused too.
 FAMILY_LIMIT = 64
 
+#: Denied to user code, but allowed to the agent's children before they run any: making and
+#: mounting the fresh namespaces of an isolated run.
+RUN_SETUP_SYSCALLS = ("unshare", "mount")
+
 _CLONE_NEWUSER = 0x10000000
+#: clone() flags asking for a new namespace (user code gets none: its run has its own already).
+_CLONE_NEW_NAMESPACE_FLAGS = (0x00020000, 0x02000000, 0x04000000, 0x08000000, 0x10000000, 0x20000000, 0x40000000)
 _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
 
 
 @lru_cache(maxsize=1)
 def filter_program() -> bytes:
-    """The compiled BPF program (raw ``struct sock_filter`` array) for bwrap's ``--seccomp``."""
+    """The user-code filter (raw ``struct sock_filter`` array), installed by every child before user code."""
+    return _compile(DENIED_SYSCALLS, _CLONE_NEW_NAMESPACE_FLAGS)
+
+
+@lru_cache(maxsize=1)
+def agent_filter_program() -> bytes:
+    """The whole sandbox's filter, for bwrap's ``--seccomp``: the user filter minus RUN_SETUP_SYSCALLS."""
+    return _compile(tuple(name for name in DENIED_SYSCALLS if name not in RUN_SETUP_SYSCALLS), (_CLONE_NEWUSER,))
+
+
+def _compile(denied_syscalls: tuple[str, ...], clone_flags: tuple[int, ...]) -> bytes:
     import pyseccomp as seccomp
 
     denied = seccomp.ERRNO(errno.EPERM)
     rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
-    for name in DENIED_SYSCALLS:
+    for name in denied_syscalls:
         rules.add_rule(denied, syscall_number(name))
     add_socket_family_rules(rules)
-    rules.add_rule(denied, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, _CLONE_NEWUSER, _CLONE_NEWUSER))
+    for flag in clone_flags:
+        rules.add_rule(denied, "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
     for request in (_TIOCSTI, _TIOCLINUX):
         rules.add_rule(denied, "ioctl", seccomp.Arg(1, seccomp.MASKED_EQ, 0xFFFFFFFF, request))
@@ -134,8 +157,8 @@ def add_socket_family_rules(rules) -> None:
 
 
 def program_fd() -> int:
-    """A fresh memfd holding the filter, positioned at 0, for one bwrap start."""
+    """A fresh memfd holding the sandbox-wide (agent) filter, positioned at 0, for one bwrap start."""
     fd = os.memfd_create("corral-seccomp", os.MFD_CLOEXEC)
-    os.write(fd, filter_program())
+    os.write(fd, agent_filter_program())
     os.lseek(fd, 0, os.SEEK_SET)
     return fd

@@ -1,0 +1,180 @@
+"""Per-run isolation: each isolated run gets namespaces of its own, made fresh by a fork of the agent.
+
+The agent is a pre-started interpreter that never runs user code (the zygote).
+For an isolated run it forks a *relay* process, which makes a new user, mount,
+pid and IPC namespace, mounts fresh tmpfs file systems on the home directory,
+/tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier run, not even
+an extended attribute or a timestamp of a mount's root, survives), and forks
+the run's *init*: the first process of the new pid namespace. The init mounts
+a /proc that shows only its own namespace, forbids further user namespaces,
+drops every capability, and only then confines itself the way every user
+process is confined (Landlock, the user seccomp filter). When the init ends,
+the kernel kills everything else in its pid namespace, threads of exited
+leaders included: nothing of the run can outlive it. The relay waits for the
+init and exits the same way, so the agent sees the run end as a child exit.
+
+Everything here runs in a forked child; nothing returns into the agent's loop.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal
+
+from corral.agent.dumpable import set_dumpable
+from corral.agent.libc import libc
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+RUN_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+
+_MS_NOSUID = 0x2
+_MS_NODEV = 0x4
+_MS_NOEXEC = 0x8
+_MS_REC = 0x4000
+_MS_PRIVATE = 1 << 18
+
+_PR_SET_PDEATHSIG = 1
+_PR_CAPBSET_DROP = 24
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SYS_CAPSET = 126  # x86_64 and (as 91) arm64 differ: see _capset_number
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
+
+
+class RunMounts:
+    """The fresh file systems of each isolated run: (path, mode) of the sandbox's writable places.
+
+    Each run's tmpfs at ``path`` gets the size of the sandbox's own file system there.
+    """
+
+    def __init__(self, places):
+        self.places = [(path, int(mode)) for path, mode in places]
+
+    def sized(self):
+        """(path, size in bytes, mode) for each place, sized like the sandbox's mount there now."""
+        sized = []
+        for path, mode in self.places:
+            stats = os.statvfs(path)
+            sized.append((path, stats.f_blocks * stats.f_frsize, mode))
+        return sized
+
+
+class IsolationError(OSError):
+    """The run's namespaces could not be made (the run must not start)."""
+
+
+def enter_run_namespaces(mounts, own_network):
+    """In the relay: new user, mount, pid and IPC namespaces (and network: ``own_network``), fresh tmpfs mounts.
+
+    Keeps this process's uid and gid (mapped to themselves) so files belong to
+    the sandbox user as before. The next fork becomes the run's init. A network
+    namespace of the run's own (only a loopback) keeps runs alive at the same
+    time from reaching each other's loopback ports and abstract Unix sockets;
+    a sandbox with network access shares its namespace with its runs instead.
+    """
+    uid, gid = os.getuid(), os.getgid()
+    places = mounts.sized()
+    _check(libc().unshare(RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)), "unshare")
+    set_dumpable(True)  # a non-dumpable process does not own its /proc/self files
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    set_dumpable(False)
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    for path, size, mode in places:
+        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
+
+
+def become_init(own_network):
+    """In the run's init (PID 1 of its pid namespace): its own /proc, then no namespace powers left.
+
+    Dies with the relay (so a killed relay ends the run), mounts a /proc that
+    shows only this pid namespace, brings the loopback of its own network
+    namespace up, and sets the user-namespace limit of its own namespace to
+    zero before it drops every capability.
+    """
+    libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+    if own_network:
+        _loopback_up()
+    _write("/proc/sys/user/max_user_namespaces", "0")
+
+
+def _loopback_up():
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(probe, _SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(probe, _SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | _IFF_UP))
+
+
+def drop_capabilities():
+    """Drop every capability (bounding, ambient, effective, permitted, inheritable) of this process."""
+    handle = libc()
+    try:
+        with open(_LAST_CAP_FILE) as source:
+            last = int(source.read())
+    except OSError:
+        last = 63
+    for cap in range(last + 1):
+        handle.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
+    handle.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(handle.syscall(_capset_number(), header, data), "capset")
+
+
+def relay_exit(init_pid):
+    """In the relay: wait for the run's init, then end the way it ended (never returns)."""
+    os.closerange(0, 1 << 20)
+    while True:
+        try:
+            _, status = os.waitpid(init_pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(1)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _capset_number():
+    machine = os.uname().machine
+    return 91 if machine in ("aarch64", "arm64") else _SYS_CAPSET
+
+
+def _mount(source, target, fstype, flags, data):
+    encode = (lambda text: None if text is None else text.encode())
+    _check(libc().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data)),
+           f"mount {target}")
+
+
+def _check(result, what):
+    if result != 0:
+        number = ctypes.get_errno()
+        raise IsolationError(number, f"{what}: {os.strerror(number)}")
+
+
+def _write(path, text):
+    with open(path, "w") as handle:
+        handle.write(text)

@@ -1,0 +1,230 @@
+"""The zygote: a pre-started interpreter that never handled a request, and forks each isolated run.
+
+The agent forks the zygote at start, before it confines itself with Landlock
+(a Landlock-restricted process may not mount, and each isolated run mounts
+fresh file systems) and before it reads any request: so a run forked from the
+zygote carries no memory of any other run (the agent's heap holds earlier
+runs' code, files and output). The zygote only ever receives, over a Unix
+socket, the five pipe ends of the next run (SCM_RIGHTS) and the sandbox's
+settings for it; it forks the run's relay (see isolation.py) and answers with
+its pid. It waits for its relays itself and reports each one's exit status to
+the agent on the same socket.
+
+Isolated runs cannot see the zygote (their own pid namespace) and the rest of
+the sandbox's code cannot signal it (it is outside the agent's Landlock domain,
+whose signal scope confines them). If it dies anyway, isolated runs fail with
+an error and pings report the sandbox broken, so a pool replaces the sandbox.
+"""
+
+from __future__ import annotations
+
+import binascii
+import gc
+import os
+import select
+import socket
+try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
+    import _signal as signal
+except ImportError:  # pragma: no cover - not CPython
+    import signal
+
+from corral.agent import child, isolation, tree
+from corral.agent.lockdown import Lockdown
+from corral.protocol import wire
+
+_MESSAGE_BYTES = 1 << 20
+_RUN_FDS = 5
+#: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
+_NEVER = 1 << 62
+
+
+class ZygoteGone(Exception):
+    """The zygote died: this sandbox can no longer start isolated runs."""
+
+
+class Zygote:
+    """The agent's end: start the zygote, ask it for runs, route its exit reports."""
+
+    def __init__(self, agent, lockdown, run_mounts, confinement, protected):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.pid = os.fork()
+        if self.pid == 0:
+            keep = theirs.fileno()
+            os.closerange(3, keep)  # the protocol pipes, the agent's epoll: none of the zygote's business
+            os.closerange(keep + 1, 1 << 20)
+            status = 1
+            try:
+                status = _serve(theirs, lockdown, run_mounts, confinement, protected)
+            finally:
+                os._exit(status)
+        theirs.close()
+        self.agent = agent
+        self.sock = ours
+        self.sock.setblocking(True)
+        self.alive = True
+        self._pending_exits = []
+        agent.watch(self.sock.fileno(), self.on_readable)
+        agent.adopt(self.pid, self)
+
+    def spawn(self, fds, language, home, env, rlimits, seccomp_program, own_network):
+        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control, result); return the relay's pid.
+
+        ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started);
+        ``own_network``: the run gets a network namespace of its own (see isolation.enter_run_namespaces).
+        """
+        if not self.alive:
+            raise ZygoteGone("the zygote is gone")
+        message = wire.dumps({"op": "spawn", "language": language, "cwd": home, "env": env, "rlimits": rlimits,
+                              "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode(),
+                              "own_network": bool(own_network)}).encode()
+        try:
+            socket.send_fds(self.sock, [message], list(fds))
+            while True:
+                reply = wire.loads(self.sock.recv(_MESSAGE_BYTES).decode() or "null")
+                if reply is None:
+                    raise ZygoteGone("the zygote closed its socket")
+                if "exit" in reply:  # a report that crossed our request: handle it after
+                    self._pending_exits.append(reply)
+                    continue
+                break
+        except OSError as exc:
+            raise ZygoteGone(f"the zygote is unreachable: {exc}") from None
+        if self._pending_exits:
+            self.agent.call_at(0, self._flush_exits)
+        if "error" in reply:
+            raise ZygoteGone(reply["error"])
+        return reply["pid"]
+
+    def kill(self, relay_pid):
+        """Kill the run of ``relay_pid`` and everything in it (the zygote does: the run is outside the
+        agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
+        if self.alive:
+            try:
+                self.sock.send(wire.dumps({"op": "kill", "pid": relay_pid}).encode())
+            except OSError:
+                pass
+
+    def on_readable(self):
+        """Exit reports from the zygote: hand each status to the owner of that relay."""
+        try:
+            data = self.sock.recv(_MESSAGE_BYTES, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.agent.unwatch(self.sock.fileno())
+            self.alive = False
+            return
+        self._pending_exits.append(wire.loads(data.decode()))
+        self._flush_exits()
+
+    def _flush_exits(self):
+        reports, self._pending_exits = self._pending_exits, []
+        for report in reports:
+            self.agent.child_exited(report["exit"], report["status"])
+
+    def on_exit(self, status):
+        """The zygote itself died."""
+        self.alive = False
+        self.agent.unwatch(self.sock.fileno())
+        self.sock.close()
+
+
+def _serve(sock, lockdown, run_mounts, confinement, protected):
+    """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    gc.collect()
+    gc.freeze()  # a run's collections then leave the zygote's objects (and their pages) alone
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    relays = set()
+    while True:
+        try:
+            readable, _, _ = select.select([sock, wake_r], [], [])
+        except InterruptedError:
+            continue
+        if wake_r in readable:
+            try:
+                while os.read(wake_r, 512):
+                    pass
+            except BlockingIOError:
+                pass
+            _report_exits(sock, relays)
+        if sock in readable:
+            try:
+                message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_BYTES, _RUN_FDS)
+            except InterruptedError:
+                continue
+            if not message:
+                return 0
+            request = wire.loads(message.decode())
+            if request.get("op") == "kill":
+                for fd in fds:
+                    os.close(fd)
+                if request.get("pid") in relays:
+                    _kill_run(request["pid"])
+                continue
+            try:
+                if len(fds) != _RUN_FDS:
+                    raise ValueError(f"expected {_RUN_FDS} fds, got {len(fds)}")
+                run_lockdown = Lockdown(lockdown.landlock_paths, binascii.a2b_base64(request["seccomp_b64"]))
+                setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
+                                         control_fds=(fds[3], fds[4]), protected_parent=protected,
+                                         confinement=confinement, lockdown=run_lockdown)
+                pid = _fork_relay(setup, request["language"], run_mounts, bool(request.get("own_network")),
+                                  (sock.fileno(), wake_r, wake_w))
+                relays.add(pid)
+                reply = {"pid": pid}
+            except Exception as exc:  # never let one request end the zygote
+                reply = {"error": f"{type(exc).__name__}: {exc}"}
+            finally:
+                for fd in fds:
+                    os.close(fd)
+            sock.send(wire.dumps(reply).encode())
+
+
+def _kill_run(relay_pid):
+    """SIGKILL the relay and every process below it (the run's init ends its whole pid namespace)."""
+    tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
+
+
+def _report_exits(sock, relays):
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        relays.discard(pid)
+        sock.send(wire.dumps({"exit": pid, "status": status}).encode())
+
+
+def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
+    """Fork the relay of an isolated run; the run's init serves it (child.serve_isolated_spare)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            signal.set_wakeup_fd(-1)
+            for fd in zygote_fds:
+                os.close(fd)
+            if setup.confinement is not None:  # the guest: join the user cgroup, become the user, then unshare
+                setup.confinement.apply()
+                setup.confinement = None
+            isolation.enter_run_namespaces(run_mounts, own_network)
+            init = os.fork()
+            if init == 0:
+                setup.isolated = True
+                isolation.become_init(own_network)
+                child.serve_isolated_spare(setup, language)
+            isolation.relay_exit(init)
+        except BaseException as exc:  # a forked child must never return into the zygote's loop
+            try:
+                os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
+            except OSError:
+                pass
+        os._exit(126)
+    return pid
