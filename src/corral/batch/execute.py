@@ -54,20 +54,21 @@ async def run_item(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
 
 
 def _holds_sandbox(item: BatchItem) -> bool:
-    """True when the item must hold one sandbox for all its runs: files to fetch, a compile, or files
-    to write (AsyncPool.run takes no files yet; once it does, items with ``files`` only can run on the
-    pool, passing ``files=item.files`` in :func:`_on_pool`)."""
-    return bool(item.files or item.fetch_files) or item.language == "cpp"
+    """True when the item must hold one sandbox for all its runs: files to fetch back or a compile.
+    Files to write go with each isolated run on the pool (``files=``)."""
+    return bool(item.fetch_files) or item.language == "cpp"
 
 
 async def _on_pool(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
     if not item.tests:
-        result = await pool.run(item.code, language=item.language, timeout=item.timeout, stdin=item.stdin)
+        result = await pool.run(item.code, language=item.language, timeout=item.timeout, stdin=item.stdin,
+                                files=item.files or None)
         return BatchResult(index=index, verdict=run_verdict(result), result=result)
     tests = []
     for test in item.tests:
         try:
-            result = await pool.run(item.code, language=item.language, timeout=item.timeout, stdin=test.stdin)
+            result = await pool.run(item.code, language=item.language, timeout=item.timeout, stdin=test.stdin,
+                                    files=item.files or None)
         except InvalidInputError:
             raise
         except CorralError as exc:
@@ -120,8 +121,8 @@ async def _run_program(sandbox: AsyncSandbox, item: BatchItem, stdin: str | byte
     """One fresh process of the item in its sandbox."""
     if item.language == "cpp":
         return await sandbox.commands.run(cpp.RUN_COMMAND, cwd=wire.SANDBOX_HOME, stdin=stdin, timeout=item.timeout)
-    # the pool's one-shot run, on the item's own sandbox (its files are there); the lead can
-    # switch this to pool.run(..., files=item.files) once AsyncPool.run takes files
+    # a one-shot run on the item's own sandbox, not isolated from it: the files it writes must stay
+    # there to be fetched
     options = sandbox._options(item.code, item.language, False, item.timeout, None, None, stdin)
     return await sandbox._run_oneshot(options, None, None)
 
