@@ -7,14 +7,16 @@ import sqlite3
 import time
 
 import pytest
+from pydantic import BaseModel
 
 from corral import errors
+from corral.server.app import ServerConfig, create_app
 from corral.server.blobs import BlobStore
 from corral.server.database import SCHEMA_VERSION, Database
 from corral.server.errors_http import rebuild, status_of
 from corral.server.keys import KeyStore, new_sandbox_token, split
 from corral.server.lifecycle import TRANSITIONS, SandboxState, allowed
-from corral.server.schemas import CreateSandbox
+from corral.server.schemas import CreateSandbox, RequestModel
 
 
 def test_database_is_migrated_once_and_refuses_a_newer_schema(tmp_path):
@@ -109,3 +111,27 @@ def test_blob_collection_keeps_referenced_and_recent_blobs(tmp_path):
     os.utime(store.path(kept), (old, old))
     store.put(b"kept")  # storing it again refreshes it: a pause in progress protects what it references
     assert store.collect(set(), grace_s=3600) == (0, 0)
+
+
+def test_every_request_body_refuses_strings_that_are_not_unicode(tmp_path):
+    """Every route's body model is a RequestModel, so a new route cannot forget the check."""
+    app = create_app(ServerConfig(tmp_path))
+    models: dict[str, list[type]] = {}
+    pending = [BaseModel]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            models.setdefault(sub.__name__, []).append(sub)
+            pending.append(sub)
+    bodies = {}
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if schema is not None:
+                ref = schema.get("$ref") or next(item["$ref"] for item in schema["anyOf"] if "$ref" in item)
+                bodies[f"{method} {path}"] = ref.rsplit("/", 1)[1]
+    assert len(bodies) >= 5
+    for where, name in bodies.items():
+        assert all(issubclass(model, RequestModel) for model in models[name]), where
+    with pytest.raises(ValueError, match="lone surrogate"):
+        CreateSandbox.model_validate({"metadata": {"k": "\ud800"}})
+    app.state.service.db.close()

@@ -39,6 +39,7 @@ from corral.server.schemas import (
     CommandRequest,
     CreatedSandbox,
     CreateSandbox,
+    ListedFile,
     LogEvent,
     ResumeSnapshot,
     RunRequest,
@@ -190,7 +191,7 @@ class RemoteTransport(Transport):
 
     async def list_files(self, sandbox_id: str, path: str) -> list[FileEntry]:
         response = await self._call("GET", f"/sandboxes/{sandbox_id}/files/list", params={"path": path})
-        return [FileEntry.model_validate(item) for item in response.json()]
+        return [ListedFile.model_validate(item).entry() for item in response.json()]
 
     async def remove_file(self, sandbox_id: str, path: str, recursive: bool) -> None:
         await self._call("DELETE", f"/sandboxes/{sandbox_id}/files",

@@ -20,6 +20,7 @@ import corral
 from corral.errors import CorralError
 from corral.protocol import wire
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
+from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
 from corral.server.routes import execution, files, ops, sandboxes, snapshots, templates, terminal
@@ -74,7 +75,7 @@ def create_app(config: ServerConfig) -> FastAPI:
                 await _pause_all(snapshots_service)
             await service.close()
 
-    app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan,
+    app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan, default_response_class=UnicodeSafeJSON,
                   description="Sandboxes as a service: run untrusted code, keep files, pause and resume.")
     app.state.service = service
     app.state.snapshots = snapshots_service
@@ -104,7 +105,7 @@ async def _pause_all(snapshots: SnapshotService) -> None:
 
 def _error(status: int, type_name: str, message: str, code: str | None = None, headers=None) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(type=type_name, message=message, code=code))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return UnicodeSafeJSON(body.model_dump(), status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

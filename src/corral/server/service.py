@@ -168,7 +168,7 @@ class SandboxService:
         )
         release = self.reserve(owner)  # no await since the check: the count cannot have moved
         sandbox = None
-        try:
+        try:  # all or nothing: whatever fails once the sandbox started also stops it
             if self.warm is not None and restore is None and not request.env and not limits:
                 sandbox = await self.warm.take(template)
             if sandbox is None:
@@ -180,23 +180,26 @@ class SandboxService:
                     if restore is not None:
                         await restore(sandbox)
                     await self._start_services(sandbox, template, sandbox_id)
+            if not self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
+                                           f"running ({sandbox.isolation} isolation), "
+                                           f"time to live {request.timeout:g} s"):
+                raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
+            self.live[sandbox_id] = LiveSandbox(sandbox, owner)
+            info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
+            created = CreatedSandbox(**info.model_dump(), access_token=token)
         except BaseException as exc:
             self.stats["start_failures"] += 1
+            self.live.pop(sandbox_id, None)
             if sandbox is not None:
-                await sandbox.close()
-            self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed", f"the sandbox did not start: {exc}")
+                await asyncio.shield(sandbox.close())
+            with contextlib.suppress(Exception):  # the record may be what failed (a full disk)
+                self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed",
+                                        f"the sandbox did not start: {exc}")
             raise
         finally:
             release()
-        if not self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
-                                       f"running ({sandbox.isolation} isolation), time to live {request.timeout:g} s"):
-            await sandbox.close()  # killed while it was being created
-            self.records.transition(sandbox_id, SandboxState.STOPPED, "stopped", "its processes were killed")
-            raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
-        self.live[sandbox_id] = LiveSandbox(sandbox, owner)
         self.stats["created"] += 1
-        info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
-        return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
+        return created, sandbox
 
     def captures_memory(self) -> bool:
         """True when this server's sandboxes can be paused with their memory (microVM)."""

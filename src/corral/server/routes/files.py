@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from corral.models import FileEntry
 from corral.errors import LimitExceededError
 from corral.server.auth import Caller, sandbox_access
 from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
+from corral.server.schemas import ListedFile, listed_file
 
 router = APIRouter(tags=["files"])
 
@@ -76,13 +76,13 @@ async def download_file(sandbox_id: str, path: Path, request: Request,
     return StreamingResponse(body(), media_type="application/octet-stream")
 
 
-@router.get("/sandboxes/{sandbox_id}/files/list", response_model=list[FileEntry],
+@router.get("/sandboxes/{sandbox_id}/files/list", response_model=list[ListedFile],
             responses=errors(*AUTH_ERRORS, 409))
 async def list_files(sandbox_id: str, request: Request, caller: Caller = Depends(sandbox_access),
-                     path: Path = ".") -> list[FileEntry]:
-    """Entries of a directory (symlinks are not followed)."""
+                     path: Path = ".") -> list[ListedFile]:
+    """Entries of a directory (symlinks are not followed); a name that is not UTF-8 also comes as ``name_bytes``."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
-        return await sandbox.files.list(path)
+        return [listed_file(entry) for entry in await sandbox.files.list(path)]
 
 
 @router.delete("/sandboxes/{sandbox_id}/files", status_code=204, response_class=Response,
