@@ -9,6 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from corral.backends import registry
+from corral.errors import CorralError
 from corral.server.database import default_state_dir
 
 
@@ -42,6 +44,11 @@ def serve(
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s %(message)s"))
     corral_log.addHandler(handler)
+    try:  # at start, not at the first create: a host where no sandbox can start is refused now
+        registry.resolve(isolation)
+    except CorralError as exc:
+        sys.stderr.write(f"corral serve: cannot start sandboxes here: {exc}\n")
+        raise typer.Exit(2) from None
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
                           warm_per_template=warm, blob_grace_s=blob_grace,

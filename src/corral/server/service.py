@@ -26,12 +26,13 @@ from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
 from corral.server.blobs import BlobStore
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
 from corral.server.keys import KeyStore, new_sandbox_token
 from corral.server.lifecycle import LIVE_STATES, SandboxState
 from corral.server.records import Records, require_state, sandbox_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
 from corral.server.snapshot_steps import FilesStep
+from corral.server.state_dir import open_state_dir
 from corral.server.templates import ResolvedTemplate, TemplateStore, sandbox_env
 from corral.server.warm import WarmSandboxes
 
@@ -74,10 +75,11 @@ class SandboxService:
 
     def __init__(self, config: ServiceConfig):
         self.config = config
-        self.db = Database(config.data_dir / DB_FILE)
+        self.state = open_state_dir(config.data_dir)
+        self.db = Database(self.state.database)
         self.records = Records(self.db)
         self.keys = KeyStore(self.db)
-        self.blobs = BlobStore(config.data_dir / "blobs")
+        self.blobs = BlobStore(self.state.blobs)
         self.templates = TemplateStore(self.db)
         self.live: dict[str, LiveSandbox] = {}
         self.stats = {"created": 0, "start_failures": 0, "killed": 0, "expired": 0, "paused": 0, "resumed": 0,

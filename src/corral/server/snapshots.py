@@ -144,4 +144,4 @@ class SnapshotService:
 
     def memory_dir(self, snapshot_id: str) -> Path:
         """Where a snapshot's memory (a microVM continuation) is kept."""
-        return self.service.config.data_dir / "memory" / snapshot_id
+        return self.service.state.memory / snapshot_id

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from corral.protocol import wire
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
+from corral.server.state_dir import open_state_dir
 from corral.server.keys import KeyStore
 from serverprocess import ServerProcess
 
@@ -68,7 +69,7 @@ def test_credentials_401_403_404(server: ServerProcess, api: httpx.Client, sandb
     with server.client(sandbox["access_token"]) as token:
         assert token.post(f"/sandboxes/{sandbox_id}/runs", json={"code": "print(1)"}).json()["stdout"] == "1\n"
     # another key does not see the sandbox at all
-    store = KeyStore(Database(server.data_dir / DB_FILE))
+    store = KeyStore(Database(open_state_dir(server.data_dir).database))
     record, second_key = store.create("second")
     with server.client(second_key) as stranger:
         _error(stranger.get(f"/sandboxes/{sandbox_id}"), 404)
