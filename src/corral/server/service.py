@@ -31,13 +31,15 @@ from corral.server.keys import KeyStore, new_sandbox_token
 from corral.server.lifecycle import LIVE_STATES, SandboxState
 from corral.server.records import Records, require_state, sandbox_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
-from corral.server.snapshot_steps import FilesStep
+from corral.server.snapshot_steps import DEFAULT_STEPS, FilesStep
 from corral.server.state_dir import open_state_dir
 from corral.server.templates import ResolvedTemplate, TemplateStore, sandbox_env
 from corral.server.warm import WarmSandboxes
 
 log = logging.getLogger("corral.server")
 
+#: Snapshot steps by part name (what a manifest's parts reference).
+STEPS = {step.name: step for step in DEFAULT_STEPS}
 #: Pause between two tries of a template's ready_cmd.
 READY_POLL_S = 0.05
 
@@ -121,7 +123,8 @@ class SandboxService:
             except (OSError, ValueError):
                 log.warning("manifest %s is missing or unreadable; collection skipped", digest)
                 return 0, 0
-            keep.update(entry["digest"] for entry in manifest["parts"]["files"]["entries"] if entry["kind"] == "file")
+            for name, part in manifest["parts"].items():
+                keep.update(STEPS[name].digests(part))
         removed, freed = await asyncio.to_thread(self.blobs.collect, keep, self.config.blob_grace_s)
         if removed:
             log.info("collected %d unreferenced blobs (%d bytes)", removed, freed)

@@ -23,7 +23,7 @@ from corral.server.lifecycle import SandboxState
 from corral.server.records import require_state, snapshot_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
 from corral.server.service import SandboxService
-from corral.server.snapshot_steps import DEFAULT_STEPS, SnapshotStep
+from corral.server.snapshot_steps import DEFAULT_STEPS, FilesStep, SnapshotStep
 from corral.server.templates import ResolvedTemplate
 
 MANIFEST_VERSION = 1
@@ -69,16 +69,16 @@ class SnapshotService:
                     shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
                     service.records.note(sandbox_id, "pause_failed", f"saving the sandbox's memory failed: {exc}")
                     raise
-            files = [entry for entry in parts["files"]["entries"] if entry["kind"] == "file"]
+            file_count, size_bytes = FilesStep.summary(parts["files"])
             record = {
                 "id": snapshot_id, "owner": row["owner"], "sandbox_id": sandbox_id, "manifest_digest": digest,
                 "template": row["template"], "spec_json": row["spec_json"], "metadata_json": row["metadata_json"],
-                "file_count": len(files), "size_bytes": sum(entry["size"] for entry in files),
+                "file_count": file_count, "size_bytes": size_bytes,
                 "memory": int(memory), "created_at": time.time(),
             }
             if not service.records.transition(
                 sandbox_id, SandboxState.PAUSED, "paused",
-                f"paused into {snapshot_id}: {len(files)} files, {record['size_bytes']} bytes, "
+                f"paused into {snapshot_id}: {file_count} files, {size_bytes} bytes, "
                 f"in {time.monotonic() - started:.3f} s", snapshot=record,
             ):
                 raise SandboxClosedError(f"sandbox {sandbox_id} was stopped while it was being paused")
