@@ -135,3 +135,17 @@ def test_every_request_body_refuses_strings_that_are_not_unicode(tmp_path):
     with pytest.raises(ValueError, match="lone surrogate"):
         CreateSandbox.model_validate({"metadata": {"k": "\ud800"}})
     app.state.service.db.close()
+
+
+def test_a_failed_blob_batch_removes_only_what_it_alone_created(tmp_path):
+    store = BlobStore(tmp_path / "blobs")
+    shared = store.put(b"stored before")
+    with pytest.raises(RuntimeError):
+        with store.batch() as batch:
+            mine, again, also = batch.put(b"only mine"), batch.put(b"stored before"), batch.put(b"also stored by another")
+            store.put(b"also stored by another")  # another writer stores the same content meanwhile
+            raise RuntimeError("the pause failed")
+    assert again == shared and store.has(shared) and store.has(also) and not store.has(mine)
+    with store.batch() as batch:
+        kept = batch.put(b"a pause that succeeded")
+    assert store.has(kept) and not list((tmp_path / "blobs").rglob(".tmp-*"))

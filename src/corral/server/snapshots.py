@@ -11,6 +11,7 @@ options and restores every part; the paused sandbox becomes Stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shutil
@@ -47,41 +48,40 @@ class SnapshotService:
                 require_state(service.records.sandbox_row(sandbox_id, None), SandboxState.RUNNING)
             live.pausing = True
             started = time.monotonic()
+            snapshot_id = f"snap_{secrets.token_hex(8)}"
             try:
-                async with live.idle:
-                    await live.idle.wait_for(lambda: live.operations == 0)
-                parts = {name: await step.capture(live.sandbox, service.blobs) for name, step in self.steps.items()}
-                manifest = {"version": MANIFEST_VERSION, "template": row["template"],
-                            "spec": json.loads(row["spec_json"]), "parts": parts}
-                digest = await asyncio.to_thread(service.blobs.put, json.dumps(manifest, sort_keys=True).encode())
+                # a failed pause leaves nothing: the blobs it created go again, the sandbox keeps running
+                with service.blobs.batch() as blobs:
+                    async with live.idle:
+                        await live.idle.wait_for(lambda: live.operations == 0)
+                    parts = {name: await step.capture(live.sandbox, blobs) for name, step in self.steps.items()}
+                    manifest = {"version": MANIFEST_VERSION, "template": row["template"],
+                                "spec": json.loads(row["spec_json"]), "parts": parts}
+                    digest = await asyncio.to_thread(blobs.put, json.dumps(manifest, sort_keys=True).encode())
+                    # memory last, where the level can capture it: it stops the sandbox (files are captured)
+                    memory = registry.resolve(live.sandbox.isolation).captures_memory
+                    if memory:
+                        await live.sandbox.pause_memory(self.memory_dir(snapshot_id))
+                    file_count, size_bytes = FilesStep.summary(parts["files"])
+                    record = {
+                        "id": snapshot_id, "owner": row["owner"], "sandbox_id": sandbox_id,
+                        "manifest_digest": digest, "template": row["template"], "spec_json": row["spec_json"],
+                        "metadata_json": row["metadata_json"], "file_count": file_count, "size_bytes": size_bytes,
+                        "memory": int(memory), "created_at": time.time(),
+                    }
+                    if not service.records.transition(
+                        sandbox_id, SandboxState.PAUSED, "paused",
+                        f"paused into {snapshot_id}: {file_count} files, {size_bytes} bytes, "
+                        f"in {time.monotonic() - started:.3f} s", snapshot=record,
+                    ):
+                        raise SandboxClosedError(f"sandbox {sandbox_id} was stopped while it was being paused")
             except BaseException as exc:
                 live.pausing = False
+                shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
                 if isinstance(exc, CorralError):
-                    service.records.note(sandbox_id, "pause_failed", f"pause failed, the sandbox keeps running: {exc}")
+                    with contextlib.suppress(CorralError):  # the record may be what failed (a full disk)
+                        service.records.note(sandbox_id, "pause_failed", f"pause failed: {exc}")
                 raise
-            snapshot_id = f"snap_{secrets.token_hex(8)}"
-            # memory last, where the level can capture it: it stops the sandbox (the files are captured already)
-            memory = registry.resolve(live.sandbox.isolation).captures_memory
-            if memory:
-                try:
-                    await live.sandbox.pause_memory(self.memory_dir(snapshot_id))
-                except BaseException as exc:
-                    shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
-                    service.records.note(sandbox_id, "pause_failed", f"saving the sandbox's memory failed: {exc}")
-                    raise
-            file_count, size_bytes = FilesStep.summary(parts["files"])
-            record = {
-                "id": snapshot_id, "owner": row["owner"], "sandbox_id": sandbox_id, "manifest_digest": digest,
-                "template": row["template"], "spec_json": row["spec_json"], "metadata_json": row["metadata_json"],
-                "file_count": file_count, "size_bytes": size_bytes,
-                "memory": int(memory), "created_at": time.time(),
-            }
-            if not service.records.transition(
-                sandbox_id, SandboxState.PAUSED, "paused",
-                f"paused into {snapshot_id}: {file_count} files, {size_bytes} bytes, "
-                f"in {time.monotonic() - started:.3f} s", snapshot=record,
-            ):
-                raise SandboxClosedError(f"sandbox {sandbox_id} was stopped while it was being paused")
             service.live.pop(sandbox_id, None)
             await live.sandbox.close()
         service.stats["paused"] += 1
