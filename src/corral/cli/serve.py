@@ -32,12 +32,19 @@ def serve(
     blob_grace: Annotated[
         float, typer.Option(min=0, help="Seconds an unreferenced snapshot blob is kept before it is collected.")
     ] = 3600.0,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client has to send a request's headers (then it is cut off).")
+    ] = 10.0,
+    metrics_auth: Annotated[
+        bool, typer.Option("--metrics-auth/--public-metrics", help="Whether /metrics needs an API key.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")] = "info",
 ) -> None:
     """Serve sandboxes over HTTP. On first start, creates and prints an API key."""
     import uvicorn  # noqa: PLC0415 - the server extra is needed by this command only
 
     from corral.server.app import ServerConfig, create_app  # noqa: PLC0415
+    from corral.server.http_protocol import with_header_deadline  # noqa: PLC0415
 
     corral_log = logging.getLogger("corral")
     corral_log.setLevel(log_level.upper())
@@ -52,7 +59,8 @@ def serve(
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
                           warm_per_template=warm, blob_grace_s=blob_grace,
-                          max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown)
+                          max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown,
+                          public_metrics=not metrics_auth)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():
@@ -61,4 +69,4 @@ def serve(
         sys.stderr.write(f"corral: created API key {record.id} (shown only now):\n"
                          f"export CORRAL_API_KEY={key}\n")
         sys.stderr.flush()
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, http=with_header_deadline(header_timeout))

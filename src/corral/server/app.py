@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 import corral
 from corral.errors import CorralError
 from corral.protocol import wire
+from corral.server.auth import api_key
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
@@ -49,6 +50,8 @@ class ServerConfig:
     blob_grace_s: float = 3600.0
     #: On shutdown, pause running sandboxes (their files survive as snapshots) instead of killing them.
     pause_on_shutdown: bool = False
+    #: Serve /metrics without credentials (by default it needs an API key, like the control plane).
+    public_metrics: bool = False
     service: ServiceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -85,7 +88,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     for module in (sandboxes, execution, files, snapshots, templates, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
     app.include_router(terminal.router, prefix="/v1")
-    app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
+    metrics_guard = [] if config.public_metrics else [Depends(api_key)]
+    app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query), *metrics_guard])
     _add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)

@@ -83,6 +83,10 @@ class KeyStore:
         # hash and compare even for an unknown id, so timing does not tell ids apart
         return key_id if matches(secret, stored) and rows else None
 
+    def active(self, key_id: str) -> bool:
+        """True when the key ``key_id`` exists and is not revoked."""
+        return bool(self.db.query("SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,)))
+
     def any_active(self) -> bool:
         """True when at least one key can be used."""
         return bool(self.db.query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL LIMIT 1"))
