@@ -20,6 +20,11 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from corral import Sandbox
+from corral.server.database import Database
+from corral.server.keys import KEY_PREFIX, split
+from corral.server.lifecycle import SandboxState
+from corral.server.records import Records
+from corral.server.state_dir import open_state_dir
 from serverprocess import ServerProcess
 
 pytestmark = pytest.mark.sandbox
@@ -141,3 +146,18 @@ def test_every_operation_refuses_lone_surrogates(server: ServerProcess, api: htt
             api.delete(f"/sandboxes/{info['id']}")
     assert tried >= 20
     assert not failures, "\n".join(failures[:10])
+
+
+def test_a_record_written_before_the_fix_still_lists(server: ServerProcess, api: httpx.Client):
+    """A sandbox recorded with a lone surrogate in its metadata (as the old server did) no longer breaks lists."""
+    owner, _ = split(server.key, KEY_PREFIX)
+    database = Database(open_state_dir(server.data_dir).database)
+    records = Records(database)
+    records.insert_sandbox(sandbox_id="sbx_0ld5urr0gate0000", owner=owner, template="python",
+                           spec={"language": "python"}, metadata={"k": "x" + LONE}, token_hash="0" * 64,
+                           process_tag="sb-1-1-gone", expires_at=0.0, resumed_from=None)
+    records.transition("sbx_0ld5urr0gate0000", SandboxState.STOPPED, "stopped", "test")
+    database.close()
+    listed = api.get("/sandboxes")
+    assert listed.status_code == 200, listed.text
+    assert {"k": "x\ufffd"} in [info["metadata"] for info in listed.json()]
