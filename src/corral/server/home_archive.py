@@ -25,8 +25,10 @@ import contextlib
 import itertools
 import secrets
 import shlex
+import time
+from collections.abc import Callable
 
-from corral.errors import InvalidInputError
+from corral.errors import FileOperationError, InvalidInputError
 from corral.sandbox import AsyncSandbox
 from corral.server.blobs import BlobStore
 from corral.server.file_transfer import shell
@@ -39,6 +41,8 @@ HEADER_ALLOWANCE_BYTES = 16 * 1024 * 1024
 #: tar's exit statuses a capture accepts: 1 is "a file changed as we read it" (user code kept writing).
 _CAPTURE_OK = frozenset({0, 1})
 _POLL = "sleep 0.005"
+#: A helper that shows no progress this long is taken as stuck.
+HELPER_SILENCE_S = 120.0
 #: Longest path a restore can create (Linux's PATH_MAX, less its terminating NUL).
 MAX_PATH_BYTES = 4095
 
@@ -57,34 +61,36 @@ async def capture(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> dict:
     """Archive ``root`` into blobs: ``{"chunks": [digest...], "size", "file_count", "file_bytes"}``.
 
     ``size`` is the archive's, ``file_bytes`` the regular files' (a hard-linked file counted once).
-
-    InvalidInputError (the sandbox is left as it was) if tar fails or the archive passes
-    :func:`archive_bound`.
+    InvalidInputError (the sandbox is left as it was) if tar fails, the archive passes
+    :func:`archive_bound`, or a path is too long to restore.
     """
-    work, chunk = _work_dir(), chunk_bytes(sandbox)
-    bound = archive_bound(sandbox)
+    work, chunk, bound = _work_dir(), chunk_bytes(sandbox), archive_bound(sandbox)
     w = shlex.quote(work)
     producer = (
-        f"cd {shlex.quote(root)} || exit 1; n=$(find . -xdev -type f -printf . | wc -c); "
-        f"b=$(find . -xdev -type f -print0 | du -cb --apparent-size --files0-from=- 2>/dev/null | tail -n 1 | "
-        f"cut -f 1); m=$(find . -xdev -print0 | tr '\\n\\0' '_\\n' | LC_ALL=C wc -L); "
-        f"echo \"$n ${{b:-0}} $m\" > {w}/files; "
-        f"( tar --create --sparse --numeric-owner --file=- . 2> {w}/err; {_status(w)} ) | ( i=0; "
+        f"mkdir -m 700 {w} || exit 1; cd {shlex.quote(root)} || {{ echo 2 0 0 0 > {w}/d; mv {w}/d {w}/done; exit; }}; "
+        # counted while tar runs (two cores): regular files, their bytes (a hard link once), the longest path
+        f"( find . -xdev -printf '%y %i %s %p\\0' | LC_ALL=C mawk 'BEGIN {{ RS = \"\\0\" }} "
+        f'{{ p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", p); if (length(p) > m) m = length(p); '
+        f'if ($1 == "f") {{ n++; if (!seen[$2]++) b += $3 }} }} '
+        f"END {{ printf \"%d %.0f %d\\n\", n, b, m }}' > {w}/counts ) & counting=$!; "
+        f"( tar --create --sparse --numeric-owner --file=- . 2> {w}/err; echo $? > {w}/tar.status ) | ( i=0; "
         f"while :; do while [ -e {w}/c.$((i - 2)) ]; do {_POLL}; done; "
-        f"head -c {chunk} > {w}/t; n=$(stat -c %s {w}/t); mv {w}/t {w}/c.$i; "
-        f'[ "$n" -lt {chunk} ] && break; i=$((i + 1)); done )'
+        f"head -c {chunk} > {w}/t && n=$(stat -c %s {w}/t) && mv {w}/t {w}/c.$i || break; "
+        f'[ "$n" -lt {chunk} ] && break; i=$((i + 1)); done ); wait $counting; '
+        f'echo "$(cat {w}/tar.status 2>/dev/null || echo 2) $(cat {w}/counts 2>/dev/null || echo 0 0 0)" > {w}/d '
+        f"&& mv {w}/d {w}/done"
     )
-    pid = await _start(sandbox, work, producer)
+    pid = (await sandbox.commands.start(f"exec > /dev/null 2>&1; {producer}")).pid
     digests: list[str] = []
     size = 0
+    finished = False
     try:
         for index in itertools.count():
-            ready = await sandbox.commands.run(
-                f"rm -f {w}/c.{index - 1}; until [ -e {w}/c.{index} ]; do "
-                f"kill -0 {pid} 2>/dev/null || [ -e {w}/c.{index} ] || exit 3; {_POLL}; done", timeout=120)
-            if not ready.ok:  # the producer ended without this chunk: tar failed (its message says why)
-                break
+            names = await _wait(sandbox, work, lambda names, name=f"c.{index}": name in names or "done" in names)
+            if f"c.{index}" not in names:
+                break  # the producer ended without it: tar failed, and "done" says how
             data = await sandbox.files.read(f"{work}/c.{index}")
+            await sandbox.files.remove(f"{work}/c.{index}")
             size += len(data)
             if size > bound:
                 raise InvalidInputError(
@@ -95,16 +101,18 @@ async def capture(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> dict:
                 digests.append(await asyncio.to_thread(blobs.put, data))
             if len(data) < chunk:
                 break
-        status, files, error = await _finish(sandbox, work, pid)
-        if status not in _CAPTURE_OK or not ready.ok:
-            raise InvalidInputError(f"cannot pause: archiving the home directory failed (tar exit {status}): {error}")
-        file_count, file_bytes, longest = (int(number) for number in (files.split() + ["0", "0", "0"])[:3])
+        await _wait(sandbox, work, lambda names: "done" in names)
+        finished = True
+        status, file_count, file_bytes, longest = (int(part) for part in (await _text(sandbox, work, "done")).split())
+        if status not in _CAPTURE_OK:
+            raise InvalidInputError(f"cannot pause: archiving the home directory failed (tar exit {status}): "
+                                    f"{await _text(sandbox, work, 'err')}")
         if len(root) + longest > MAX_PATH_BYTES:  # tar archives such a path but cannot extract it
             raise InvalidInputError(f"cannot pause: a path under {root} is {len(root) + longest} bytes long, over "
                                     f"the {MAX_PATH_BYTES} bytes a restore can create; shorten it first")
         return {"chunks": digests, "size": size, "file_count": file_count, "file_bytes": file_bytes}
     finally:
-        await _clean(sandbox, work, pid)
+        await _clean(sandbox, work, None if finished else pid)
 
 
 async def restore(sandbox: AsyncSandbox, blobs: BlobStore, root: str, chunks: list[str]) -> None:
@@ -112,52 +120,67 @@ async def restore(sandbox: AsyncSandbox, blobs: BlobStore, root: str, chunks: li
     work = _work_dir()
     w = shlex.quote(work)
     consumer = (
-        f"cd {shlex.quote(root)} || exit 1; ( i=0; while :; do "
-        f"until [ -e {w}/c.$i ] || [ -e {w}/end ]; do {_POLL}; done; [ -e {w}/c.$i ] || break; "
+        f"mkdir -m 700 {w} || exit 1; cd {shlex.quote(root)} || {{ echo 2 > {w}/d; mv {w}/d {w}/done; exit; }}; "
+        f"( i=0; while :; do until [ -e {w}/c.$i ] || [ -e {w}/end ]; do {_POLL}; done; [ -e {w}/c.$i ] || break; "
         f"cat {w}/c.$i || exit 1; rm -f {w}/c.$i; i=$((i + 1)); done ) | "
-        f"tar --extract --preserve-permissions --no-same-owner --file=- 2> {w}/err; {_status(w)}"
+        f"tar --extract --preserve-permissions --no-same-owner --file=- 2> {w}/err; "
+        f"echo $? > {w}/d && mv {w}/d {w}/done"
     )
-    pid = await _start(sandbox, work, consumer)
+    pid = (await sandbox.commands.start(f"exec > /dev/null 2>&1; {consumer}")).pid
+    finished = False
     try:
+        names = await _wait(sandbox, work, lambda names: True)  # its directory exists
         for index, digest in enumerate(chunks):
-            await shell(sandbox, f"while [ -e {w}/c.{index - 2} ] && [ ! -e {w}/tar.status ]; do {_POLL}; done; "
-                                 f"[ ! -e {w}/tar.status ] || {{ cat {w}/err >&2; exit 3; }}")
+            if index >= 2:  # at most two chunks wait in /tmp
+                names = await _wait(sandbox, work, lambda names, old=f"c.{index - 2}": old not in names
+                                    or "done" in names)
+            if "done" in names:
+                break  # tar ended early: "done" says why
             await sandbox.files.write(f"{work}/c.{index}", await asyncio.to_thread(blobs.get, digest))
-        await sandbox.files.write(f"{work}/end", b"")
-        status, _, error = await _finish(sandbox, work, pid)
+        else:
+            await sandbox.files.write(f"{work}/end", b"")
+        await _wait(sandbox, work, lambda names: "done" in names)
+        finished = True
+        status = int(await _text(sandbox, work, "done"))
         if status != 0:
-            raise InvalidInputError(f"restoring the home directory failed (tar exit {status}): {error}")
+            raise InvalidInputError(f"restoring the home directory failed (tar exit {status}): "
+                                    f"{await _text(sandbox, work, 'err')}")
     finally:
-        await _clean(sandbox, work, pid)
-
-
-def _status(w: str) -> str:
-    """Record the last command's exit status, atomically (a reader never sees an empty file)."""
-    return f"echo $? > {w}/s.tmp && mv {w}/s.tmp {w}/tar.status"
+        await _clean(sandbox, work, None if finished else pid)
 
 
 def _work_dir() -> str:
     return f"/tmp/.corral-archive-{secrets.token_hex(6)}"
 
 
-async def _start(sandbox: AsyncSandbox, work: str, script: str) -> int:
-    await shell(sandbox, f"mkdir -m 700 -- {shlex.quote(work)}")
-    started = await sandbox.commands.start(f"exec bash -c {shlex.quote(script)} > /dev/null 2>&1")
-    return started.pid
+async def _wait(sandbox: AsyncSandbox, work: str, ready: Callable[[set[str]], bool]) -> set[str]:
+    """The names in ``work`` once ``ready`` says so, polled through the agent (no process per look).
+
+    InvalidInputError when nothing happens for HELPER_SILENCE_S (the helper is stuck or gone).
+    """
+    delay, deadline = 0.001, time.monotonic() + HELPER_SILENCE_S
+    while True:
+        try:
+            names = {entry.name for entry in await sandbox.files.list(work)}
+        except FileOperationError as exc:
+            if exc.code != "not_found":
+                raise
+            names = None  # the helper has not made its directory yet
+        if names is not None and ready(names):
+            return names
+        if time.monotonic() > deadline:
+            raise InvalidInputError(f"the archiving helper in the sandbox made no progress for {HELPER_SILENCE_S:g} s")
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.02)
 
 
-async def _finish(sandbox: AsyncSandbox, work: str, pid: int) -> tuple[int, str, str]:
-    """(tar's exit status, "files bytes" counted, tar's messages), once the helper ``pid`` is done."""
-    w = shlex.quote(work)
-    output = await shell(sandbox, f"until [ -e {w}/tar.status ]; do kill -0 {pid} 2>/dev/null || break; {_POLL}; "
-                                  f"done; cat {w}/tar.status 2>/dev/null || echo 2; cat {w}/files 2>/dev/null || "
-                                  f"echo 0 0 0; tail -c 1500 {w}/err 2>/dev/null")
-    status, files, error = (output.split("\n", 2) + ["", ""])[:3]
-    return int(status.strip() or 2), files, error.strip()
+async def _text(sandbox: AsyncSandbox, work: str, name: str) -> str:
+    return (await sandbox.files.read(f"{work}/{name}"))[-1500:].decode("utf-8", "replace").strip()
 
 
-async def _clean(sandbox: AsyncSandbox, work: str, pid: int) -> None:
-    """Stop the helper (if it still runs) and remove its directory, whatever happened."""
-    script = f"kill -- -{pid} 2>/dev/null; kill {pid} 2>/dev/null; rm -rf -- {shlex.quote(work)}"
+async def _clean(sandbox: AsyncSandbox, work: str, pid: int | None) -> None:
+    """Stop the helper ``pid`` if it may still run, and remove its directory, whatever happened."""
     with contextlib.suppress(Exception):  # a sandbox that broke meanwhile has nothing left to clean
-        await asyncio.shield(shell(sandbox, script))
+        if pid is not None:
+            await asyncio.shield(shell(sandbox, f"kill -- -{pid} 2>/dev/null; kill {pid} 2>/dev/null; true"))
+        await asyncio.shield(sandbox.files.remove(work, recursive=True))
