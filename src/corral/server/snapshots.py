@@ -20,6 +20,7 @@ from pathlib import Path
 
 from corral.backends import registry
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
+from corral.server.blobs import storage_error
 from corral.server.lifecycle import SandboxState
 from corral.server.records import require_state, snapshot_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
@@ -78,9 +79,12 @@ class SnapshotService:
             except BaseException as exc:
                 live.pausing = False
                 shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
-                if isinstance(exc, CorralError):
+                error = storage_error(exc, "saving the snapshot") if isinstance(exc, OSError) else exc
+                if isinstance(error, CorralError):
                     with contextlib.suppress(CorralError):  # the record may be what failed (a full disk)
-                        service.records.note(sandbox_id, "pause_failed", f"pause failed: {exc}")
+                        service.records.note(sandbox_id, "pause_failed", f"pause failed: {error}")
+                if error is not exc:
+                    raise error from exc
                 raise
             service.live.pop(sandbox_id, None)
             await live.sandbox.close()
