@@ -37,6 +37,12 @@ def _post_raw(api: httpx.Client, path: str, body: object) -> httpx.Response:
     return api.post(path, content=json.dumps(body).encode(), headers={"content-type": "application/json"})
 
 
+def _command_output(api: httpx.Client, sandbox_id: str, cmd: str) -> str:
+    result = api.post(f"/sandboxes/{sandbox_id}/commands", json={"cmd": cmd}).json()
+    assert result["exit_code"] == 0, result
+    return result["stdout"]
+
+
 def _running(api: httpx.Client) -> int:
     return api.get("/health").json()["sandboxes_running"]
 
@@ -77,7 +83,15 @@ def test_file_names_that_are_not_utf8_are_listed_safely(server: ServerProcess, a
         # the Python client gives the same name in both modes: Python's surrogateescape form
         hosted = Sandbox.connect(sandbox_id, server=server.url, api_key=server.key)
         assert {entry.name for entry in hosted.files.list("odd")} == {"\udcff\udcfe", "plain.txt"}
-        # the directory holding it can still be removed through the file API
+        # and the file API addresses it: its bytes percent-encoded over HTTP, the same name from Python
+        raw = httpx.get(f"{server.url}/v1/sandboxes/{sandbox_id}/files?path=odd/%FF%FE",
+                        headers={"Authorization": f"Bearer {server.key}"})
+        assert raw.status_code == 200 and raw.content == b""
+        hosted.files.write("odd/\udcff\udcfe", b"written back")
+        assert hosted.files.read("odd/\udcff\udcfe") == b"written back"
+        assert _command_output(api, sandbox_id, "cat $'odd/\\xff\\xfe'") == "written back"
+        hosted.files.remove("odd/\udcff\udcfe")
+        assert {entry.name for entry in hosted.files.list("odd")} == {"plain.txt"}
         assert api.delete(f"/sandboxes/{sandbox_id}/files", params={"path": "odd", "recursive": "true"}).status_code == 204
     finally:
         api.delete(f"/sandboxes/{sandbox_id}")
