@@ -10,7 +10,8 @@ The archive never passes through the sandbox's disk whole, nor through the
 server's memory: in the sandbox, a producer cuts tar's output into numbered
 chunk files in a private directory under ``/tmp`` and waits while two are
 unread; the server reads each chunk (one file operation), stores it as a blob
-and removes it. A restore runs the reverse: the server writes chunk files, a
+and removes it, watching the directory through the agent's file operations
+(no process per look). A restore runs the reverse: the server writes chunk files, a
 consumer in the sandbox feeds them in order to ``tar --extract``. At most
 three chunks are in ``/tmp`` at once (its own tmpfs, as large as the disk
 limit), and a chunk is at most an eighth of the disk limit, so both fit in any
