@@ -14,6 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from corral.sandbox import AsyncSandbox
+from corral.server.blobs import BlobStore
+from corral.server.snapshot_steps import FilesStep
 from serverprocess import ServerProcess
 
 pytestmark = pytest.mark.sandbox
@@ -95,3 +98,23 @@ def test_a_path_too_long_to_restore_is_refused_and_the_sandbox_keeps_running(fre
         assert api.get(f"/sandboxes/{sandbox_id}").json()["state"] == "running"
         assert _command(api, sandbox_id, "echo still here") == "still here\n"
         api.delete(f"/sandboxes/{sandbox_id}")
+
+
+async def test_a_part_of_the_older_format_still_restores(tmp_path):
+    """Snapshots and layers stored before tar archives (one blob per file) restore; bounded commands
+    for any number of directories (640 nested ones here, once over the protocol's code limit)."""
+    blobs = BlobStore(tmp_path / "blobs")
+    deep = "/".join(["deep", *(f"n{index:04d}" for index in range(1, 640))])
+    entries = [{"path": "/".join(deep.split("/")[:depth]), "kind": "dir", "mode": 0o755} for depth in range(1, 641)]
+    entries[0]["mode"] = 0o700
+    entries += [
+        {"path": f"{deep}/leaf.txt", "kind": "file", "mode": 0o640, "digest": blobs.put(b"bottom"), "size": 6},
+        {"path": "notes.txt", "kind": "file", "mode": 0o600, "digest": blobs.put(b"kept"), "size": 4},
+        {"path": "link", "kind": "symlink", "target": "notes.txt"},
+    ]
+    async with AsyncSandbox("python") as sandbox:
+        await FilesStep().restore(sandbox, blobs, {"root": "/home/user", "entries": entries})
+        result = await sandbox.commands.run(f"cat {deep}/leaf.txt link; stat -c %a deep {deep}/leaf.txt notes.txt; "
+                                            "find deep -type d | wc -l")
+    assert result.stdout.split() == ["bottomkept700", "640", "600", "640"], result  # cat adds no newline
+    assert FilesStep.digests({"entries": entries}) == [entries[-3]["digest"], entries[-2]["digest"]]
