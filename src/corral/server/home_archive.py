@@ -22,6 +22,7 @@ limit, twice, plus tar's headers) is refused before anything stops.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import itertools
 import secrets
@@ -42,6 +43,13 @@ HEADER_ALLOWANCE_BYTES = 16 * 1024 * 1024
 #: tar's exit statuses a capture accepts: 1 is "a file changed as we read it" (user code kept writing).
 _CAPTURE_OK = frozenset({0, 1})
 _POLL = "sleep 0.005"
+_CREATE = "tar --create --sparse --numeric-owner --file=-"
+_EXTRACT = "tar --extract --preserve-permissions --no-same-owner --file=-"
+#: Prints "regular files, their bytes (a hard link once), longest path" of the current directory.
+_COUNT = ("find . -xdev -printf '%y %i %s %p\\0' | LC_ALL=C mawk 'BEGIN { RS = \"\\0\" } "
+          '{ p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", p); if (length(p) > m) m = length(p); '
+          'if ($1 == "f") { n++; if (!seen[$2]++) b += $3 } } '
+          "END { printf \"%d %.0f %d\\n\", n, b, m }'")
 #: A helper that shows no progress this long is taken as stuck.
 HELPER_SILENCE_S = 120.0
 #: Longest path a restore can create (Linux's PATH_MAX, less its terminating NUL).
@@ -65,16 +73,38 @@ async def capture(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> dict:
     InvalidInputError (the sandbox is left as it was) if tar fails, the archive passes
     :func:`archive_bound`, or a path is too long to restore.
     """
+    return await _capture_small(sandbox, blobs, root) or await _capture_chunked(sandbox, blobs, root)
+
+
+async def _capture_small(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> dict | None:
+    """Most homes: the whole archive in one command's output (base64); None when it does not fit there."""
+    limit = min(chunk_bytes(sandbox), sandbox.spec.limits.stdout_limit // 4 * 3 - 4096)
+    if limit < MIN_CHUNK_BYTES:
+        return None
+    script = (f"cd {shlex.quote(root)} || exit 1; counts=$({_COUNT}); set -o pipefail; "
+              f"data=$({_CREATE} . | head -c {limit + 1} | base64 -w0); status=$?; "
+              f'printf "%s %s\\n%s" "$status" "$counts" "$data"')
+    result = await sandbox.commands.run(script, timeout=HELPER_SILENCE_S)
+    if not result.ok or result.stdout_truncated:
+        return None
+    summary, _, encoded = result.stdout.partition("\n")
+    status, file_count, file_bytes, longest = (int(part) for part in summary.split())
+    data = base64.b64decode(encoded)
+    if len(data) > limit:
+        return None  # tar was cut short (SIGPIPE): the chunked way takes it
+    _check(root, status, longest, result.stderr.strip()[-1500:])
+    chunks = [await asyncio.to_thread(blobs.put, data)] if data else []
+    return {"chunks": chunks, "size": len(data), "file_count": file_count, "file_bytes": file_bytes}
+
+
+async def _capture_chunked(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> dict:
+    """Any home: tar's output cut into chunk files under /tmp by a helper, read and removed one by one."""
     work, chunk, bound = _work_dir(), chunk_bytes(sandbox), archive_bound(sandbox)
     w = shlex.quote(work)
     producer = (
         f"mkdir -m 700 {w} || exit 1; cd {shlex.quote(root)} || {{ echo 2 0 0 0 > {w}/d; mv {w}/d {w}/done; exit; }}; "
-        # counted while tar runs (two cores): regular files, their bytes (a hard link once), the longest path
-        f"( find . -xdev -printf '%y %i %s %p\\0' | LC_ALL=C mawk 'BEGIN {{ RS = \"\\0\" }} "
-        f'{{ p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", p); if (length(p) > m) m = length(p); '
-        f'if ($1 == "f") {{ n++; if (!seen[$2]++) b += $3 }} }} '
-        f"END {{ printf \"%d %.0f %d\\n\", n, b, m }}' > {w}/counts ) & counting=$!; "
-        f"( tar --create --sparse --numeric-owner --file=- . 2> {w}/err; echo $? > {w}/tar.status ) | ( i=0; "
+        f"( {_COUNT} > {w}/counts ) & counting=$!; "  # counted while tar runs (two cores)
+        f"( {_CREATE} . 2> {w}/err; echo $? > {w}/tar.status ) | ( i=0; "
         f"while :; do while [ -e {w}/c.$((i - 2)) ]; do {_POLL}; done; "
         f"head -c {chunk} > {w}/t && n=$(stat -c %s {w}/t) && mv {w}/t {w}/c.$i || break; "
         f'[ "$n" -lt {chunk} ] && break; i=$((i + 1)); done ); wait $counting; '
@@ -105,26 +135,38 @@ async def capture(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> dict:
         await _wait(sandbox, work, lambda names: "done" in names)
         finished = True
         status, file_count, file_bytes, longest = (int(part) for part in (await _text(sandbox, work, "done")).split())
-        if status not in _CAPTURE_OK:
-            raise InvalidInputError(f"cannot pause: archiving the home directory failed (tar exit {status}): "
-                                    f"{await _text(sandbox, work, 'err')}")
-        if len(root) + longest > MAX_PATH_BYTES:  # tar archives such a path but cannot extract it
-            raise InvalidInputError(f"cannot pause: a path under {root} is {len(root) + longest} bytes long, over "
-                                    f"the {MAX_PATH_BYTES} bytes a restore can create; shorten it first")
+        _check(root, status, longest, await _text(sandbox, work, "err") if status not in _CAPTURE_OK else "")
         return {"chunks": digests, "size": size, "file_count": file_count, "file_bytes": file_bytes}
     finally:
         await _clean(sandbox, work, None if finished else pid)
 
 
+def _check(root: str, status: int, longest: int, error: str) -> None:
+    """Refuse a capture tar failed, or one with a path too long to restore (InvalidInputError)."""
+    if status not in _CAPTURE_OK:
+        raise InvalidInputError(f"cannot pause: archiving the home directory failed (tar exit {status}): {error}")
+    if len(root) + longest > MAX_PATH_BYTES:  # tar archives such a path but cannot extract it
+        raise InvalidInputError(f"cannot pause: a path under {root} is {len(root) + longest} bytes long, over "
+                                f"the {MAX_PATH_BYTES} bytes a restore can create; shorten it first")
+
+
 async def restore(sandbox: AsyncSandbox, blobs: BlobStore, root: str, chunks: list[str]) -> None:
     """Extract the archive of :func:`capture` (its chunk digests, in order) into ``root``."""
+    if len(chunks) <= 1:  # most homes: one command, the archive on its stdin
+        archive = await asyncio.to_thread(blobs.get, chunks[0]) if chunks else b""
+        result = await sandbox.commands.run(f"cd {shlex.quote(root)} && {_EXTRACT}", stdin=archive,
+                                            timeout=HELPER_SILENCE_S)
+        if not result.ok:
+            raise InvalidInputError(f"restoring the home directory failed (tar exit {result.exit_code}): "
+                                    f"{result.stderr.strip()[-1500:]}")
+        return
     work = _work_dir()
     w = shlex.quote(work)
     consumer = (
         f"mkdir -m 700 {w} || exit 1; cd {shlex.quote(root)} || {{ echo 2 > {w}/d; mv {w}/d {w}/done; exit; }}; "
         f"( i=0; while :; do until [ -e {w}/c.$i ] || [ -e {w}/end ]; do {_POLL}; done; [ -e {w}/c.$i ] || break; "
         f"cat {w}/c.$i || exit 1; rm -f {w}/c.$i; i=$((i + 1)); done ) | "
-        f"tar --extract --preserve-permissions --no-same-owner --file=- 2> {w}/err; "
+        f"{_EXTRACT} 2> {w}/err; "
         f"echo $? > {w}/d && mv {w}/d {w}/done"
     )
     pid = (await sandbox.commands.start(f"exec > /dev/null 2>&1; {consumer}")).pid
