@@ -7,7 +7,9 @@ does exactly that (``--sparse``; hard links and long names are part of the
 format), so the home is captured as one archive made *inside* the sandbox.
 
 The archive never passes through the sandbox's disk whole, nor through the
-server's memory: in the sandbox, a producer cuts tar's output into numbered
+server's memory. Most homes' archives fit one command's output (base64) and
+come back in one command; a restore of one chunk is one command reading it on
+stdin. Any other size goes the chunked way: in the sandbox, a producer cuts tar's output into numbered
 chunk files in a private directory under ``/tmp`` and waits while two are
 unread; the server reads each chunk (one file operation), stores it as a blob
 and removes it, watching the directory through the agent's file operations
@@ -45,11 +47,14 @@ _CAPTURE_OK = frozenset({0, 1})
 _POLL = "sleep 0.005"
 _CREATE = "tar --create --sparse --numeric-owner --file=-"
 _EXTRACT = "tar --extract --preserve-permissions --no-same-owner --file=-"
-#: Prints "regular files, their bytes (a hard link once), longest path" of the current directory.
-_COUNT = ("find . -xdev -printf '%y %i %s %p\\0' | LC_ALL=C mawk 'BEGIN { RS = \"\\0\" } "
-          '{ p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ /, "", p); if (length(p) > m) m = length(p); '
-          'if ($1 == "f") { n++; if (!seen[$2]++) b += $3 } } '
-          "END { printf \"%d %.0f %d\\n\", n, b, m }'")
+#: Prints "regular files, their bytes (a hard link once), longest path, archive size estimate" of the
+#: current directory (the estimate: a header per entry, a long name's extra blocks, allocated data).
+_COUNT = ("find . -xdev -printf '%y %i %s %b %p\\0' | LC_ALL=C mawk 'BEGIN { RS = \"\\0\" } "
+          '{ p = $0; sub(/^[^ ]+ [^ ]+ [^ ]+ [^ ]+ /, "", p); l = length(p); if (l > m) m = l; '
+          "e += 512; if (l > 99) e += 512 + int((l + 511) / 512) * 512; "
+          'if ($1 == "f") { n++; if (!seen[$2]++) { b += $3; d = $4 * 512; '
+          "e += int(((d < $3 ? d : $3) + 511) / 512) * 512 } } } "
+          "END { printf \"%d %.0f %d %.0f\\n\", n, b, m, e + 10240 }'")
 #: A helper that shows no progress this long is taken as stuck.
 HELPER_SILENCE_S = 120.0
 #: Longest path a restore can create (Linux's PATH_MAX, less its terminating NUL).
@@ -81,14 +86,15 @@ async def _capture_small(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -> 
     limit = min(chunk_bytes(sandbox), sandbox.spec.limits.stdout_limit // 4 * 3 - 4096)
     if limit < MIN_CHUNK_BYTES:
         return None
-    script = (f"cd {shlex.quote(root)} || exit 1; counts=$({_COUNT}); set -o pipefail; "
+    script = (f"cd {shlex.quote(root)} || exit 1; counts=$({_COUNT}); set -- $counts; "
+              f'[ "$4" -le {limit} ] || exit 3; set -o pipefail; '  # too big for one answer: no tar here
               f"data=$({_CREATE} . | head -c {limit + 1} | base64 -w0); status=$?; "
               f'printf "%s %s\\n%s" "$status" "$counts" "$data"')
     result = await sandbox.commands.run(script, timeout=HELPER_SILENCE_S)
     if not result.ok or result.stdout_truncated:
         return None
     summary, _, encoded = result.stdout.partition("\n")
-    status, file_count, file_bytes, longest = (int(part) for part in summary.split())
+    status, file_count, file_bytes, longest, _ = (int(part) for part in summary.split())
     data = base64.b64decode(encoded)
     if len(data) > limit:
         return None  # tar was cut short (SIGPIPE): the chunked way takes it
@@ -102,13 +108,14 @@ async def _capture_chunked(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -
     work, chunk, bound = _work_dir(), chunk_bytes(sandbox), archive_bound(sandbox)
     w = shlex.quote(work)
     producer = (
-        f"mkdir -m 700 {w} || exit 1; cd {shlex.quote(root)} || {{ echo 2 0 0 0 > {w}/d; mv {w}/d {w}/done; exit; }}; "
+        f"mkdir -m 700 {w} || exit 1; "
+        f"cd {shlex.quote(root)} || {{ echo 2 0 0 0 0 > {w}/d; mv {w}/d {w}/done; exit; }}; "
         f"( {_COUNT} > {w}/counts ) & counting=$!; "  # counted while tar runs (two cores)
         f"( {_CREATE} . 2> {w}/err; echo $? > {w}/tar.status ) | ( i=0; "
         f"while :; do while [ -e {w}/c.$((i - 2)) ]; do {_POLL}; done; "
         f"head -c {chunk} > {w}/t && n=$(stat -c %s {w}/t) && mv {w}/t {w}/c.$i || break; "
         f'[ "$n" -lt {chunk} ] && break; i=$((i + 1)); done ); wait $counting; '
-        f'echo "$(cat {w}/tar.status 2>/dev/null || echo 2) $(cat {w}/counts 2>/dev/null || echo 0 0 0)" > {w}/d '
+        f'echo "$(cat {w}/tar.status 2>/dev/null || echo 2) $(cat {w}/counts 2>/dev/null || echo 0 0 0 0)" > {w}/d '
         f"&& mv {w}/d {w}/done"
     )
     pid = (await sandbox.commands.start(f"exec > /dev/null 2>&1; {producer}")).pid
@@ -134,7 +141,8 @@ async def _capture_chunked(sandbox: AsyncSandbox, blobs: BlobStore, root: str) -
                 break
         await _wait(sandbox, work, lambda names: "done" in names)
         finished = True
-        status, file_count, file_bytes, longest = (int(part) for part in (await _text(sandbox, work, "done")).split())
+        done = await _text(sandbox, work, "done")
+        status, file_count, file_bytes, longest, _ = (int(part) for part in done.split())
         _check(root, status, longest, await _text(sandbox, work, "err") if status not in _CAPTURE_OK else "")
         return {"chunks": digests, "size": size, "file_count": file_count, "file_bytes": file_bytes}
     finally:
