@@ -175,3 +175,24 @@ def test_a_record_written_before_the_fix_still_lists(server: ServerProcess, api:
     listed = api.get("/sandboxes")
     assert listed.status_code == 200, listed.text
     assert {"k": "x\ufffd"} in [info["metadata"] for info in listed.json()]
+
+
+def test_query_bytes_that_are_not_utf8_never_give_a_5xx(server: ServerProcess, api: httpx.Client):
+    """Percent-encoded bytes of a surrogate (CESU-8) or of no character at all, in every query parameter."""
+    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    sandbox_id = api.post("/sandboxes", json={}).json()["id"]
+    auth = {"Authorization": f"Bearer {server.key}"}
+    checked = 0
+    try:
+        for operation in (result.ok() for result in schema.get_all_operations()):
+            names = [parameter.name for parameter in operation.query]
+            path = operation.path.replace("{sandbox_id}", sandbox_id).replace("{snapshot_id}", "snap_none")
+            for name in names:
+                for raw in ("%ED%A0%80", "%FF%FE", "a%00b"):
+                    response = httpx.request(operation.method.upper(), f"{server.url}{path}?{name}={raw}",
+                                             headers=auth, timeout=60)
+                    assert response.status_code < 500, (operation.method, path, name, raw, response.text)
+                    checked += 1
+    finally:
+        api.delete(f"/sandboxes/{sandbox_id}")
+    assert checked >= 20
