@@ -128,7 +128,8 @@ def test_every_operation_refuses_lone_surrogates(server: ServerProcess, api: htt
     snapshot_id = api.post(f"/sandboxes/{snapshot_source}/pause").json()["id"]
     ids = {"sandbox_id": sandbox_id, "snapshot_id": snapshot_id}
     auth = {"Authorization": f"Bearer {server.key}"}
-    tried, failures = 0, []
+    tried: set[str] = set()
+    failures = []
     try:
         for operation in (result.ok() for result in schema.get_all_operations()):
             if operation.body is None or not len(operation.body):
@@ -137,9 +138,8 @@ def test_every_operation_refuses_lone_surrogates(server: ServerProcess, api: htt
 
             @given(case=operation.as_strategy(GenerationMode.POSITIVE, path_parameters=wanted),
                    choice=st.integers(min_value=0, max_value=40))
-            @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
             def check(case, choice):
-                nonlocal tried
                 if not isinstance(case.body, dict):
                     return
                 body, replaced = _with_surrogate(case.body, choice)
@@ -149,7 +149,7 @@ def test_every_operation_refuses_lone_surrogates(server: ServerProcess, api: htt
                 response = httpx.request(operation.method.upper(), server.url + path, params=case.query,
                                          content=json.dumps(body).encode(), timeout=60,
                                          headers={"content-type": "application/json", **auth})
-                tried += 1
+                tried.add(f"{operation.method.upper()} {operation.path}")
                 if response.status_code != 422 or "lone surrogate" not in response.text:
                     failures.append(f"{operation.method.upper()} {path} {body!r}: {response.status_code} "
                                     f"{response.text[:300]}")
@@ -158,7 +158,7 @@ def test_every_operation_refuses_lone_surrogates(server: ServerProcess, api: htt
     finally:
         for info in api.get("/sandboxes", params={"state": "running"}).json():
             api.delete(f"/sandboxes/{info['id']}")
-    assert tried >= 20
+    assert len(tried) >= 4, tried  # create, runs, commands, templates at least (some bodies hold no string)
     assert not failures, "\n".join(failures[:10])
 
 
