@@ -28,7 +28,8 @@ from pathlib import Path
 import httpx
 
 from corral.client import HostedSandbox
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
+from corral.server.state_dir import open_state_dir
 from corral.server.keys import KeyStore
 
 TEMPLATE = {
@@ -42,7 +43,7 @@ TEMPLATE = {
 
 def start_server(state: Path, *options: str) -> tuple[subprocess.Popen, str, str]:
     """``corral serve`` on a free loopback port, with one API key."""
-    database = Database(state / DB_FILE)
+    database = Database(open_state_dir(state).database)
     _, key = KeyStore(database).create("bench")
     database.close()
     with socket.socket() as probe:

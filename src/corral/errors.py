@@ -13,7 +13,8 @@
     │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
     │   ├── ProtocolError              the agent broke the protocol: a bug, report it
     │   ├── AuthenticationError        a corral server refused the credentials (or this sandbox to them)
-    │   └── NotFoundError              no such sandbox, snapshot or template (for these credentials)
+    │   ├── NotFoundError              no such sandbox, snapshot or template (for these credentials)
+    │   └── StorageFullError           a corral server's data disk is full: nothing was recorded
     ├── PackageInstallError        the package installer failed: its output is in .result
     ├── SandboxClosedError         you closed it (or it was torn down): open a new one
     └── FileOperationError         a file operation failed inside the sandbox (also an OSError)
@@ -64,6 +65,10 @@ class AuthenticationError(PermanentError):
 
 class NotFoundError(PermanentError):
     """No such sandbox, snapshot or template, as far as these credentials can see."""
+
+
+class StorageFullError(PermanentError):
+    """A corral server's data disk is full (HTTP 507): nothing was recorded and nothing is left half-written."""
 
 
 class OutcomeUnknownError(CorralError):
@@ -119,5 +124,6 @@ __all__ = [
     "SandboxClosedError",
     "SandboxCrashedError",
     "SandboxStartError",
+    "StorageFullError",
     "TransientError",
 ]

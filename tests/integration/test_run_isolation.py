@@ -145,7 +145,7 @@ print("LEFT", marker)
 def test_a_thread_whose_leader_exited_dies_with_its_run(isolation_level):
     """Finding 13.1: the thread of an exited (zombie) leader survived the reset and spied on the next run."""
     marker = uuid.uuid4().hex
-    probe = f"""
+    probe = """
 import os
 mine = [p for p in os.listdir('/proc') if p.isdigit()]
 spies = [name for name in os.listdir('/home/user') if name.startswith('spy-')]

@@ -7,14 +7,16 @@ import sqlite3
 import time
 
 import pytest
+from pydantic import BaseModel
 
 from corral import errors
+from corral.server.app import ServerConfig, create_app
 from corral.server.blobs import BlobStore
 from corral.server.database import SCHEMA_VERSION, Database
 from corral.server.errors_http import rebuild, status_of
 from corral.server.keys import KeyStore, new_sandbox_token, split
 from corral.server.lifecycle import TRANSITIONS, SandboxState, allowed
-from corral.server.schemas import CreateSandbox
+from corral.server.schemas import CreateSandbox, RequestModel
 
 
 def test_database_is_migrated_once_and_refuses_a_newer_schema(tmp_path):
@@ -109,3 +111,41 @@ def test_blob_collection_keeps_referenced_and_recent_blobs(tmp_path):
     os.utime(store.path(kept), (old, old))
     store.put(b"kept")  # storing it again refreshes it: a pause in progress protects what it references
     assert store.collect(set(), grace_s=3600) == (0, 0)
+
+
+def test_every_request_body_refuses_strings_that_are_not_unicode(tmp_path):
+    """Every route's body model is a RequestModel, so a new route cannot forget the check."""
+    app = create_app(ServerConfig(tmp_path))
+    models: dict[str, list[type]] = {}
+    pending = [BaseModel]
+    while pending:
+        for sub in pending.pop().__subclasses__():
+            models.setdefault(sub.__name__, []).append(sub)
+            pending.append(sub)
+    bodies = {}
+    for path, operations in app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            schema = operation.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
+            if schema is not None:
+                ref = schema.get("$ref") or next(item["$ref"] for item in schema["anyOf"] if "$ref" in item)
+                bodies[f"{method} {path}"] = ref.rsplit("/", 1)[1]
+    assert len(bodies) >= 5
+    for where, name in bodies.items():
+        assert all(issubclass(model, RequestModel) for model in models[name]), where
+    with pytest.raises(ValueError, match="lone surrogate"):
+        CreateSandbox.model_validate({"metadata": {"k": "\ud800"}})
+    app.state.service.db.close()
+
+
+def test_a_failed_blob_batch_removes_only_what_it_alone_created(tmp_path):
+    store = BlobStore(tmp_path / "blobs")
+    shared = store.put(b"stored before")
+    with pytest.raises(RuntimeError):
+        with store.batch() as batch:
+            mine, again, also = batch.put(b"only mine"), batch.put(b"stored before"), batch.put(b"also stored by another")
+            store.put(b"also stored by another")  # another writer stores the same content meanwhile
+            raise RuntimeError("the pause failed")
+    assert again == shared and store.has(shared) and store.has(also) and not store.has(mine)
+    with store.batch() as batch:
+        kept = batch.put(b"a pause that succeeded")
+    assert store.has(kept) and not list((tmp_path / "blobs").rglob(".tmp-*"))

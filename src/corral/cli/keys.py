@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from corral.server.database import DB_FILE, Database, default_state_dir
+from corral.server.database import Database, default_state_dir
 from corral.server.keys import SCOPES, KeyStore
+from corral.server.state_dir import open_state_dir
 
 app = typer.Typer(help="Manage the API keys of a corral server.", no_args_is_help=True)
 
@@ -17,7 +18,7 @@ DataDir = Annotated[Optional[Path], typer.Option(help="The server's state direct
 
 
 def _store(data_dir: Path | None) -> KeyStore:
-    return KeyStore(Database((data_dir or default_state_dir()) / DB_FILE))
+    return KeyStore(Database(open_state_dir(data_dir or default_state_dir()).database))
 
 
 @app.command("create")

@@ -10,6 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from corral.backends import registry
+from corral.errors import CorralError
 from corral.server.database import default_state_dir
 
 
@@ -37,6 +39,12 @@ def serve(
     sandbox_fusion_no_auth: Annotated[
         bool, typer.Option(help="Let SandboxFusion's /run_code run without credentials (loopback binds only).")
     ] = False,
+    header_timeout: Annotated[
+        float, typer.Option(min=0.1, help="Seconds a client has to send a request's headers (then it is cut off).")
+    ] = 10.0,
+    metrics_auth: Annotated[
+        bool, typer.Option("--metrics-auth/--public-metrics", help="Whether /metrics needs an API key.")
+    ] = True,
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")] = "info",
 ) -> None:
     """Serve sandboxes over HTTP. On first start, creates and prints an API key."""
@@ -44,6 +52,7 @@ def serve(
 
     from corral.server.app import ServerConfig, create_app  # noqa: PLC0415
     from corral.server.routes.sandbox_fusion import RedactKeyInPath  # noqa: PLC0415
+    from corral.server.http_protocol import with_header_deadline  # noqa: PLC0415
 
     if sandbox_fusion_no_auth and not _loopback(host):
         typer.echo(f"corral: --sandbox-fusion-no-auth is refused on {host}: bind a loopback address "
@@ -54,11 +63,17 @@ def serve(
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s %(message)s"))
     corral_log.addHandler(handler)
+    try:  # at start, not at the first create: a host where no sandbox can start is refused now
+        registry.resolve(isolation)
+    except CorralError as exc:
+        sys.stderr.write(f"corral serve: cannot start sandboxes here: {exc}\n")
+        raise typer.Exit(2) from None
     config = ServerConfig(data_dir or default_state_dir(), max_sandboxes_per_key=max_sandboxes_per_key,
                           max_streams=max_streams, isolation=isolation, reap_interval_s=reap_interval,
                           warm_per_template=warm, blob_grace_s=blob_grace,
                           max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown,
-                          batch_runs_per_key=batch_runs_per_key, sandbox_fusion_no_auth=sandbox_fusion_no_auth)
+                          batch_runs_per_key=batch_runs_per_key, sandbox_fusion_no_auth=sandbox_fusion_no_auth,
+                          public_metrics=not metrics_auth)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():
@@ -68,7 +83,7 @@ def serve(
                          f"export CORRAL_API_KEY={key}\n")
         sys.stderr.flush()
     logging.getLogger("uvicorn.access").addFilter(RedactKeyInPath())  # a sandbox-fusion key in a path stays out of logs
-    uvicorn.run(app, host=host, port=port, log_level=log_level)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, http=with_header_deadline(header_timeout))
 
 
 def _loopback(host: str) -> bool:

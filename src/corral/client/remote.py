@@ -39,6 +39,7 @@ from corral.server.schemas import (
     CommandRequest,
     CreatedSandbox,
     CreateSandbox,
+    ListedFile,
     LogEvent,
     ResumeSnapshot,
     RunRequest,
@@ -181,20 +182,18 @@ class RemoteTransport(Transport):
         raise OutcomeUnknownError("the stream from the corral server ended without a result")
 
     async def write_file(self, sandbox_id: str, path: str, data: bytes, mode: int) -> int:
-        response = await self._call("PUT", f"/sandboxes/{sandbox_id}/files", params={"path": path, "mode": mode},
-                                    content=data)
+        response = await self._call("PUT", _files_route(sandbox_id, "", path, mode=mode), content=data)
         return response.json()["size"]
 
     async def read_file(self, sandbox_id: str, path: str) -> bytes:
-        return (await self._call("GET", f"/sandboxes/{sandbox_id}/files", params={"path": path})).content
+        return (await self._call("GET", _files_route(sandbox_id, "", path))).content
 
     async def list_files(self, sandbox_id: str, path: str) -> list[FileEntry]:
-        response = await self._call("GET", f"/sandboxes/{sandbox_id}/files/list", params={"path": path})
-        return [FileEntry.model_validate(item) for item in response.json()]
+        response = await self._call("GET", _files_route(sandbox_id, "/list", path))
+        return [ListedFile.model_validate(item).entry() for item in response.json()]
 
     async def remove_file(self, sandbox_id: str, path: str, recursive: bool) -> None:
-        await self._call("DELETE", f"/sandboxes/{sandbox_id}/files",
-                         params={"path": path, "recursive": "true" if recursive else "false"})
+        await self._call("DELETE", _files_route(sandbox_id, "", path, recursive="true" if recursive else "false"))
 
     async def pause(self, sandbox_id: str) -> SnapshotInfo:
         return SnapshotInfo.model_validate_json((await self._call("POST", f"/sandboxes/{sandbox_id}/pause")).content)
@@ -275,3 +274,13 @@ def _event(line: str) -> OutputEvent | ExecutionResult:
     if kind == "error":
         raise rebuild(item["error"]["type"], item["error"]["message"], item["error"].get("code"))
     raise ProtocolError(f"unknown event type {kind!r} from the server")
+
+
+def _files_route(sandbox_id: str, suffix: str, path: str, **params: object) -> str:
+    """A file route with its query. ``path`` goes as its bytes: a name that is not UTF-8, in Python's
+    surrogateescape form (as ``files.list`` gives it), reaches exactly that file."""
+    try:
+        raw = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"path {path!r} is not valid Unicode (a lone surrogate no byte stands for)") from None
+    return f"/sandboxes/{sandbox_id}/files{suffix}?{urllib.parse.urlencode({'path': raw, **params})}"

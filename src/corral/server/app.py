@@ -19,7 +19,9 @@ from starlette.exceptions import HTTPException
 import corral
 from corral.errors import CorralError
 from corral.protocol import wire
+from corral.server.auth import api_key
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
+from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
 from corral.server.batch import BatchConfig, BatchService
@@ -53,6 +55,8 @@ class ServerConfig:
     batch_runs_per_key: int = 8
     #: Let SandboxFusion's ``/run_code`` run without credentials (``corral serve`` allows it on loopback only).
     sandbox_fusion_no_auth: bool = False
+    #: Serve /metrics without credentials (by default it needs an API key, like the control plane).
+    public_metrics: bool = False
     service: ServiceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +85,7 @@ def create_app(config: ServerConfig) -> FastAPI:
             await batches.close()
             await service.close()
 
-    app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan,
+    app = FastAPI(title="corral", version=corral.__version__, lifespan=lifespan, default_response_class=UnicodeSafeJSON,
                   description="Sandboxes as a service: run untrusted code, keep files, pause and resume.")
     app.state.service = service
     app.state.snapshots = snapshots_service
@@ -93,7 +97,8 @@ def create_app(config: ServerConfig) -> FastAPI:
     for module in (sandboxes, execution, files, snapshots, templates, batch, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
     app.include_router(terminal.router, prefix="/v1")
-    app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query)])
+    metrics_guard = [] if config.public_metrics else [Depends(api_key)]
+    app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query), *metrics_guard])
     app.include_router(sandbox_fusion.router)
     _add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
@@ -114,7 +119,7 @@ async def _pause_all(snapshots: SnapshotService) -> None:
 
 def _error(status: int, type_name: str, message: str, code: str | None = None, headers=None) -> JSONResponse:
     body = ErrorBody(error=ErrorDetail(type=type_name, message=message, code=code))
-    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+    return UnicodeSafeJSON(body.model_dump(), status_code=status, headers=headers)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

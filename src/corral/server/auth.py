@@ -1,9 +1,10 @@
 """Who is calling: an API key (control plane) or a sandbox's access token (its data plane).
 
 Both come as ``Authorization: Bearer <credential>``. No or bad credentials:
-401. A valid token of another sandbox: 403. A key that does not own the
-sandbox: 404 (another owner's sandboxes are not disclosed). Secrets are
-compared by hash in constant time and never logged.
+401, and so is a token of a sandbox whose owning key was revoked. A valid
+token of another sandbox: 403. A key that does not own the sandbox: 404
+(another owner's sandboxes are not disclosed). Secrets are compared by hash
+in constant time and never logged.
 """
 
 from __future__ import annotations
@@ -62,10 +63,11 @@ def authorize_sandbox(service, credential: str, sandbox_id: str) -> Caller:
             raise _unauthorized("invalid or revoked API key")
         return Caller(owner)
     token_sandbox, secret = split(credential, TOKEN_PREFIX)
-    records = service.records
-    stored = records.token_hash(token_sandbox) if token_sandbox is not None else None
-    if stored is None or not matches(secret, stored):
+    record = service.records.token(token_sandbox) if token_sandbox is not None else None
+    if record is None or not matches(secret, record[0]):
         raise _unauthorized("invalid sandbox access token")
+    if not service.keys.active(record[1]):  # revoking a key revokes the tokens of its sandboxes
+        raise _unauthorized("the API key that owns this sandbox was revoked, and its access tokens with it")
     if token_sandbox != sandbox_id:
         raise HTTPException(403, "this access token belongs to another sandbox")
     return Caller(None, sandbox_id)

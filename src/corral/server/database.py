@@ -7,12 +7,15 @@ connection is shared by the event loop's thread; every statement is short.
 
 from __future__ import annotations
 
+import errno
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
+from corral.errors import StorageFullError
 from corral.host.runtime_dir import data_dir
 
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
@@ -99,6 +102,14 @@ class Database:
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
+        # created by us, readable by this user only (SQLite gives its -wal and -shm files the same mode)
+        try:
+            os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise StorageFullError(f"cannot create {path}: the disk is full") from exc
+            raise
+        os.chmod(path, 0o600)
         self.path = path
         self._lock = threading.RLock()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
@@ -122,20 +133,31 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error).
+
+        A full disk is a StorageFullError, and the transaction is rolled back: nothing is recorded.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
             try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException:
+                    if self._conn.in_transaction:
+                        with suppress(sqlite3.Error):
+                            self._conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                raise _translated(exc) from exc
 
     def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
         """Rows of one read."""
         with self._lock:
-            return self._conn.execute(sql, params).fetchall()
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise _translated(exc) from exc
 
     def version(self) -> int:
         """The schema version of the open file."""
@@ -145,3 +167,11 @@ class Database:
         """Close the connection."""
         with self._lock:
             self._conn.close()
+
+
+def _translated(exc: sqlite3.OperationalError) -> Exception:
+    """StorageFullError for SQLite's "database or disk is full", else ``exc``."""
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc):
+        return StorageFullError("the server's data disk is full: recording the change failed, so nothing was "
+                                "recorded; free space on it (delete snapshots or templates) and retry")
+    return exc

@@ -20,6 +20,7 @@ STATUS_BY_ERROR: list[tuple[type[CorralError], int]] = [
     (errors.TransientError, 503),
     (errors.OutcomeUnknownError, 502),
     (errors.ProtocolError, 502),
+    (errors.StorageFullError, 507),
     (errors.PermanentError, 503),
 ]
 

@@ -99,6 +99,10 @@ class KeyStore:
             return None
         return key_id if rows[0]["scope"] in (None, scope) else None
 
+    def active(self, key_id: str) -> bool:
+        """True when the key ``key_id`` exists and is not revoked."""
+        return bool(self.db.query("SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", (key_id,)))
+
     def any_active(self) -> bool:
         """True when at least one unscoped key can be used."""
         return bool(self.db.query("SELECT 1 FROM api_keys WHERE revoked_at IS NULL AND scope IS NULL LIMIT 1"))

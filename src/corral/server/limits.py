@@ -9,10 +9,9 @@ gets a 429 instead of a slot.
 
 from __future__ import annotations
 
-import json
-
 from starlette.exceptions import HTTPException
 
+from corral.server.json_answers import encode_json
 from corral.server.schemas import ErrorBody, ErrorDetail
 
 
@@ -86,4 +85,4 @@ class StreamSlots:
 
 def ndjson(value: object) -> bytes:
     """One NDJSON line."""
-    return json.dumps(value, separators=(",", ":")).encode() + b"\n"
+    return encode_json(value) + b"\n"

@@ -120,10 +120,10 @@ class Records:
         return [LogEvent(seq=row["seq"], sandbox_id=row["sandbox_id"], at=row["at"], kind=row["kind"],
                          state=SandboxState(row["state"]), message=row["message"]) for row in rows]
 
-    def token_hash(self, sandbox_id: str) -> str | None:
-        """The stored hash of the sandbox's access token, or None if there is no such sandbox."""
-        rows = self.db.query("SELECT token_hash FROM sandboxes WHERE id = ?", (sandbox_id,))
-        return rows[0]["token_hash"] if rows else None
+    def token(self, sandbox_id: str) -> tuple[str, str] | None:
+        """(stored hash of the sandbox's access token, its owner), or None if there is no such sandbox."""
+        rows = self.db.query("SELECT token_hash, owner FROM sandboxes WHERE id = ?", (sandbox_id,))
+        return (rows[0]["token_hash"], rows[0]["owner"]) if rows else None
 
     def manifest_digests(self) -> set[str]:
         """Manifests of every snapshot and built template (what blob collection must keep)."""

@@ -20,12 +20,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from corral.batch.items import BatchItem, parse_item
 from corral.batch.verdicts import BatchResult, CompileResult
 from corral.models import ExecutionResult
+from corral.server.schemas import RequestModel
 
 #: SandboxFusion's language names that this server runs, and corral's name for each.
 LANGUAGES = {"python": "python", "nodejs": "javascript", "bash": "shell", "cpp": "cpp"}
 
 
-class RunCodeRequest(BaseModel):
+class RunCodeRequest(RequestModel):
     """SandboxFusion's request (fields it has and corral does not use are accepted and ignored, as it does)."""
 
     model_config = ConfigDict(extra="ignore")

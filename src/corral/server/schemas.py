@@ -1,16 +1,22 @@
 """The HTTP API's request and response bodies (and what the service returns).
 
-Requests forbid unknown fields, so a typo is a 422 naming the field, not a
-silently ignored option.
+Every request body is a :class:`RequestModel`: it forbids unknown fields, so a
+typo is a 422 naming the field, not a silently ignored option, and it refuses
+strings that are not valid Unicode (lone surrogates, which JSON's ``\\ud800``
+escapes can carry but UTF-8 cannot), wherever they are: values, keys, nested
+models. Answers never carry them either (see :func:`listed_file` for names
+that are not UTF-8, and :mod:`corral.server.json_answers`).
 """
 
 from __future__ import annotations
 
+import base64
+import re
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
-from corral.models import Language, check_env
+from corral.models import FileEntry, Language, check_env
 from corral.protocol import wire
 from corral.server.lifecycle import SandboxState
 
@@ -27,8 +33,44 @@ Integer = Annotated[int, Strict()]
 Flag = Annotated[bool, Strict()]
 
 
-class _Request(BaseModel):
+#: A UTF-16 surrogate code point: never a character on its own.
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def unicode_problem(value: object, where: str = "") -> str | None:
+    """Where ``value`` (JSON data: str, list, dict) holds a string that is not valid Unicode, or None."""
+    if isinstance(value, str):
+        match = SURROGATE.search(value)
+        if match is None:
+            return None
+        return (f"{where or 'input'}: character {match.start()} is a lone surrogate "
+                f"(U+{ord(match.group()):04X}); strings must be valid Unicode")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = (unicode_problem(key, f"{where}.{SURROGATE.sub('?', str(key))}(key)".lstrip("."))
+                       or unicode_problem(item, f"{where}.{SURROGATE.sub('?', str(key))}".lstrip(".")))
+            if problem:
+                return problem
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            problem = unicode_problem(item, f"{where}.{index}".lstrip("."))
+            if problem:
+                return problem
+    return None
+
+
+class RequestModel(BaseModel):
+    """The base of every request body: unknown fields and strings that are not valid Unicode are refused."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: object) -> object:
+        problem = unicode_problem(data)
+        if problem:
+            raise ValueError(problem)
+        return data
 
 
 def _check_metadata(value: dict[str, str]) -> dict[str, str]:
@@ -42,7 +84,7 @@ def _check_metadata(value: dict[str, str]) -> dict[str, str]:
     return value
 
 
-class LimitsRequest(_Request):
+class LimitsRequest(RequestModel):
     """Resource limits of a new sandbox (see corral.Limits); omitted ones take the defaults."""
 
     timeout: Number | None = Field(default=None, gt=0, le=24 * 3600, description="default seconds per run")
@@ -52,7 +94,7 @@ class LimitsRequest(_Request):
     disk_mb: Integer | None = Field(default=None, ge=1, le=64 * 1024)
 
 
-class CreateSandbox(_Request):
+class CreateSandbox(RequestModel):
     """Create a sandbox from a template."""
 
     template: str = Field(default="python", min_length=1, max_length=128, description="template name or id")
@@ -66,7 +108,7 @@ class CreateSandbox(_Request):
     _env = field_validator("env")(check_env)
 
 
-class TemplateStep(_Request):
+class TemplateStep(RequestModel):
     """One build step: exactly one of run (a shell command), files, packages or env."""
 
     run: str | None = Field(default=None, min_length=1, max_length=64 * 1024)
@@ -96,7 +138,7 @@ class TemplateStep(_Request):
         return self
 
 
-class TemplateDefinition(_Request):
+class TemplateDefinition(RequestModel):
     """A template: a base plus build steps, an env, and an optional start_cmd and ready_cmd.
 
     Its id is the hash of everything but the name, so the same definition builds once.
@@ -129,13 +171,13 @@ class TemplateInfo(BaseModel):
     cached: bool = Field(default=False, description="True when an identical definition was already built")
 
 
-class SetTimeout(_Request):
+class SetTimeout(RequestModel):
     """Give a running sandbox ``timeout`` more seconds to live, counted from now."""
 
     timeout: Number = Field(gt=0, le=MAX_TTL_S)
 
 
-class ResumeSnapshot(_Request):
+class ResumeSnapshot(RequestModel):
     """Start a new sandbox that continues a snapshot."""
 
     timeout: Number = Field(default=DEFAULT_TTL_S, gt=0, le=MAX_TTL_S)
@@ -144,7 +186,7 @@ class ResumeSnapshot(_Request):
     _metadata = field_validator("metadata")(lambda value: None if value is None else _check_metadata(value))
 
 
-class RunRequest(_Request):
+class RunRequest(RequestModel):
     """Run code in the sandbox's session interpreter (state is kept between runs)."""
 
     code: str = Field(max_length=1024 * 1024)
@@ -157,7 +199,7 @@ class RunRequest(_Request):
     _env = field_validator("env")(check_env)
 
 
-class CommandRequest(_Request):
+class CommandRequest(RequestModel):
     """Run a shell command in a fresh process."""
 
     cmd: str = Field(min_length=1, max_length=1024 * 1024)
@@ -223,6 +265,36 @@ class Health(BaseModel):
     version: str
     isolation: list[str]
     sandboxes_running: int
+
+
+class ListedFile(FileEntry):
+    """A directory entry as the API shows it: ``name`` is always valid UTF-8.
+
+    A name that is not valid UTF-8 (user code can create any bytes) is shown with
+    U+FFFD in place of each undecodable byte, and ``name_bytes`` holds its exact
+    bytes, base64-encoded; it is null for every other name.
+    """
+
+    name_bytes: str | None = Field(default=None, description="base64 of the raw name when it is not valid UTF-8")
+
+    def entry(self) -> FileEntry:
+        """The Python API's entry: a name that is not UTF-8 comes back in Python's surrogateescape form."""
+        fields = self.model_dump(exclude={"name_bytes"})
+        if self.name_bytes is not None:
+            fields["name"] = base64.b64decode(self.name_bytes).decode("utf-8", "surrogateescape")
+        return FileEntry(**fields)
+
+
+def listed_file(entry: FileEntry) -> ListedFile:
+    """The API view of a directory entry (see :class:`ListedFile`)."""
+    if SURROGATE.search(entry.name) is None:
+        return ListedFile(**entry.model_dump())
+    try:  # the agent's names are surrogateescape-decoded bytes
+        raw = entry.name.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate no byte maps to: only a hostile agent sends those
+        raw = entry.name.encode("utf-8", "surrogatepass")
+    return ListedFile(**{**entry.model_dump(), "name": raw.decode("utf-8", "replace"),
+                         "name_bytes": base64.b64encode(raw).decode()})
 
 
 class ErrorDetail(BaseModel):

@@ -26,17 +26,20 @@ from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
 from corral.server.blobs import BlobStore
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
 from corral.server.keys import KeyStore, new_sandbox_token
 from corral.server.lifecycle import LIVE_STATES, SandboxState
 from corral.server.records import Records, require_state, sandbox_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
-from corral.server.snapshot_steps import FilesStep
+from corral.server.snapshot_steps import DEFAULT_STEPS, FilesStep
+from corral.server.state_dir import open_state_dir
 from corral.server.templates import ResolvedTemplate, TemplateStore, sandbox_env
 from corral.server.warm import WarmSandboxes
 
 log = logging.getLogger("corral.server")
 
+#: Snapshot steps by part name (what a manifest's parts reference).
+STEPS = {step.name: step for step in DEFAULT_STEPS}
 #: Pause between two tries of a template's ready_cmd.
 READY_POLL_S = 0.05
 
@@ -74,10 +77,11 @@ class SandboxService:
 
     def __init__(self, config: ServiceConfig):
         self.config = config
-        self.db = Database(config.data_dir / DB_FILE)
+        self.state = open_state_dir(config.data_dir)
+        self.db = Database(self.state.database)
         self.records = Records(self.db)
         self.keys = KeyStore(self.db)
-        self.blobs = BlobStore(config.data_dir / "blobs")
+        self.blobs = BlobStore(self.state.blobs)
         self.templates = TemplateStore(self.db)
         self.live: dict[str, LiveSandbox] = {}
         self.stats = {"created": 0, "start_failures": 0, "killed": 0, "expired": 0, "paused": 0, "resumed": 0,
@@ -119,7 +123,8 @@ class SandboxService:
             except (OSError, ValueError):
                 log.warning("manifest %s is missing or unreadable; collection skipped", digest)
                 return 0, 0
-            keep.update(entry["digest"] for entry in manifest["parts"]["files"]["entries"] if entry["kind"] == "file")
+            for name, part in manifest["parts"].items():
+                keep.update(STEPS[name].digests(part))
         removed, freed = await asyncio.to_thread(self.blobs.collect, keep, self.config.blob_grace_s)
         if removed:
             log.info("collected %d unreferenced blobs (%d bytes)", removed, freed)
@@ -168,7 +173,7 @@ class SandboxService:
         )
         release = self.reserve(owner)  # no await since the check: the count cannot have moved
         sandbox = None
-        try:
+        try:  # all or nothing: whatever fails once the sandbox started also stops it
             if self.warm is not None and restore is None and not request.env and not limits:
                 sandbox = await self.warm.take(template)
             if sandbox is None:
@@ -180,23 +185,26 @@ class SandboxService:
                     if restore is not None:
                         await restore(sandbox)
                     await self._start_services(sandbox, template, sandbox_id)
+            if not self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
+                                           f"running ({sandbox.isolation} isolation), "
+                                           f"time to live {request.timeout:g} s"):
+                raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
+            self.live[sandbox_id] = LiveSandbox(sandbox, owner)
+            info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
+            created = CreatedSandbox(**info.model_dump(), access_token=token)
         except BaseException as exc:
             self.stats["start_failures"] += 1
+            self.live.pop(sandbox_id, None)
             if sandbox is not None:
-                await sandbox.close()
-            self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed", f"the sandbox did not start: {exc}")
+                await asyncio.shield(sandbox.close())
+            with contextlib.suppress(Exception):  # the record may be what failed (a full disk)
+                self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed",
+                                        f"the sandbox did not start: {exc}")
             raise
         finally:
             release()
-        if not self.records.transition(sandbox_id, SandboxState.RUNNING, "started",
-                                       f"running ({sandbox.isolation} isolation), time to live {request.timeout:g} s"):
-            await sandbox.close()  # killed while it was being created
-            self.records.transition(sandbox_id, SandboxState.STOPPED, "stopped", "its processes were killed")
-            raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
-        self.live[sandbox_id] = LiveSandbox(sandbox, owner)
         self.stats["created"] += 1
-        info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
-        return CreatedSandbox(**info.model_dump(), access_token=token), sandbox
+        return created, sandbox
 
     def captures_memory(self) -> bool:
         """True when this server's sandboxes can be paused with their memory (microVM)."""

@@ -2,11 +2,12 @@
 
 A snapshot is a manifest (a JSON blob) with one part per :class:`SnapshotStep`.
 :class:`FilesStep` works on every backend because it only speaks the agent
-protocol: it walks the sandbox's home directory, stores each file in the blob
-store, and on resume writes them back (files of any size: see
-:mod:`corral.server.file_transfer`). A backend that can capture memory (the
-microVM backend) adds its own step; a step's ``restore`` runs on a sandbox
-that was started for the resume, in the order the steps were captured.
+protocol: it archives the sandbox's home directory with tar inside the sandbox
+and moves the archive in bounded chunks (see :mod:`corral.server.home_archive`),
+each chunk a blob. A backend that can capture memory (the microVM backend) adds
+its own step; a step's ``restore`` runs on a sandbox that was started for the
+resume, in the order the steps were captured. Parts written by older corrals
+(one blob per file, listed in ``entries``) are still restored.
 """
 
 from __future__ import annotations
@@ -14,18 +15,20 @@ from __future__ import annotations
 import abc
 import asyncio
 import shlex
-import stat
+from collections.abc import Iterator
 from typing import Any
 
-from corral.errors import InvalidInputError
 from corral.protocol import wire
 from corral.sandbox import AsyncSandbox
+from corral.server import home_archive
 from corral.server.blobs import BlobStore
-from corral.server.file_transfer import read_whole, shell, write_whole
+from corral.server.file_transfer import shell, write_whole
 
 #: Where FilesStep starts; everything a user writes through ``files`` or the
 #: default working directory is under it.
 CAPTURED_ROOT = wire.SANDBOX_HOME
+#: Largest generated helper command of an older part's restore (the protocol's code limit is 1 MiB).
+MAX_SCRIPT_CHARS = 64 * 1024
 
 
 class SnapshotStep(abc.ABC):
@@ -46,70 +49,77 @@ class SnapshotStep(abc.ABC):
     async def restore(self, sandbox: AsyncSandbox, blobs: BlobStore, part: dict[str, Any]) -> None:
         """Put this part back into a freshly started ``sandbox``."""
 
+    @staticmethod
+    @abc.abstractmethod
+    def digests(part: dict[str, Any]) -> list[str]:
+        """The blobs a captured part references (what blob collection must keep)."""
+
 
 class FilesStep(SnapshotStep):
-    """Every file, directory and symlink under the sandbox's home, with its mode."""
+    """Every file, directory and symlink under the sandbox's home: modes, hard links and sparse files kept."""
 
     name = "files"
 
     async def capture(self, sandbox: AsyncSandbox, blobs: BlobStore) -> dict[str, Any]:
-        entries: list[dict[str, Any]] = []
-        symlinks: list[str] = []
-        pending = [""]
-        while pending:
-            directory = pending.pop()
-            for entry in await sandbox.files.list(_absolute(directory)):
-                relative = f"{directory}/{entry.name}" if directory else entry.name
-                mode = stat.S_IMODE(entry.mode)
-                if entry.kind == "dir":
-                    entries.append({"path": relative, "kind": "dir", "mode": mode})
-                    pending.append(relative)
-                elif entry.kind == "file":
-                    data = await read_whole(sandbox, _absolute(relative))
-                    entries.append({"path": relative, "kind": "file", "mode": mode,
-                                    "digest": await asyncio.to_thread(blobs.put, data), "size": len(data)})
-                elif entry.kind == "symlink":
-                    symlinks.append(relative)
-                # sockets, fifos and devices are not files a user can expect back
-        for relative, target in zip(symlinks, await _link_targets(sandbox, symlinks)):
-            entries.append({"path": relative, "kind": "symlink", "target": target})
-        return {"root": CAPTURED_ROOT, "entries": entries}
+        archive = await home_archive.capture(sandbox, blobs, CAPTURED_ROOT)
+        return {"root": CAPTURED_ROOT, "format": "tar", **archive}
 
     async def restore(self, sandbox: AsyncSandbox, blobs: BlobStore, part: dict[str, Any]) -> None:
-        entries = part["entries"]
-        directories = [entry for entry in entries if entry["kind"] == "dir"]
-        if directories:
-            paths = " ".join(shlex.quote(_absolute(entry["path"])) for entry in directories)
-            await shell(sandbox, f"mkdir -p -- {paths}")
-        for entry in entries:
-            if entry["kind"] == "file":
-                data = await asyncio.to_thread(blobs.get, entry["digest"])
-                await write_whole(sandbox, _absolute(entry["path"]), data, entry["mode"])
-        links = [entry for entry in entries if entry["kind"] == "symlink"]
-        if links:
-            await shell(sandbox, "; ".join(
-                f"ln -sfn -- {shlex.quote(entry['target'])} {shlex.quote(_absolute(entry['path']))}" for entry in links
-            ))
-        if directories:  # modes last: a read-only directory must first receive its files
-            await shell(sandbox, "; ".join(
-                f"chmod {entry['mode']:o} -- {shlex.quote(_absolute(entry['path']))}"
-                for entry in sorted(directories, key=lambda e: -e["path"].count("/"))
-            ))
+        if part.get("format") == "tar":
+            await home_archive.restore(sandbox, blobs, CAPTURED_ROOT, part["chunks"])
+        else:
+            await _restore_entries(sandbox, blobs, part["entries"])
+
+    @staticmethod
+    def digests(part: dict[str, Any]) -> list[str]:
+        if part.get("format") == "tar":
+            return list(part["chunks"])
+        return [entry["digest"] for entry in part["entries"] if entry["kind"] == "file"]
+
+    @staticmethod
+    def summary(part: dict[str, Any]) -> tuple[int, int]:
+        """(regular files, their bytes) of a part."""
+        if part.get("format") == "tar":
+            return part["file_count"], part["file_bytes"]
+        files = [entry for entry in part["entries"] if entry["kind"] == "file"]
+        return len(files), sum(entry["size"] for entry in files)
+
+
+async def _restore_entries(sandbox: AsyncSandbox, blobs: BlobStore, entries: list[dict[str, Any]]) -> None:
+    """Restore a part of the older format: directories, files one by one, symlinks, then directory modes."""
+    directories = [entry for entry in entries if entry["kind"] == "dir"]
+    for script in _batches("mkdir -p --", [shlex.quote(_absolute(entry["path"])) for entry in directories], " "):
+        await shell(sandbox, script)
+    for entry in entries:
+        if entry["kind"] == "file":
+            data = await asyncio.to_thread(blobs.get, entry["digest"])
+            await write_whole(sandbox, _absolute(entry["path"]), data, entry["mode"])
+    links = [f"ln -sfn -- {shlex.quote(entry['target'])} {shlex.quote(_absolute(entry['path']))}"
+             for entry in entries if entry["kind"] == "symlink"]
+    for script in _batches("", links, "; "):
+        await shell(sandbox, script)
+    modes = [f"chmod {entry['mode']:o} -- {shlex.quote(_absolute(entry['path']))}"
+             for entry in sorted(directories, key=lambda e: -e["path"].count("/"))]
+    for script in _batches("", modes, "; "):  # modes last: a read-only directory must first receive its files
+        await shell(sandbox, script)
+
+
+def _batches(prefix: str, items: list[str], separator: str) -> Iterator[str]:
+    """Commands of at most MAX_SCRIPT_CHARS, each ``prefix`` followed by as many items as fit."""
+    batch: list[str] = []
+    length = len(prefix)
+    for item in items:
+        if batch and length + len(separator) + len(item) > MAX_SCRIPT_CHARS:
+            yield f"{prefix} {separator.join(batch)}".strip()
+            batch, length = [], len(prefix)
+        batch.append(item)
+        length += len(separator) + len(item)
+    if batch:
+        yield f"{prefix} {separator.join(batch)}".strip()
 
 
 def _absolute(relative: str) -> str:
     return f"{CAPTURED_ROOT}/{relative}" if relative else CAPTURED_ROOT
-
-
-async def _link_targets(sandbox: AsyncSandbox, links: list[str]) -> list[str]:
-    if not links:
-        return []
-    script = "for p in " + " ".join(shlex.quote(_absolute(p)) for p in links) + '; do readlink -- "$p"; printf "\\0"; done'
-    output = await shell(sandbox, script)
-    targets = [target.removesuffix("\n") for target in output.split("\0")[:-1]]
-    if len(targets) != len(links):
-        raise InvalidInputError("cannot pause: a symlink changed while it was being captured")
-    return targets
 
 
 #: The steps every backend runs, in order.

@@ -11,6 +11,7 @@ options and restores every part; the paused sandbox becomes Stopped.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 import shutil
@@ -19,11 +20,12 @@ from pathlib import Path
 
 from corral.backends import registry
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
+from corral.server.blobs import storage_error
 from corral.server.lifecycle import SandboxState
 from corral.server.records import require_state, snapshot_info
 from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
 from corral.server.service import SandboxService
-from corral.server.snapshot_steps import DEFAULT_STEPS, SnapshotStep
+from corral.server.snapshot_steps import DEFAULT_STEPS, FilesStep, SnapshotStep
 from corral.server.templates import ResolvedTemplate
 
 MANIFEST_VERSION = 1
@@ -47,41 +49,43 @@ class SnapshotService:
                 require_state(service.records.sandbox_row(sandbox_id, None), SandboxState.RUNNING)
             live.pausing = True
             started = time.monotonic()
+            snapshot_id = f"snap_{secrets.token_hex(8)}"
             try:
-                async with live.idle:
-                    await live.idle.wait_for(lambda: live.operations == 0)
-                parts = {name: await step.capture(live.sandbox, service.blobs) for name, step in self.steps.items()}
-                manifest = {"version": MANIFEST_VERSION, "template": row["template"],
-                            "spec": json.loads(row["spec_json"]), "parts": parts}
-                digest = await asyncio.to_thread(service.blobs.put, json.dumps(manifest, sort_keys=True).encode())
+                # a failed pause leaves nothing: the blobs it created go again, the sandbox keeps running
+                with service.blobs.batch() as blobs:
+                    async with live.idle:
+                        await live.idle.wait_for(lambda: live.operations == 0)
+                    parts = {name: await step.capture(live.sandbox, blobs) for name, step in self.steps.items()}
+                    manifest = {"version": MANIFEST_VERSION, "template": row["template"],
+                                "spec": json.loads(row["spec_json"]), "parts": parts}
+                    digest = await asyncio.to_thread(blobs.put, json.dumps(manifest, sort_keys=True).encode())
+                    # memory last, where the level can capture it: it stops the sandbox (files are captured)
+                    memory = registry.resolve(live.sandbox.isolation).captures_memory
+                    if memory:
+                        await live.sandbox.pause_memory(self.memory_dir(snapshot_id))
+                    file_count, size_bytes = FilesStep.summary(parts["files"])
+                    record = {
+                        "id": snapshot_id, "owner": row["owner"], "sandbox_id": sandbox_id,
+                        "manifest_digest": digest, "template": row["template"], "spec_json": row["spec_json"],
+                        "metadata_json": row["metadata_json"], "file_count": file_count, "size_bytes": size_bytes,
+                        "memory": int(memory), "created_at": time.time(),
+                    }
+                    if not service.records.transition(
+                        sandbox_id, SandboxState.PAUSED, "paused",
+                        f"paused into {snapshot_id}: {file_count} files, {size_bytes} bytes, "
+                        f"in {time.monotonic() - started:.3f} s", snapshot=record,
+                    ):
+                        raise SandboxClosedError(f"sandbox {sandbox_id} was stopped while it was being paused")
             except BaseException as exc:
                 live.pausing = False
-                if isinstance(exc, CorralError):
-                    service.records.note(sandbox_id, "pause_failed", f"pause failed, the sandbox keeps running: {exc}")
+                shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
+                error = storage_error(exc, "saving the snapshot") if isinstance(exc, OSError) else exc
+                if isinstance(error, CorralError):
+                    with contextlib.suppress(CorralError):  # the record may be what failed (a full disk)
+                        service.records.note(sandbox_id, "pause_failed", f"pause failed: {error}")
+                if error is not exc:
+                    raise error from exc
                 raise
-            snapshot_id = f"snap_{secrets.token_hex(8)}"
-            # memory last, where the level can capture it: it stops the sandbox (the files are captured already)
-            memory = registry.resolve(live.sandbox.isolation).captures_memory
-            if memory:
-                try:
-                    await live.sandbox.pause_memory(self.memory_dir(snapshot_id))
-                except BaseException as exc:
-                    shutil.rmtree(self.memory_dir(snapshot_id), ignore_errors=True)
-                    service.records.note(sandbox_id, "pause_failed", f"saving the sandbox's memory failed: {exc}")
-                    raise
-            files = [entry for entry in parts["files"]["entries"] if entry["kind"] == "file"]
-            record = {
-                "id": snapshot_id, "owner": row["owner"], "sandbox_id": sandbox_id, "manifest_digest": digest,
-                "template": row["template"], "spec_json": row["spec_json"], "metadata_json": row["metadata_json"],
-                "file_count": len(files), "size_bytes": sum(entry["size"] for entry in files),
-                "memory": int(memory), "created_at": time.time(),
-            }
-            if not service.records.transition(
-                sandbox_id, SandboxState.PAUSED, "paused",
-                f"paused into {snapshot_id}: {len(files)} files, {record['size_bytes']} bytes, "
-                f"in {time.monotonic() - started:.3f} s", snapshot=record,
-            ):
-                raise SandboxClosedError(f"sandbox {sandbox_id} was stopped while it was being paused")
             service.live.pop(sandbox_id, None)
             await live.sandbox.close()
         service.stats["paused"] += 1
@@ -144,4 +148,4 @@ class SnapshotService:
 
     def memory_dir(self, snapshot_id: str) -> Path:
         """Where a snapshot's memory (a microVM continuation) is kept."""
-        return self.service.config.data_dir / "memory" / snapshot_id
+        return self.service.state.memory / snapshot_id

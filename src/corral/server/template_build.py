@@ -48,12 +48,12 @@ async def build_template(store: TemplateStore, blobs: BlobStore, owner: str, def
             progress(number, total, _describe(step))
             await _run_step(sandbox, step, env, definition.build_timeout, number)
         progress(total, total, "storing the layer")
-        files = await FilesStep().capture(sandbox, blobs)
-    manifest = json.dumps({"version": 1, "parts": {"files": files}}, sort_keys=True).encode()
-    digest = await asyncio.to_thread(blobs.put, manifest)
-    regular = [entry for entry in files["entries"] if entry["kind"] == "file"]
-    store.record(owner, definition, digest, len(regular), sum(entry["size"] for entry in regular),
-                 round(time.monotonic() - started, 3))
+        with blobs.batch() as layer:  # a failed build leaves no blobs behind
+            files = await FilesStep().capture(sandbox, layer)
+            manifest = json.dumps({"version": 1, "parts": {"files": files}}, sort_keys=True).encode()
+            digest = await asyncio.to_thread(layer.put, manifest)
+            file_count, size_bytes = FilesStep.summary(files)
+            store.record(owner, definition, digest, file_count, size_bytes, round(time.monotonic() - started, 3))
     return store.get(owner, definition.name)
 
 

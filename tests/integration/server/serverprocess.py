@@ -12,7 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
+from corral.server.state_dir import open_state_dir
 from corral.server.keys import KeyStore
 
 #: How long a server may take to answer its first health check.
@@ -28,14 +29,17 @@ def free_port() -> int:
 class ServerProcess:
     """``corral serve`` in a child process, with one API key; restartable on the same state."""
 
-    def __init__(self, data_dir: Path, *options: str):
+    def __init__(self, data_dir: Path, *options: str, key: str | None = None):
+        """``key``: an API key already in ``data_dir``'s database (else one is created)."""
         self.data_dir = data_dir
         self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        database = Database(data_dir / DB_FILE)
-        _, self.key = KeyStore(database).create("tests")
-        database.close()
+        if key is None:
+            database = Database(open_state_dir(data_dir).database)
+            _, key = KeyStore(database).create("tests")
+            database.close()
+        self.key = key
         self.process: subprocess.Popen | None = None
         self.log = data_dir / "server.log"
 

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from corral.protocol import wire
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
+from corral.server.state_dir import open_state_dir
 from corral.server.keys import KeyStore
 from serverprocess import ServerProcess
 
@@ -38,12 +39,24 @@ def sandbox(api: httpx.Client):
     api.delete(f"/sandboxes/{created['id']}")
 
 
-def test_health_and_metrics_need_no_credentials(server: ServerProcess):
+def test_health_needs_no_credentials_and_metrics_an_api_key(server: ServerProcess, sandbox: dict):
     with server.client("") as anonymous:
         health = anonymous.get("/health").json()
         assert health["status"] == "ok" and health["isolation"]
-    metrics = httpx.get(f"{server.url}/metrics").text
+    assert _error(httpx.get(f"{server.url}/metrics"), 401)["type"] == "AuthenticationError"
+    token = {"Authorization": f"Bearer {sandbox['access_token']}"}
+    _error(httpx.get(f"{server.url}/metrics", headers=token), 403)
+    metrics = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.key}"}).text
     assert "corral_sandboxes_live" in metrics and "corral_http_requests_total" in metrics
+
+
+def test_public_metrics_need_no_credentials(tmp_path):
+    public = ServerProcess(tmp_path, "--public-metrics").start()
+    try:
+        metrics = httpx.get(f"{public.url}/metrics")
+        assert metrics.status_code == 200 and "corral_sandboxes_live" in metrics.text
+    finally:
+        public.stop()
 
 
 def test_credentials_401_403_404(server: ServerProcess, api: httpx.Client, sandbox: dict):
@@ -68,7 +81,7 @@ def test_credentials_401_403_404(server: ServerProcess, api: httpx.Client, sandb
     with server.client(sandbox["access_token"]) as token:
         assert token.post(f"/sandboxes/{sandbox_id}/runs", json={"code": "print(1)"}).json()["stdout"] == "1\n"
     # another key does not see the sandbox at all
-    store = KeyStore(Database(server.data_dir / DB_FILE))
+    store = KeyStore(Database(open_state_dir(server.data_dir).database))
     record, second_key = store.create("second")
     with server.client(second_key) as stranger:
         _error(stranger.get(f"/sandboxes/{sandbox_id}"), 404)
@@ -239,3 +252,21 @@ def test_request_body_limit_is_413(api: httpx.Client, sandbox: dict):
     error = _error(api.post(f"/sandboxes/{sandbox['id']}/runs", content=huge,
                             headers={"content-type": "application/json"}), 413)
     assert "over the limit" in error["message"]
+
+
+def test_revoking_a_key_revokes_the_tokens_of_its_sandboxes(server: ServerProcess):
+    """Attack test: before the fix a token handed out by a revoked key kept its sandbox's data plane."""
+    database = Database(open_state_dir(server.data_dir).database)
+    store = KeyStore(database)
+    record, key = store.create("to-revoke")
+    with server.client(key) as owner:
+        created = owner.post("/sandboxes", json={"timeout": 5}).json()
+    with server.client(created["access_token"]) as token:
+        assert token.post(f"/sandboxes/{created['id']}/runs", json={"code": "print(1)"}).status_code == 200
+        store.revoke(record.id)
+        database.close()
+        refused = _error(token.post(f"/sandboxes/{created['id']}/runs", json={"code": "print(2)"}), 401)
+        assert "revoked" in refused["message"]
+        _error(token.get(f"/sandboxes/{created['id']}"), 401)
+    with server.client() as api:  # the sandbox itself is not another key's to kill; it expires with its TTL
+        _error(api.delete(f"/sandboxes/{created['id']}"), 404)

@@ -47,5 +47,5 @@ def test_fifty_sandboxes_ten_clients(fresh_server):
     while host_processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not host_processes_with(marker), "a sandbox process outlived its kill"
-    metrics = httpx.get(f"{fresh_server.url}/metrics").text
+    metrics = httpx.get(f"{fresh_server.url}/metrics", headers={"Authorization": f"Bearer {fresh_server.key}"}).text
     assert "corral_sandboxes_live 0.0" in metrics

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -59,3 +60,19 @@ def test_first_start_creates_and_prints_a_key_and_keys_commands_manage_it(tmp_pa
     assert first not in after_the_print and second not in after_the_print  # keys are never logged
     assert made["access_token"] not in after_the_print
     assert f'"sandbox_id": "{made["id"]}", "kind": "started"' in after_the_print  # lifecycle events are logged
+
+
+def test_serve_refuses_to_start_where_no_sandbox_can_start(tmp_path):
+    """A private (0700) data directory: the sandbox uid cannot reach the runtime directory in it.
+
+    Before the fix the server started, and then every create failed with "no isolation level works".
+    """
+    private = tmp_path / "private-data"
+    private.mkdir(mode=0o700)
+    if os.geteuid() != 0:
+        pytest.skip("only a server run as root drops sandboxes to another uid")
+    result = subprocess.run([sys.executable, "-m", "corral.cli", "serve", "--port", str(free_port()), "--isolation",
+                             "process", "--data-dir", str(tmp_path / "state")], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "CORRAL_DATA_DIR": str(private)})
+    assert result.returncode != 0
+    assert "cannot start sandboxes here" in result.stderr and str(private) in result.stderr, result.stderr

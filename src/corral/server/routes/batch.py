@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import Field, Strict
 
 from corral.batch.runner import MAX_CONCURRENCY
 from corral.batch.verdicts import BatchResult
@@ -24,6 +24,7 @@ from corral.server.auth import Caller, api_key
 from corral.server.batch import RETRY_AFTER_S, Overloaded
 from corral.server.limits import ndjson
 from corral.server.routes.common import errors
+from corral.server.schemas import RequestModel
 
 log = logging.getLogger("corral.server")
 router = APIRouter(tags=["batch"])
@@ -32,10 +33,8 @@ router = APIRouter(tags=["batch"])
 MAX_ITEMS = 10_000
 
 
-class BatchRequest(BaseModel):
+class BatchRequest(RequestModel):
     """Items (each a BatchItem as JSON; file contents are text) and how to run them."""
-
-    model_config = ConfigDict(extra="forbid")
 
     items: list[Any] = Field(max_length=MAX_ITEMS, description="BatchItem objects; a bad one gets its own result")
     concurrency: Annotated[int, Strict()] = Field(default=4, ge=1, le=MAX_CONCURRENCY,

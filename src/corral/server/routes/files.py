@@ -3,22 +3,45 @@
 from __future__ import annotations
 
 import contextlib
+import urllib.parse
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from corral.models import FileEntry
 from corral.errors import LimitExceededError
 from corral.server.auth import Caller, sandbox_access
 from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
+from corral.server.schemas import ListedFile, listed_file
 
 router = APIRouter(tags=["files"])
 
 Path = Annotated[str, Query(min_length=1, max_length=4096, description="relative paths start at the sandbox's home")]
 _CHUNK = 64 * 1024
+
+
+def _as_sent(request: Request, declared: str) -> str:
+    """The ``path`` query parameter as sent: bytes that are not UTF-8 are kept (as surrogateescapes), so a
+    file of any name can be addressed (``%FF%FE``); the framework's own decoding replaces them."""
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    for name, value in urllib.parse.parse_qsl(query, keep_blank_values=True, errors="surrogateescape"):
+        if name == "path":
+            return value
+    return declared
+
+
+def file_path(request: Request, path: Path) -> str:
+    """A route's ``path``: a file (see :func:`_as_sent`)."""
+    return _as_sent(request, path)
+
+
+def directory_path(request: Request, path: Path = ".") -> str:
+    """A listing's ``path``: a directory, the home by default (see :func:`_as_sent`)."""
+    return _as_sent(request, path)
+
+
 _UPLOAD = {"requestBody": {"required": True, "content": {
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
 
@@ -32,7 +55,8 @@ class Written(BaseModel):
 
 @router.put("/sandboxes/{sandbox_id}/files", response_model=Written, openapi_extra=_UPLOAD,
             responses=errors(*AUTH_ERRORS, 409, 507))
-async def upload_file(sandbox_id: str, path: Path, request: Request, caller: Caller = Depends(sandbox_access),
+async def upload_file(sandbox_id: str, request: Request, path: str = Depends(file_path),
+                      caller: Caller = Depends(sandbox_access),
                       mode: Annotated[int, Query(ge=0, le=0o7777)] = 0o644) -> Written:
     """Create or replace a file (parents are created) with the request body, streamed in chunks."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
@@ -46,7 +70,7 @@ async def upload_file(sandbox_id: str, path: Path, request: Request, caller: Cal
 @router.get("/sandboxes/{sandbox_id}/files", response_class=StreamingResponse,
             responses={200: {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "the file's bytes"}, **errors(*AUTH_ERRORS, 409, 429)})
-async def download_file(sandbox_id: str, path: Path, request: Request,
+async def download_file(sandbox_id: str, request: Request, path: str = Depends(file_path),
                         caller: Caller = Depends(sandbox_access)) -> StreamingResponse:
     """The bytes of a regular file, streamed (a big one is read from the sandbox chunk by chunk)."""
     slots = request.app.state.streams
@@ -76,19 +100,19 @@ async def download_file(sandbox_id: str, path: Path, request: Request,
     return StreamingResponse(body(), media_type="application/octet-stream")
 
 
-@router.get("/sandboxes/{sandbox_id}/files/list", response_model=list[FileEntry],
+@router.get("/sandboxes/{sandbox_id}/files/list", response_model=list[ListedFile],
             responses=errors(*AUTH_ERRORS, 409))
 async def list_files(sandbox_id: str, request: Request, caller: Caller = Depends(sandbox_access),
-                     path: Path = ".") -> list[FileEntry]:
-    """Entries of a directory (symlinks are not followed)."""
+                     path: str = Depends(directory_path)) -> list[ListedFile]:
+    """Entries of a directory (symlinks are not followed); a name that is not UTF-8 also comes as ``name_bytes``."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
-        return await sandbox.files.list(path)
+        return [listed_file(entry) for entry in await sandbox.files.list(path)]
 
 
 @router.delete("/sandboxes/{sandbox_id}/files", status_code=204, response_class=Response,
                responses=errors(*AUTH_ERRORS, 409))
-async def remove_file(sandbox_id: str, path: Path, request: Request, caller: Caller = Depends(sandbox_access),
-                      recursive: bool = False) -> Response:
+async def remove_file(sandbox_id: str, request: Request, path: str = Depends(file_path),
+                      caller: Caller = Depends(sandbox_access), recursive: bool = False) -> Response:
     """Remove a file, an empty directory, or a tree with ``recursive``."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
         await sandbox.files.remove(path, recursive=recursive)

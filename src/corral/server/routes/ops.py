@@ -1,4 +1,4 @@
-"""Health and Prometheus metrics (no credentials needed)."""
+"""Health (no credentials needed) and Prometheus metrics (an API key, unless ``corral serve --public-metrics``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import corral
 from corral.backends import registry
-from corral.server.routes.common import service
+from corral.server.routes.common import errors, service
 from corral.server.schemas import Health
 
 router = APIRouter(tags=["operations"])
@@ -23,7 +23,7 @@ async def health(request: Request) -> Health:
 
 @metrics_router.get("/metrics", response_class=Response,
                     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                                     "description": "Prometheus text format"}})
+                                     "description": "Prometheus text format"}, **errors(401, 403)})
 async def metrics(request: Request) -> Response:
-    """Prometheus metrics."""
+    """Prometheus metrics (the app adds the API key check unless the server was started with --public-metrics)."""
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

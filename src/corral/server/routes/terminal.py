@@ -21,6 +21,7 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 from corral.errors import CorralError
 from corral.server.auth import authorize_sandbox
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
+from corral.server.schemas import unicode_problem
 from corral.server.terminal import Terminal, TerminalExit
 
 router = APIRouter(tags=["terminal"])
@@ -106,6 +107,9 @@ async def _handle(websocket: WebSocket, console: Terminal, text: str) -> bool:
         if len(text) > MAX_MESSAGE_CHARS:
             raise ValueError(f"message over {MAX_MESSAGE_CHARS} characters")
         message = json.loads(text)
+        problem = unicode_problem(message)
+        if problem:
+            raise ValueError(problem)
         kind = message.get("type") if isinstance(message, dict) else None
         if kind == "input" and isinstance(message.get("data"), str):
             await console.write(message["data"].encode("utf-8", "surrogatepass"))
