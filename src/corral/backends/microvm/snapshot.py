@@ -70,17 +70,23 @@ _SHM_MIN_FREE = 2 * 2**30
 
 
 def template_root() -> Path:
-    """Where templates live: tmpfs (``/dev/shm``) when it has room, so restores never read a disk."""
+    """Where templates live: tmpfs (``/dev/shm``) when it has room, so restores never read a disk.
+
+    On tmpfs the folder is named for the data directory too: each corral installation on a host
+    removes the templates of builds it replaced, and must not remove another installation's.
+    """
     configured = os.environ.get("CORRAL_TEMPLATE_DIR")
     if configured:
         return Path(configured)
+    data = data_dir()
     try:
         shm = os.statvfs("/dev/shm")
         if shm.f_bavail * shm.f_frsize >= _SHM_MIN_FREE:
-            return Path("/dev/shm/corral-templates")
+            owner = hashlib.sha256(os.fsencode(data.resolve())).hexdigest()[:12]
+            return Path(f"/dev/shm/corral-templates-{owner}")
     except OSError:
         pass
-    return data_dir() / "templates"
+    return data / "templates"
 
 
 def image_build(image_key: str, rootfs: Path) -> str:
