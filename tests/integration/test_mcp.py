@@ -32,7 +32,8 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.levels("process"), pytest.mark.ti
 TOOLS = {"create_sandbox", "list_sandboxes", "kill_sandbox", "run_code", "run_command", "write_file", "read_file",
          "list_files"}
 #: The smallest valid PNG: one transparent pixel.
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5E"
+                       "rkJggg==")
 
 
 @pytest.fixture(autouse=True)
@@ -46,9 +47,15 @@ def _command(*options: str) -> list[str]:
 
 
 @contextlib.asynccontextmanager
-async def stdio_session(*options: str, env: dict[str, str] | None = None) -> AsyncIterator[ClientSession]:
-    """A client session with ``corral mcp OPTIONS`` started as a child over stdio; the child ends with it."""
+async def stdio_session(*options: str, env: dict[str, str] | None = None,
+                        pid_file: Path | None = None) -> AsyncIterator[ClientSession]:
+    """A client session with ``corral mcp OPTIONS`` started as a child over stdio; the child ends with it.
+
+    ``pid_file``: the child writes its pid there first (through a shell that then becomes it).
+    """
     command = _command(*options)
+    if pid_file is not None:
+        command = ["sh", "-c", f'echo $$ > "{pid_file}" && exec "$@"', "sh", *command]
     parameters = StdioServerParameters(command=command[0], args=command[1:], env={**os.environ, **(env or {})})
     with open(os.devnull, "w") as quiet:
         async with stdio_client(parameters, errlog=quiet) as (read, write), ClientSession(read, write) as session:
@@ -242,15 +249,27 @@ def test_http_listens_on_loopback_only():
 
 async def test_against_a_real_corral_server_and_sandboxes_are_killed_on_exit(tmp_path: Path):
     server = ServerProcess(tmp_path / "server", "--max-sandboxes-per-key", "4").start()
+    env = {"CORRAL_API_KEY": server.key}
     try:
-        async with stdio_session("--server", server.url, env={"CORRAL_API_KEY": server.key}) as session:
+        async with stdio_session("--server", server.url, env=env) as session:
             left = await exercise(session)
             marker = await start_marker(session, left)
             mine = Sandbox.list(server=server.url, api_key=server.key, metadata={"created_by": "corral-mcp"})
             assert {info.id: info.state.value for info in mine}[left] == "running"
+        assert_gone(marker)  # the client closed stdin: the MCP server killed its sandboxes on the server
+        assert {info.state.value for info in Sandbox.list(server=server.url, api_key=server.key)} == {"stopped"}
+
+        pid_file = tmp_path / "mcp.pid"
+        async with stdio_session("--server", server.url, env=env, pid_file=pid_file) as session:
+            marker = await start_marker(session, await create(session))
+            pid = int(pid_file.read_text())
+            os.kill(pid, signal.SIGTERM)  # with stdin still open
+            deadline = time.monotonic() + 20
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert not Path(f"/proc/{pid}").exists(), "SIGTERM did not stop corral mcp"
         assert_gone(marker)
-        states = {info.state.value for info in Sandbox.list(server=server.url, api_key=server.key)}
-        assert states == {"stopped"}
+        assert {info.state.value for info in Sandbox.list(server=server.url, api_key=server.key)} == {"stopped"}
     finally:
         server.stop()
 

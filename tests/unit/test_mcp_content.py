@@ -37,7 +37,8 @@ def test_display_outputs_become_images_text_and_notes_in_order():
 def test_a_result_without_display_outputs_is_text_only():
     result = ExecutionResult(exit_code=0, stdout="a\n", stderr="b\n")
     assert display_outputs(result) == []
-    assert [block.text for block in execution_content(result, 1000)] == ["exit code: 0\n--- stdout ---\na\n--- stderr ---\nb"]
+    texts = [block.text for block in execution_content(result, 1000)]
+    assert texts == ["exit code: 0\n--- stdout ---\na\n--- stderr ---\nb"]
     assert display_outputs(with_results(result, None)) == []
 
 

@@ -85,8 +85,9 @@ class Sandboxes:
             sandbox = self._sandboxes.get(sandbox_id)
             known = ", ".join(self._sandboxes)
         if sandbox is None:
-            raise NotFoundError(f"unknown sandbox id {sandbox_id!r}: this MCP server has "
-                                f"{'the sandboxes ' + known if known else 'no sandbox'}; create one with create_sandbox")
+            held = f"the sandboxes {known}" if known else "no sandbox"
+            raise NotFoundError(f"unknown sandbox id {sandbox_id!r}: this MCP server has {held}; "
+                                "create one with create_sandbox")
         return sandbox
 
     def ids(self) -> list[str]:

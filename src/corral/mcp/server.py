@@ -15,11 +15,12 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
 import anyio
+import anyio.abc
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -36,6 +37,7 @@ from corral.mcp.content import (
     truncate,
 )
 from corral.mcp.sandboxes import McpConfig, Sandboxes
+from corral.mcp.stdin_relay import StdinRelay
 from corral.models import BackgroundCommand
 
 log = logging.getLogger("corral.mcp")
@@ -212,27 +214,38 @@ async def serve(config: McpConfig, transport: Literal["stdio", "http"] = "stdio"
     sandboxes = Sandboxes(config)
     app = build_server(sandboxes)
     try:
-        async with anyio.create_task_group() as group:
-            group.start_soon(_stop_on_signal, group.cancel_scope)
-            if transport == "stdio":
-                await app.run_stdio_async()
-            else:
-                await _serve_http(app, host, port)
-            group.cancel_scope.cancel()
+        if transport == "stdio":
+            await _serve_stdio(app)
+        else:
+            await _serve_http(app, host, port)
     finally:
         with anyio.CancelScope(shield=True):
             killed = await anyio.to_thread.run_sync(sandboxes.kill_all)
         log.info("killed %d sandbox(es) on exit", killed)
 
 
+async def _serve_stdio(app: MCPServer) -> None:
+    relay = StdinRelay()
+    async with anyio.create_task_group() as group:
+        group.start_soon(relay.run)
+        await group.start(_on_signal, relay.stop)  # a signal ends the input: the server stops as at EOF
+        await app.run_stdio_async()
+        group.cancel_scope.cancel()
+
+
 async def _serve_http(app: MCPServer, host: str, port: int) -> None:
-    config = uvicorn.Config(app.streamable_http_app(host=host), host=host, port=port, log_level="warning",
-                            lifespan="on")
-    await uvicorn.Server(config).serve()
+    server = uvicorn.Server(uvicorn.Config(app.streamable_http_app(host=host), host=host, port=port,
+                                           log_level="warning", lifespan="on"))
+    async with anyio.create_task_group() as group:
+        await group.start(_on_signal, lambda: setattr(server, "should_exit", True))
+        await server.serve()
+        group.cancel_scope.cancel()
 
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+async def _on_signal(stop: Callable[[], None], *,
+                     task_status: anyio.abc.TaskStatus = anyio.TASK_STATUS_IGNORED) -> None:
+    """Call ``stop`` at each SIGTERM or SIGINT (once listening, report ready)."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        task_status.started()
         async for _ in signals:
-            scope.cancel()
-            return
+            stop()
