@@ -158,6 +158,8 @@ async def exercise(session: ClientSession) -> str:
     assert "code" in await error(session, "run_code", sandbox_id=sandbox_id, code=3)
     assert "sandbox_id" in await error(session, "run_code", code="print(1)")
     assert "InvalidInputError" in await error(session, "run_code", sandbox_id=sandbox_id, code="1", timeout=-1)
+    assert "LD_PRELOAD is blocked" in await error(session, "run_command", sandbox_id=sandbox_id, command="true",
+                                                  env={"LD_PRELOAD": "/tmp/x.so"})
     assert "InvalidInputError" in await error(session, "write_file", sandbox_id=sandbox_id, path="", content="x")
     assert "Permission denied" in await error(session, "write_file", sandbox_id=sandbox_id, path="/etc/x",
                                               content="x")

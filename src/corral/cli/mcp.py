@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import importlib
-import ipaddress
 import os
 from typing import Annotated, Optional
 
 import typer
+
+#: Where ``--transport http`` may listen: the endpoint has no authentication; the MCP SDK checks the Host and
+#: Origin headers of requests against these names (DNS rebinding).
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def mcp(
@@ -16,7 +19,7 @@ def mcp(
                                          "in this process.")
     ] = None,
     transport: Annotated[str, typer.Option(help="stdio | http (streamable HTTP at http://HOST:PORT/mcp).")] = "stdio",
-    host: Annotated[str, typer.Option(help="Loopback address for --transport http.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="127.0.0.1, ::1 or localhost, for --transport http.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port for --transport http.")] = 8765,
     max_sandboxes: Annotated[int, typer.Option(min=1, max=1000, help="Sandboxes alive at once.")] = 4,
     sandbox_ttl: Annotated[
@@ -30,9 +33,9 @@ def mcp(
     if transport not in ("stdio", "http"):
         typer.echo(f"corral: --transport must be stdio or http, not {transport!r}", err=True)
         raise typer.Exit(2)
-    if transport == "http" and not _loopback(host):
+    if transport == "http" and host not in LOOPBACK:
         typer.echo(f"corral: refusing --host {host}: the MCP endpoint has no authentication, so it listens on "
-                   "loopback only (127.0.0.1, ::1)", err=True)
+                   f"loopback only ({', '.join(LOOPBACK)})", err=True)
         raise typer.Exit(2)
     if server is not None and not os.environ.get("CORRAL_API_KEY"):
         typer.echo("corral: --server needs an API key in $CORRAL_API_KEY", err=True)
@@ -47,13 +50,3 @@ def mcp(
     config = server_module.McpConfig(server=server, max_sandboxes=max_sandboxes, sandbox_ttl_s=sandbox_ttl,
                                      max_output_chars=max_output_chars)
     anyio.run(lambda: server_module.serve(config, transport, host=host, port=port))
-
-
-def _loopback(host: str) -> bool:
-    """True when ``host`` is a loopback address (``localhost`` included)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
