@@ -1,4 +1,4 @@
-"""corral's results as MCP content: text for the model to read, images for rich display outputs.
+"""corral's results as MCP content: text for the model to read, images for rich display outputs and image files.
 
 Everything here is a pure function of a result, so the conversion is tested
 without a sandbox. Long text is cut in the middle (its start and its end are
@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping
-from typing import Any
+from pathlib import PurePosixPath
+from typing import Any, Literal
 
 from mcp_types import ContentBlock, ImageContent, TextContent
 
+from corral.errors import InvalidInputError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry
 
 #: MIME types of display outputs sent as MCP images (the types MCP clients show); the first found wins.
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 #: File name endings that ``read_file`` answers with an image.
+#: How file contents are given to and taken from the tools.
+Encoding = Literal["utf-8", "base64"]
 IMAGE_SUFFIXES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                   ".webp": "image/webp"}
 
@@ -112,3 +116,22 @@ def listing_text(path: str, entries: list[FileEntry], limit: int) -> str:
     lines = [f"{entry.kind:<7} {entry.size:>10} {entry.mode & 0o7777:04o} "
              f"{entry.name}{'/' if entry.kind == 'dir' else ''}" for entry in sorted(entries, key=lambda e: e.name)]
     return truncate(f"{path}: {len(entries)} entr{'y' if len(entries) == 1 else 'ies'}\n" + "\n".join(lines), limit)
+
+
+def file_content(path: str, data: bytes, encoding: Encoding, limit: int) -> ContentBlock:
+    """A file's bytes as MCP content: an image, text (cut to ``limit``), or base64 (refused past ``limit``)."""
+    mime_type = IMAGE_SUFFIXES.get(PurePosixPath(path).suffix.lower())
+    if encoding == "utf-8" and mime_type is not None:
+        return ImageContent(type="image", data=base64.b64encode(data).decode(), mime_type=mime_type)
+    if encoding == "base64":
+        encoded = base64.b64encode(data).decode()
+        if len(encoded) > limit:
+            raise InvalidInputError(f"{path} is {len(data)} bytes, {len(encoded)} characters as base64: more than "
+                                    f"this MCP server's limit of {limit}; copy a part of it with run_command")
+        return TextContent(type="text", text=encoded)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{path} is not UTF-8 text ({len(data)} bytes): read it with encoding='base64'") \
+            from None
+    return TextContent(type="text", text=truncate(text, limit))
