@@ -247,6 +247,8 @@ def test_http_listens_on_loopback_only():
     done = subprocess.run(_command("--transport", "http", "--host", "0.0.0.0"), capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 2 and "loopback only" in done.stderr
+    done = subprocess.run(_command("--transport", "sse"), capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2 and "stdio or http" in done.stderr
 
 
 async def test_against_a_real_corral_server_and_sandboxes_are_killed_on_exit(tmp_path: Path):

@@ -113,7 +113,8 @@ def test_the_program_and_typers_declaration_take_the_same_parameters():
 
 
 @pytest.mark.parametrize("args", [["run", "--help"], ["run", "--bogus"], ["run", "--timeout", "x", "-c", "1"],
-                                  ["keys", "--help"], ["template", "build", "--help"], ["doctor", "--help"]])
+                                  ["keys", "--help"], ["template", "build", "--help"], ["doctor", "--help"],
+                                  ["mcp", "--help"]])
 def test_a_command_built_alone_behaves_as_in_the_whole_app(args):
     runner = CliRunner()
     alone = runner.invoke(build_app((args[0],)), args, env={"COLUMNS": "100"})

@@ -16,6 +16,7 @@ import anyio.abc
 import uvicorn
 from mcp.server.mcpserver import MCPServer
 
+import corral
 from corral.mcp.sandboxes import McpConfig, Sandboxes
 from corral.mcp.stdin_relay import StdinRelay
 from corral.mcp.tools import ANNOTATIONS, SandboxTools
@@ -31,7 +32,7 @@ INSTRUCTIONS = (
 
 def build_server(sandboxes: Sandboxes) -> MCPServer:
     """An MCP server whose tools act on ``sandboxes``."""
-    app = MCPServer("corral", instructions=INSTRUCTIONS, log_level="WARNING")
+    app = MCPServer("corral", version=corral.__version__, instructions=INSTRUCTIONS, log_level="WARNING")
     for name, tool in SandboxTools(sandboxes).all().items():
         app.add_tool(tool, name=name, annotations=ANNOTATIONS[name])
     return app
