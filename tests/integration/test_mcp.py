@@ -140,6 +140,9 @@ async def exercise(session: ClientSession) -> str:
     assert "data: 1 entry" in listing and "in.txt" in listing and "6" in listing
     assert "data/" in await call(session, "list_files", sandbox_id=sandbox_id)
     assert "hello" in await call(session, "run_code", sandbox_id=sandbox_id, code="print(open('data/in.txt').read())")
+    big = "".join(f"line {number}\n" for number in range(40_000))  # a request of ~400 KB through stdin
+    await call(session, "write_file", sandbox_id=sandbox_id, path="big.txt", content=big)
+    assert f"{len(big)} big.txt" in await call(session, "run_command", sandbox_id=sandbox_id, command="wc -c big.txt")
     binary = bytes(range(256))
     await call(session, "write_file", sandbox_id=sandbox_id, path="blob.bin",
                content=base64.b64encode(binary).decode(), encoding="base64")

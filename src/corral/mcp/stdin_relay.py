@@ -32,7 +32,8 @@ class StdinRelay:
         read_end, sink = os.pipe()
         os.dup2(read_end, 0)
         os.close(read_end)
-        os.set_blocking(source, False)
+        # only our own end is made non-blocking: the client's may be a terminal shared with a shell, and a read
+        # after the loop said "readable" does not block (we are its only reader)
         os.set_blocking(sink, False)
         self._fds = source, sink
 
@@ -55,12 +56,8 @@ class StdinRelay:
 
 
 async def _read(fd: int) -> bytes:
-    while True:
-        await anyio.wait_readable(fd)
-        try:
-            return os.read(fd, CHUNK)
-        except BlockingIOError:
-            continue
+    await anyio.wait_readable(fd)
+    return os.read(fd, CHUNK)
 
 
 async def _write_all(fd: int, data: bytes) -> None:
