@@ -286,3 +286,12 @@ def test_a_server_needs_an_api_key():
     done = subprocess.run(_command("--server", "http://127.0.0.1:9"), capture_output=True, text=True, timeout=60,
                           env=env, check=False)
     assert done.returncode == 2 and "CORRAL_API_KEY" in done.stderr
+
+
+async def test_an_expired_sandbox_is_an_error_and_frees_its_place_under_the_cap():
+    async with stdio_session("--max-sandboxes", "1", "--sandbox-ttl", "1") as session:
+        first = await create(session)
+        await asyncio.sleep(3)  # the hosted service's reaper kills it once its time to live passed
+        assert "SandboxClosedError" in await error(session, "run_code", sandbox_id=first, code="print(1)")
+        second = await create(session)  # the cap counts only sandboxes still alive
+        assert second != first and first not in await call(session, "list_sandboxes")
