@@ -128,3 +128,14 @@ def test_the_whole_app_lists_every_command():
     listed = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"})
     assert listed.exit_code == 0
     assert all(name in listed.output for name in COMMANDS)
+
+
+def test_corral_mcp_without_the_mcp_extra_says_how_to_install_it():
+    code = ("import sys\n"
+            "sys.modules['mcp'] = sys.modules['mcp_types'] = None  # as if the extra were not installed\n"
+            "sys.argv = ['corral', 'mcp']\n"
+            "from corral.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          check=False)
+    assert done.returncode == 3 and "pip install 'corral[mcp]'" in done.stderr
