@@ -18,7 +18,10 @@ from corral.cli.typer_app import COMMANDS, build_app
 DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(run.run).parameters.items()}
 PROGRAM_PARAMETERS = inspect.signature(run.run).parameters
 OTHER_MODULES = ("corral.cli.doctor", "corral.cli.image", "corral.cli.keys", "corral.cli.serve",
-                 "corral.cli.template", "corral.server", "corral.client", "typer", "click", "rich", "httpx", "fastapi")
+                 "corral.cli.template", "corral.cli.mcp", "corral.server", "corral.client", "corral.mcp", "mcp",
+                 "typer", "click", "rich", "httpx", "fastapi")
+#: Those of them that a command built alone by typer (which loads typer, click and rich) must not load either.
+NOT_TYPER = OTHER_MODULES[:10]
 
 
 def _modules_after(argv: list[str]) -> tuple[subprocess.CompletedProcess, list[str]]:
@@ -44,7 +47,7 @@ def test_an_unusual_corral_run_goes_through_typer_with_only_its_own_command():
     done, loaded = _modules_after(["run", "--timeout", "x", "-c", "print(1)"])
     assert done.returncode == 2 and "--timeout" in done.stderr
     assert "corral.cli.run_options" in loaded and "typer" in loaded
-    assert [name for name in loaded if name.startswith(OTHER_MODULES[:7])] == []
+    assert [name for name in loaded if name.startswith(NOT_TYPER)] == []
 
 
 def _typer_arguments(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict | None:
@@ -110,7 +113,8 @@ def test_the_program_and_typers_declaration_take_the_same_parameters():
 
 
 @pytest.mark.parametrize("args", [["run", "--help"], ["run", "--bogus"], ["run", "--timeout", "x", "-c", "1"],
-                                  ["keys", "--help"], ["template", "build", "--help"], ["doctor", "--help"]])
+                                  ["keys", "--help"], ["template", "build", "--help"], ["doctor", "--help"],
+                                  ["mcp", "--help"]])
 def test_a_command_built_alone_behaves_as_in_the_whole_app(args):
     runner = CliRunner()
     alone = runner.invoke(build_app((args[0],)), args, env={"COLUMNS": "100"})
@@ -124,3 +128,14 @@ def test_the_whole_app_lists_every_command():
     listed = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "100"})
     assert listed.exit_code == 0
     assert all(name in listed.output for name in COMMANDS)
+
+
+def test_corral_mcp_without_the_mcp_extra_says_how_to_install_it():
+    code = ("import sys\n"
+            "sys.modules['mcp'] = sys.modules['mcp_types'] = None  # as if the extra were not installed\n"
+            "sys.argv = ['corral', 'mcp']\n"
+            "from corral.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          check=False)
+    assert done.returncode == 3 and "pip install 'corral[mcp]'" in done.stderr

@@ -101,7 +101,8 @@ def _modules_loaded_by(statement: str, prefixes: tuple[str, ...]) -> list[str]:
     return [name for name in json.loads(done.stdout) if name.startswith(prefixes) or f"{name}." in prefixes]
 
 
-FRONT_ENDS = ("rich.", "httpx.", "fastapi.", "uvicorn.", "starlette.", "corral.server.", "corral.client.")
+FRONT_ENDS = ("rich.", "httpx.", "fastapi.", "uvicorn.", "starlette.", "mcp.", "mcp_types.", "corral.server.",
+              "corral.client.", "corral.mcp.")
 
 
 def test_import_corral_stays_light():

@@ -14,6 +14,7 @@ COMMANDS = {
     "serve": ("serve", "command"),
     "keys": ("keys", "group"),
     "template": ("template", "group"),
+    "mcp": ("mcp", "command"),
 }
 
 
