@@ -154,7 +154,7 @@ print(sorted(mine), spies)
     with warm_pool() as pool:
         first, second = same_sandbox_runs(pool, ZOMBIE_LEADER.format(marker=marker), probe)
         assert first.stdout == f"LEFT {marker}\n", first
-        assert second.stdout == "['1'] []\n", second  # alone in its pid namespace, a fresh home
+        assert second.stdout == "['1', '2'] []\n", second  # alone in its pid namespace, a fresh home
         if isolation_level == "process":  # the sandbox's processes are host processes: look from outside
             comm_marker = marker[:15]
             deadline = time.monotonic() + 3
@@ -205,7 +205,8 @@ print("SPAWNED")
     look = "import os; print(sorted(p for p in os.listdir('/proc') if p.isdigit()))"
     with warm_pool() as pool:
         first, second = same_sandbox_runs(pool, leave, look)
-        assert first.stdout == "SPAWNED\n" and second.stdout == "['1']\n", (first, second)
+        # the run's init (1) and the run itself (2): nothing of the first run
+        assert first.stdout == "SPAWNED\n" and second.stdout == "['1', '2']\n", (first, second)
         if isolation_level == "process":
             assert not wait_until_gone(marker), "a background process outlived its run"
 
@@ -244,6 +245,8 @@ print("SHMFILES", os.listdir("/dev/shm"))
 print("PIDS", sorted(p for p in os.listdir("/proc") if p.isdigit()))
 killed = []
 for pid in range(2, 4096):
+    if pid == os.getpid():
+        continue
     try:
         os.kill(pid, signal.SIGKILL)
         killed.append(pid)
@@ -273,7 +276,7 @@ print("KILLED", killed)
     # each run has a network namespace of its own: ECONNREFUSED (Landlock's scope, behind it, says EPERM)
     assert abstract and abstract[0] in ("ABSTRACT EPERM", "ABSTRACT ECONNREFUSED"), attack
     assert "LOOPBACK ECONNREFUSED" in lines, attack
-    assert "SHMFILES []" in lines and "PIDS ['1']" in lines and "KILLED []" in lines, attack
+    assert "SHMFILES []" in lines and "PIDS ['1', '2']" in lines and "KILLED []" in lines, attack
 
 
 NAMESPACE_ESCAPES = """
@@ -328,7 +331,7 @@ while True:
         bomb, fork, after = same_sandbox_runs(pool, memory_bomb, fork_bomb, look, timeout=3)
         assert not bomb.ok and (bomb.oom_killed or bomb.signal == 9), bomb
         assert not fork.ok, fork
-        assert after.ok and after.stdout == "['1'] []\n", after
+        assert after.ok and after.stdout == "['1', '2'] []\n", after
         assert pool.run("print(6 * 7)").stdout == "42\n"
 
 
@@ -393,6 +396,22 @@ def test_isolated_node_and_shell_runs(language, code):
         first, second = same_sandbox_runs(pool, code, code, files={"in/a.txt": "given"})
         for result in (first, second):  # the second run does not see the first one's /tmp/left
             assert result.ok and "given" in result.stdout and "left" not in result.stdout, result
+
+
+@pytest.mark.parametrize("language, code", [
+    ("python", "import os, signal; print(os.getpid(), flush=True); os.kill(os.getpid(), signal.SIGTERM); print('alive')"),
+    ("javascript", "console.log(process.pid); process.kill(process.pid, 'SIGTERM'); setTimeout(() => console.log('alive'), 500)"),
+    ("shell", "echo $$; kill -TERM $$; echo alive"),
+])
+def test_an_isolated_run_is_not_its_namespaces_init(language, code):
+    """An init ignores the signals it sends itself: user code must not be one, or ``kill $$`` does nothing."""
+    with corral.Pool(size=1, language=language) as pool:
+        result = pool.run(code)
+        killed = pool.run("import os; print('x', flush=True); os.kill(os.getpid(), 9)") if language == "python" else None
+    assert result.stdout.split()[0] != "1" and "alive" not in result.stdout, result
+    assert result.exit_code == 128 + 15 and result.signal == 15, result
+    if killed is not None:  # the run's end is passed on as it was, SIGKILL included
+        assert (killed.exit_code, killed.signal, killed.stdout) == (137, 9, "x\n"), killed
 
 
 def test_corral_run_shares_a_warm_sandbox_with_isolated_runs(monkeypatch):

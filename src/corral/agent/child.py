@@ -64,7 +64,7 @@ class ChildSetup:
         self.confinement = confinement
         #: The Lockdown (Landlock, seccomp) applied last, before any user code; None: none configured.
         self.lockdown = lockdown
-        #: This child is the init of an isolated run (its own namespaces; see isolation.py).
+        #: This child is the process of an isolated run (its own namespaces; see isolation.py).
         self.isolated = isolated
 
     def apply(self):
@@ -179,7 +179,7 @@ def serve_spare(setup):
 
 
 def serve_isolated_spare(setup, language):
-    """Be the init of an isolated run: set up now, then wait for the run's request on the control pipe.
+    """Be the process of an isolated run: set up now, then wait for the run's request on the control pipe.
 
     The request brings the code and the files to write into the run's fresh home
     first. Python runs in this interpreter and then reports its exit status on
@@ -245,7 +245,7 @@ def _reseed_interpreter():
     """Give this run random state of its own: what the agent seeded at import, every fork would share.
 
     ``random``'s global generator, and ``tempfile``'s name generator (which only
-    reseeds when the pid changes, and every isolated run is PID 1).
+    reseeds when the pid changes, and every isolated run has the same pid, 2).
     """
     random = sys.modules.get("random")
     if random is not None:

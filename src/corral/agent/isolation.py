@@ -5,17 +5,20 @@ For an isolated run it forks a *relay* process, which makes a new user, mount,
 pid and IPC namespace, mounts fresh tmpfs file systems on the home directory,
 /tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier run, not even
 an extended attribute or a timestamp of a mount's root, survives), and forks
-the run's *init*: the first process of the new pid namespace. The init mounts
-a /proc that shows only its own namespace, forbids further user namespaces,
-drops every capability, and only then confines itself the way every user
-process is confined (Landlock, the user seccomp filter). When the init ends,
-the kernel kills everything else in its pid namespace, threads of exited
-leaders included: nothing of the run can outlive it. The relay waits for the
-init and exits the same way, so the agent sees the run end as a child exit.
+twice: the run's *init*, the first process of the new pid namespace, which
+only holds the namespace and reaps orphans, and then the run's own process
+(PID 2), which mounts a /proc that shows only its own namespace, forbids
+further user namespaces, drops every capability, and only then confines
+itself the way every user process is confined (Landlock, the user seccomp
+filter). User code is never PID 1, so it keeps the signal semantics it has
+anywhere else (an init ignores the signals it sends itself). When the run's
+process ends, the relay kills the init, and the kernel kills everything else in
+the pid namespace, threads of exited leaders included: nothing of the run can
+outlive it. The relay exits the way the run's process did, so the agent sees
+the run end as a child exit.
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
 """
-
 from __future__ import annotations
 
 import ctypes
@@ -80,7 +83,8 @@ def enter_run_namespaces(mounts, own_network):
     """In the relay: new user, mount, pid and IPC namespaces (and network: ``own_network``), fresh tmpfs mounts.
 
     Keeps this process's uid and gid (mapped to themselves) so files belong to
-    the sandbox user as before. The next fork becomes the run's init. A network
+    the sandbox user as before. The next fork becomes the run's init (see
+    :func:`hold_namespace`), the one after it the run's process. A network
     namespace of the run's own (only a loopback) keeps runs alive at the same
     time from reaching each other's loopback ports and abstract Unix sockets;
     a sandbox with network access shares its namespace with its runs instead.
@@ -98,8 +102,22 @@ def enter_run_namespaces(mounts, own_network):
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
 
 
-def become_init(own_network):
-    """In the run's init (PID 1 of its pid namespace): its own /proc, then no namespace powers left.
+def hold_namespace():
+    """In the run's init (PID 1 of its pid namespace): hold the namespace, run nothing (never returns).
+
+    Dies with the relay. SIGCHLD is ignored, so the kernel reaps the orphans of
+    the run that are re-parented here; every other signal from inside the
+    namespace is dropped by the kernel, as for any init without handlers.
+    """
+    libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    os.closerange(0, 1 << 20)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    while True:
+        signal.pause()
+
+
+def prepare_run(own_network):
+    """In the run's process (PID 2 of its pid namespace): its own /proc, then no namespace powers left.
 
     Dies with the relay (so a killed relay ends the run), mounts a /proc that
     shows only this pid namespace, brings the loopback of its own network
@@ -140,22 +158,31 @@ def drop_capabilities():
     _check(handle.syscall(_capset_number(), header, data), "capset")
 
 
-def relay_exit(init_pid):
-    """In the relay: wait for the run's init, then end the way it ended (never returns)."""
+def relay_exit(run_pid, init_pid):
+    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
     os.closerange(0, 1 << 20)
+    status = _wait(run_pid)
+    os.kill(init_pid, signal.SIGKILL)  # the kernel then kills whatever else of the run is left
+    _wait(init_pid)
+    if status is None:
+        os._exit(1)
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        if sig != signal.SIGKILL:  # SIGKILL has no handler to reset (and kills regardless)
+            signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+def _wait(pid):
+    """The wait status of child ``pid``, or None if it is not a child (any more)."""
     while True:
         try:
-            _, status = os.waitpid(init_pid, 0)
-            break
+            return os.waitpid(pid, 0)[1]
         except InterruptedError:
             continue
         except ChildProcessError:
-            os._exit(1)
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        signal.signal(sig, signal.SIG_DFL)
-        os.kill(os.getpid(), sig)
-    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+            return None
 
 
 def _capset_number():

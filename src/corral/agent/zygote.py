@@ -187,7 +187,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
 
 
 def _kill_run(relay_pid):
-    """SIGKILL the relay and every process below it (the run's init ends its whole pid namespace)."""
+    """SIGKILL the relay and every process below it (the run's init dies with it, and its whole pid namespace)."""
     tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
 
 
@@ -204,7 +204,7 @@ def _report_exits(sock, relays):
 
 
 def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
-    """Fork the relay of an isolated run; the run's init serves it (child.serve_isolated_spare)."""
+    """Fork the relay of an isolated run; the run's process (PID 2) serves it (child.serve_isolated_spare)."""
     pid = os.fork()
     if pid == 0:
         try:
@@ -217,10 +217,13 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
             isolation.enter_run_namespaces(run_mounts, own_network)
             init = os.fork()
             if init == 0:
+                isolation.hold_namespace()
+            run = os.fork()
+            if run == 0:
                 setup.isolated = True
-                isolation.become_init(own_network)
+                isolation.prepare_run(own_network)
                 child.serve_isolated_spare(setup, language)
-            isolation.relay_exit(init)
+            isolation.relay_exit(run, init)
         except BaseException as exc:  # a forked child must never return into the zygote's loop
             try:
                 os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
