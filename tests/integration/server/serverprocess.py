@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 
 from corral.server.database import Database
-from corral.server.state_dir import open_state_dir
 from corral.server.keys import KeyStore
+from corral.server.state_dir import open_state_dir
 
 #: How long a server may take to answer its first health check.
 START_DEADLINE_S = 30.0
@@ -35,13 +35,17 @@ class ServerProcess:
         self.options = options
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        if key is None:
-            database = Database(open_state_dir(data_dir).database)
-            _, key = KeyStore(database).create("tests")
-            database.close()
-        self.key = key
+        self.key = key if key is not None else self.new_key()
         self.process: subprocess.Popen | None = None
         self.log = data_dir / "server.log"
+
+    def new_key(self, scope: str | None = None) -> str:
+        """A new API key (``scope``: limited to one front-end) in this server's database."""
+        database = Database(open_state_dir(self.data_dir).database)
+        try:
+            return KeyStore(database).create("tests", scope)[1]
+        finally:
+            database.close()
 
     def start(self) -> ServerProcess:
         """Start the server and wait until it answers."""

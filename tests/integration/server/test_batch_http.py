@@ -14,9 +14,6 @@ import httpx
 import pytest
 from serverprocess import ServerProcess
 
-from corral.server.database import Database
-from corral.server.keys import KeyStore
-from corral.server.state_dir import open_state_dir
 
 pytestmark = pytest.mark.sandbox
 
@@ -32,11 +29,7 @@ def batch_server(tmp_path_factory) -> Iterator[ServerProcess]:
 
 
 def _scoped_key(server: ServerProcess) -> str:
-    database = Database(open_state_dir(server.data_dir).database)
-    try:
-        return KeyStore(database).create("sf", "sandbox-fusion")[1]
-    finally:
-        database.close()
+    return server.new_key("sandbox-fusion")
 
 
 def _lines(response: httpx.Response) -> list[dict]:

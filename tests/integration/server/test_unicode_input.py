@@ -126,7 +126,7 @@ def test_every_operation_refuses_lone_surrogates(server: ServerProcess, api: htt
     sandbox_id = api.post("/sandboxes", json={}).json()["id"]
     snapshot_source = api.post("/sandboxes", json={}).json()["id"]
     snapshot_id = api.post(f"/sandboxes/{snapshot_source}/pause").json()["id"]
-    ids = {"sandbox_id": sandbox_id, "snapshot_id": snapshot_id}
+    ids = {"sandbox_id": sandbox_id, "snapshot_id": snapshot_id, "key": server.new_key("sandbox-fusion")}
     auth = {"Authorization": f"Bearer {server.key}"}
     tried: set[str] = set()
     failures = []
