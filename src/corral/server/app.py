@@ -25,6 +25,7 @@ from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
 from corral.server.batch import BatchConfig, BatchService
+from corral.server import e2b
 from corral.server.routes import batch, execution, files, ops, sandbox_fusion, sandboxes, snapshots, templates, terminal
 from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
@@ -100,6 +101,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     metrics_guard = [] if config.public_metrics else [Depends(api_key)]
     app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query), *metrics_guard])
     app.include_router(sandbox_fusion.router)
+    e2b.install(app)  # E2B's SDKs, at the root (docs/e2b.md)
     _add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)

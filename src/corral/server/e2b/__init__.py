@@ -1,0 +1,25 @@
+"""E2B compatibility: the official ``e2b`` and ``e2b-code-interpreter`` SDKs work against ``corral serve``.
+
+A front-end only: its routes translate E2B's control plane (REST), envd's
+Connect-JSON process and filesystem services, ``/files`` and the code
+interpreter's ``/execute`` and ``/contexts`` onto corral's sandbox service, at
+the root of the same port as ``/v1`` (see docs/e2b.md). The SDK names the
+sandbox in ``E2b-Sandbox-Id`` and the port in ``E2b-Sandbox-Port``; the paths of
+envd (49983) and of the code interpreter (49999) do not collide, so one
+listener serves both.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from corral.server.e2b import control, files_http, filesystem_service, interpreter, process_service
+from corral.server.e2b.processes import ProcessTable
+
+
+def install(app: FastAPI) -> None:
+    """Serve E2B's API on ``app`` (its routes, and the process and watcher tables they share)."""
+    app.state.e2b_processes = ProcessTable()
+    app.state.e2b_watchers = {}
+    for module in (control, files_http, process_service, filesystem_service, interpreter):
+        app.include_router(module.router)

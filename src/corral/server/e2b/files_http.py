@@ -1,0 +1,128 @@
+"""envd's plain HTTP routes: ``GET /health``, and ``GET``/``POST /files`` (download and upload).
+
+Uploads are multipart (each part named ``file``, its filename the destination
+path) or a raw ``application/octet-stream`` body with ``?path=``; both are
+streamed into the sandbox with corral's chunked transfer, so size is bounded by
+``--max-file-mb`` and the sandbox's disk, not by memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import posixpath
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.formparsers import MultiPartException
+
+from corral.errors import FileOperationError, LimitExceededError
+from corral.server.e2b.errors import E2BError, PlainErrorRoute
+from corral.server.e2b.identity import data_plane_sandbox, service_of
+from corral.server.e2b.paths import absolute
+from corral.server.e2b.rpc import user_of
+from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
+
+router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
+
+#: Most files one multipart upload may hold.
+MAX_UPLOAD_FILES = 1000
+_CHUNK = 64 * 1024
+
+
+@router.get("/health")
+async def health() -> Response:
+    """envd is up (no credentials needed)."""
+    return Response(status_code=204)
+
+
+def _file_error(exc: FileOperationError, path: str) -> E2BError | FileOperationError:
+    if exc.code == "not_found":
+        return E2BError(404, f"{path}: no such file")
+    if exc.code in ("is_directory", "invalid", "not_directory"):
+        return E2BError(400, f"{path}: not a regular file")
+    return exc
+
+
+@router.get("/files")
+async def download(request: Request) -> Response:
+    """A file's bytes, streamed."""
+    sandbox_id, owner = data_plane_sandbox(request)
+    user_of(request)
+    path = absolute(request.query_params.get("path"))
+    slots = request.app.state.streams
+    if not slots.try_acquire():
+        raise LimitExceededError(f"{slots.limit} streams are open on this server (the limit): retry shortly")
+    stack = contextlib.AsyncExitStack()
+    stack.callback(slots.release)
+    try:
+        sandbox = await stack.enter_async_context(service_of(request).use(sandbox_id, owner))
+        chunks = read_chunks(sandbox, path)
+        try:
+            first = await anext(chunks, b"")
+        except FileOperationError as exc:
+            raise _file_error(exc, path) from None
+    except BaseException:
+        await stack.aclose()
+        raise
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            for start in range(0, len(first), _CHUNK):
+                yield first[start:start + _CHUNK]
+            async for part in chunks:
+                yield part
+        finally:
+            await chunks.aclose()
+            await stack.aclose()
+
+    return StreamingResponse(body(), media_type="application/octet-stream")
+
+
+def _written(path: str) -> dict:
+    return {"path": path, "name": posixpath.basename(path), "type": "file"}
+
+
+@router.post("/files")
+async def upload(request: Request) -> JSONResponse:
+    """Write one file (raw body) or several (multipart); parents are created, files replaced."""
+    sandbox_id, owner = data_plane_sandbox(request)
+    user_of(request)
+    if request.headers.get("content-encoding", "identity") != "identity":
+        raise E2BError(400, "compressed uploads are not accepted (send them uncompressed)")
+    limit = request.app.state.max_file_bytes
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    async with service_of(request).use(sandbox_id, owner) as sandbox:
+        try:
+            if kind == "multipart/form-data":
+                return JSONResponse(await _multipart(request, sandbox, limit))
+            path = absolute(request.query_params.get("path"))
+            await write_chunks(sandbox, path, request.stream(), 0o644, limit)
+            return JSONResponse([_written(path)])
+        except FileTooLarge as exc:
+            raise E2BError(413, str(exc)) from None
+
+
+async def _multipart(request: Request, sandbox, limit: int) -> list[dict]:
+    try:
+        form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=MAX_UPLOAD_FILES)
+    except (MultiPartException, AssertionError) as exc:
+        raise E2BError(400, f"multipart body: {exc}") from None
+    try:
+        parts = [part for name, part in form.multi_items() if name == "file" and hasattr(part, "read")]
+        if not parts:
+            raise E2BError(400, "multipart body without a part named 'file'")
+        only = request.query_params.get("path")
+        written = []
+        for part in parts:
+            path = absolute(only if only and len(parts) == 1 else part.filename, "filename")
+
+            async def chunks(upload=part) -> AsyncIterator[bytes]:
+                while chunk := await upload.read(_CHUNK):
+                    yield chunk
+
+            await write_chunks(sandbox, path, chunks(), 0o644, limit)
+            written.append(_written(path))
+        return written
+    finally:
+        await form.close()
