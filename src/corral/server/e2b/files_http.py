@@ -16,9 +16,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.formparsers import MultiPartException
 
-from corral.errors import FileOperationError, LimitExceededError
-from corral.server.e2b.errors import E2BError, PlainErrorRoute
-from corral.server.e2b.identity import data_plane_sandbox, service_of
+from corral.errors import FileOperationError, LimitExceededError, NotFoundError
+from corral.server.e2b.errors import E2BError, PlainErrorRoute, gone
+from corral.server.e2b.identity import current, data_plane_sandbox, service_of
+from corral.server.lifecycle import SandboxState
 from corral.server.e2b.paths import absolute
 from corral.server.e2b.rpc import user_of
 from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
@@ -31,8 +32,16 @@ _CHUNK = 64 * 1024
 
 
 @router.get("/health")
-async def health() -> Response:
-    """envd is up (no credentials needed)."""
+async def health(request: Request) -> Response:
+    """204 while the named sandbox runs, else 502 "was not found" (no credentials needed, as in E2B)."""
+    e2b_id = request.headers.get("e2b-sandbox-id")
+    if e2b_id:
+        try:
+            running = current(service_of(request), e2b_id, None).state is SandboxState.RUNNING
+        except NotFoundError:
+            running = False
+        if not running:
+            raise gone(e2b_id)
     return Response(status_code=204)
 
 
