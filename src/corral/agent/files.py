@@ -29,6 +29,7 @@ _ERRNO_CODES = {
     errno.ENOTEMPTY: "exists",
     errno.ELOOP: "invalid",
     errno.ENAMETOOLONG: "invalid",
+    errno.EXDEV: "invalid",
 }
 
 
