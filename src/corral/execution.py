@@ -99,7 +99,7 @@ async def execute(
             files=[RunFile(path=path, data_b64=base64.b64encode(data).decode()) for path, data in options.files],
         )
 
-    captured = {"stdout": _Capture(options.stdout_limit), "stderr": _Capture(options.stderr_limit)}
+    captured = {"stdout": Capture(options.stdout_limit), "stderr": Capture(options.stderr_limit)}
     events = channel.request(build)
     done: ExecDone | None = None
     deadline = started + options.timeout + HOST_GRACE_S
@@ -182,8 +182,8 @@ def _result(done, captured, options, channel, usage_before, isolation, warm, set
     )
 
 
-class _Capture:
-    """Collects one stream up to a byte limit, whatever the agent claims."""
+class Capture:
+    """Collects one stream up to a byte limit, whatever the agent claims; ``add`` returns what it kept."""
 
     def __init__(self, limit: int):
         self.limit = limit

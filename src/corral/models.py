@@ -151,6 +151,40 @@ class BackgroundCommand(_Frozen):
     log_path: str
 
 
+class ProcessInfo(_Frozen):
+    """A process started with ``commands.start`` that is still running."""
+
+    pid: int
+    cmd: str
+    cwd: str
+    env: dict[str, str]
+    tag: str | None = None
+    #: It has a stdin pipe that is still open.
+    stdin: bool = False
+
+
+class FileInfo(_Frozen):
+    """What a path inside a sandbox is (``files.stat``): a symlink is described, not followed."""
+
+    name: str
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+    uid: int
+    gid: int
+    symlink_target: str | None = None
+
+
+class FileEvent(_Frozen):
+    """A change below a watched directory; ``name`` is relative to it. ``overflow``: events were lost."""
+
+    kind: Literal["create", "write", "remove", "rename", "chmod", "overflow"]
+    name: str
+    is_dir: bool = False
+
+
 class FileEntry(_Frozen):
     """One entry of a directory inside a sandbox."""
 

@@ -379,32 +379,6 @@ class OneshotRun:
         self.agent.ensure_spare()
 
 
-class BackgroundProgram:
-    """A program started with ``background``: no timeout, output to a log file, killed at reset."""
-
-    def __init__(self, agent, request):
-        self.agent = agent
-        with agent.as_user:
-            os.makedirs(agent.scratch_dir, mode=0o700, exist_ok=True)
-            self.log_path = os.path.join(agent.scratch_dir, f"background-{request['id']}.log")
-            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-            python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
-        stdin = os.open(os.devnull, os.O_RDONLY)
-        setup = child.ChildSetup(stdin, log_fd, log_fd, request["cwd"], request["env"], agent.rlimits,
-                                 protected_parent=agent.protected, confinement=agent.confinement,
-                                 lockdown=agent.lockdown)
-        pid = _fork_child(setup, python, argv)
-        for fd in (log_fd, stdin):
-            os.close(fd)
-        self.pid = pid
-        agent.adopt(pid, self)
-        agent.background[pid] = self
-
-    def on_exit(self, status):
-        """The program ended on its own; its log stays."""
-        self.agent.background.pop(self.pid, None)
-
-
 def exec_done(request_id, status, **fields):
     """The ``exec_done`` message for a wait status."""
     if os.WIFSIGNALED(status):
