@@ -14,12 +14,12 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from corral.server.e2b import control, files_http, filesystem_service, interpreter, process_service
-from corral.server.e2b.processes import ProcessTable
+from corral.server.e2b.terminals import Terminals
 
 
 def install(app: FastAPI) -> None:
-    """Serve E2B's API on ``app`` (its routes, and the process and watcher tables they share)."""
-    app.state.e2b_processes = ProcessTable()
+    """Serve E2B's API on ``app`` (its routes, and the PTY and watcher tables they share)."""
+    app.state.e2b_terminals = Terminals()
     app.state.e2b_watchers = {}
     for module in (control, files_http, process_service, filesystem_service, interpreter):
         app.include_router(module.router)

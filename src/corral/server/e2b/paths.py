@@ -6,7 +6,7 @@ import datetime
 import posixpath
 import stat
 
-from corral.models import FileEntry
+from corral.models import FileEntry, FileInfo
 from corral.protocol import wire
 from corral.server.e2b.errors import E2BError
 
@@ -36,10 +36,20 @@ def entry_info(directory: str, entry: FileEntry) -> dict:
     }
 
 
-def root_info() -> dict:
-    """EntryInfo of ``/``, which has no parent to list it."""
-    return {"name": "/", "type": "FILE_TYPE_DIRECTORY", "path": "/", "size": "0", "mode": 0o755,
-            "permissions": "drwxr-xr-x", "owner": "root", "group": "root", "modifiedTime": rfc3339(0)}
+def stat_info(info: FileInfo) -> dict:
+    """envd's EntryInfo of what ``files.stat`` found."""
+    entry = entry_info(posixpath.dirname(info.path), FileEntry(name=info.name, kind=info.kind, size=info.size,
+                                                               mode=info.mode, mtime=info.mtime))
+    entry["path"] = info.path
+    entry["owner"], entry["group"] = _user(info.uid), _user(info.gid)
+    if info.symlink_target is not None:
+        entry["symlinkTarget"] = info.symlink_target
+    return entry
+
+
+def _user(uid: int) -> str:
+    """The sandbox's one user is ``user`` (as in E2B); root owns the system's files."""
+    return "root" if uid == 0 else "user"
 
 
 def rfc3339(seconds: float) -> str:
