@@ -22,6 +22,9 @@ def test_every_event_kind_parses_to_its_model():
         b'{"type": "file_stat", "id": 1, "entry": {"name": "a", "path": "/home/user/a", "kind": "symlink", '
         b'"size": 1, "mode": 511, "mtime": 1.5, "uid": 1000, "gid": 1000, "symlink_target": "b"}}': messages.FileStat,
         b'{"type": "watch_started", "id": 1}': messages.WatchStarted,
+        b'{"type": "result", "id": 1, "data": {"text/plain": "42", "application/json": [1]}, "is_main_result": true}':
+            messages.Result,
+        b'{"type": "run_error", "id": 1, "name": "ValueError", "value": "v", "traceback": "t"}': messages.RunError,
         b'{"type": "fs_event", "id": 1, "kind": "create", "name": "a/b", "is_dir": true}': messages.FsEvent,
         b'{"type": "file_data", "id": 1, "data_b64": ""}': messages.FileData,
         b'{"type": "dir_listing", "id": 1, "entries": [{"name": "a", "kind": "file", "size": 1, "mode": 420, '

@@ -6,6 +6,8 @@ models the host validates every frame with.
 
 from corral.protocol import wire
 from corral.protocol.messages import (
+    Result,
+    RunError,
     FileStat,
     FileStatRequest,
     FileMkdirRequest,
@@ -55,6 +57,8 @@ from corral.protocol.messages import (
 )
 
 __all__ = [
+    "Result",
+    "RunError",
     "FileStat",
     "FileStatRequest",
     "FileMkdirRequest",

@@ -9,7 +9,7 @@ The agent validates the same rules again with :mod:`corral.protocol.wire`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -345,6 +345,25 @@ class Output(_Message):
     data: str
 
 
+class Result(_Message):
+    """A rich result of a session block: a MIME bundle (``is_main_result``: the last expression's value)."""
+
+    type: Literal["result"] = "result"
+    id: int
+    data: dict[str, Any]
+    is_main_result: bool = False
+
+
+class RunError(_Message):
+    """The uncaught exception that ended a session block."""
+
+    type: Literal["run_error"] = "run_error"
+    id: int
+    name: str
+    value: str
+    traceback: str
+
+
 class ExecDone(_Message):
     """How a run ended."""
 
@@ -494,7 +513,7 @@ class Error(_Message):
 
 
 Event = Annotated[
-    Union[Hello, Output, ExecDone, ProcessStarted, ProcessListing, FileStat, WatchStarted, FsEvent, FileData,
+    Union[Hello, Output, Result, RunError, ExecDone, ProcessStarted, ProcessListing, FileStat, WatchStarted, FsEvent, FileData,
           DirListing, Ack, Error],
     Field(discriminator="type"),
 ]

@@ -35,6 +35,9 @@ DEFAULT_STDERR_LIMIT = 100 * 1024
 MAX_PROCESSES = 32
 #: Output (characters) a process keeps for ``process_attach`` with ``replay``.
 PROCESS_REPLAY_BYTES = 64 * 1024
+#: Rich results (display outputs) one session block may report, and the size of each (JSON).
+MAX_RESULTS = 64
+MAX_RESULT_BYTES = 4 * 1024 * 1024
 #: Directories one recursive ``watch_start`` may watch.
 MAX_WATCH_DIRS = 1024
 
