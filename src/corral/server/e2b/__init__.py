@@ -18,8 +18,9 @@ from corral.server.e2b.terminals import Terminals
 
 
 def install(app: FastAPI) -> None:
-    """Serve E2B's API on ``app`` (its routes, and the PTY and watcher tables they share)."""
+    """Serve E2B's API on ``app`` (its routes, and the PTYs, watchers and run counts they share)."""
     app.state.e2b_terminals = Terminals()
     app.state.e2b_watchers = {}
+    app.state.e2b_executions = {}
     for module in (control, files_http, process_service, filesystem_service, interpreter):
         app.include_router(module.router)

@@ -2,7 +2,8 @@
 
 A run is corral's session run (state is kept between runs) answered as E2B's
 NDJSON: ``number_of_executions``, output lines with timestamps as the run
-prints, then the results, an ``error`` if the code failed, and
+prints, then its rich results (corral reports them when the block ends: the
+last expression's value is the main one), an ``error`` if the code failed, and
 ``end_of_execution``. A context is one session interpreter: corral keeps one
 per language in a sandbox, so each language has one context (its id is the
 language) and ``restart`` is refused. The SDK sends no credentials on the
@@ -20,7 +21,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from corral.errors import CorralError, LimitExceededError
-from corral.models import ExecutionResult, OutputEvent
+from corral.models import DisplayResult, ExecutionResult, OutputEvent
 from corral.server.e2b.errors import E2BError, PlainErrorRoute
 from corral.server.e2b.identity import service_of
 from corral.server.e2b.identity import data_plane_sandbox as sandbox_of
@@ -29,8 +30,11 @@ router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
 
 #: E2B language names -> corral's session languages.
 LANGUAGES = {"python": "python", "javascript": "javascript", "js": "javascript", "bash": "shell"}
-#: Seconds of silence before a keepalive line.
-KEEPALIVE_S = 5.0
+#: MIME types of a result -> E2B's field names.
+MIME_FIELDS = {"text/plain": "text", "text/html": "html", "text/markdown": "markdown", "image/svg+xml": "svg",
+               "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
+               "application/json": "json", "application/javascript": "javascript", "e2b/data": "data",
+               "e2b/chart": "chart"}
 #: Longest a run may take (the SDK bounds the whole stream by its own timeout, 300 s by default).
 MAX_RUN_S = 3600.0
 
@@ -66,16 +70,34 @@ def _now() -> str:
 
 
 def error_of(result: ExecutionResult) -> dict | None:
-    """E2B's ``error`` of a failed run: the exception's name and value, and the traceback."""
+    """E2B's ``error`` of a failed run: the exception's name, value and traceback."""
+    if result.error is not None:
+        return {"name": result.error.name, "value": result.error.value, "traceback": result.error.traceback}
     if result.ok:
         return None
     if result.timed_out:
         return {"name": "TimeoutError", "value": "the run passed its time limit", "traceback": result.stderr}
-    last = next((line for line in reversed(result.stderr.splitlines()) if line.strip()), "")
-    name, sep, value = last.partition(": ")
-    if not sep or not name.replace(".", "").isidentifier():
-        name, value = "Error", last or f"exit code {result.exit_code}"
-    return {"name": name, "value": value, "traceback": result.stderr}
+    if result.oom_killed:
+        return {"name": "MemoryError", "value": "the run passed its memory limit", "traceback": result.stderr}
+    return {"name": "UnexpectedEndOfExecution", "value": f"the run ended with exit code {result.exit_code}",
+            "traceback": result.stderr}
+
+
+def result_line(result: DisplayResult) -> dict:
+    """E2B's ``result`` line of a MIME bundle: its known types under E2B's field names, the rest in ``extra``."""
+    line: dict = {"type": "result", "is_main_result": result.is_main_result}
+    extra = {}
+    for mime, value in result.data.items():
+        name = MIME_FIELDS.get(mime)
+        if name is None:
+            extra[mime] = value
+        elif name == "text" and isinstance(value, str):
+            line["text"] = value[1:-1] if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"" else value
+        else:
+            line[name] = value
+    if extra:
+        line["extra"] = extra
+    return line
 
 
 @router.post("/execute")
@@ -101,11 +123,15 @@ async def execute(request: Request) -> Response:
     async def lines() -> AsyncIterator[bytes]:
         try:
             async with service_of(request).use(sandbox_id, owner):
-                yield _line({"type": "number_of_executions", "execution_count": 1})
+                counts = request.app.state.e2b_executions
+                counts[sandbox_id, language] = count = counts.get((sandbox_id, language), 0) + 1
+                yield _line({"type": "number_of_executions", "execution_count": count})
                 async for item in stream:
                     if isinstance(item, OutputEvent):
                         yield _line({"type": item.stream, "text": item.data, "timestamp": _now()})
                         continue
+                    for result in item.results:
+                        yield _line(result_line(result))
                     error = error_of(item)
                     if error is not None:
                         yield _line({"type": "error", **error})
