@@ -27,6 +27,7 @@ from corral.errors import (
 from corral.network import EgressDecision, ExposedPort, Network, PortMapping
 from corral.packages import check_index, check_packages, index_hosts, install_command
 from corral.services import SandboxServices
+from corral.terminal import AsyncTerminal
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
 from corral.lease import Lease, cold_start, discard, pause_memory, resume_start
 from corral.commands import AsyncCommands
@@ -350,6 +351,12 @@ class AsyncSandbox:
     async def _run_oneshot(self, options: RunOptions, on_stdout: OutputCallback | None,
                            on_stderr: OutputCallback | None) -> ExecutionResult:
         return await _consume(self._events(options), on_stdout, on_stderr)
+
+    async def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
+                       env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncTerminal:
+        """A program on a pseudo-terminal (``command`` None: an interactive bash); use it with ``async with``."""
+        lease = self._ready_lease()
+        return await AsyncTerminal.open(lease.channel, cols, rows, command, self._run_env(dict(env or {})), cwd)
 
     # --- files ---------------------------------------------------------------------
 

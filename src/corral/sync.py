@@ -24,6 +24,7 @@ from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox, OutputCallback
 from corral.sync_bridge import bridge
 from corral.sync_commands import Commands
+from corral.terminal import AsyncTerminal
 
 if TYPE_CHECKING:
     from corral.client.sync import HostedSandbox
@@ -135,6 +136,11 @@ class Sandbox:
         """Run ``code`` in the session; yield OutputEvents, then the ExecutionResult."""
         return bridge.iterate(self._async.stream(code, **options))
 
+    def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
+                 env: dict[str, str] | None = None, cwd: str | None = None) -> Terminal:
+        """A program on a pseudo-terminal (``command`` None: an interactive bash); use it with ``with``."""
+        return Terminal(bridge.call(self._async.terminal(cols=cols, rows=rows, command=command, env=env, cwd=cwd)))
+
     def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
             **options: Any) -> ExecutionResult:
         """Run ``code`` in the session interpreter (state is kept between calls).
@@ -149,6 +155,65 @@ class Sandbox:
 async def _construct(language: str, pool: AsyncPool | None, options: dict[str, Any]) -> AsyncSandbox:
     # built on the bridge's loop so its asyncio objects belong there
     return AsyncSandbox(language, pool=pool, **options)
+
+
+class Terminal:
+    """A program on a pseudo-terminal in the sandbox. See AsyncTerminal."""
+
+    def __init__(self, terminal: AsyncTerminal):
+        self._async = terminal
+
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit status once it ended, else None."""
+        return self._async.exit_code
+
+    @property
+    def signal(self) -> int | None:
+        """The signal that ended it, if any."""
+        return self._async.signal
+
+    @property
+    def running(self) -> bool:
+        """True until the program's exit was reported."""
+        return self._async.running
+
+    def write(self, data: str | bytes) -> None:
+        """Type ``data``."""
+        bridge.call(self._async.write(data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the window size."""
+        bridge.call(self._async.resize(cols, rows))
+
+    def read(self, timeout: float | None = None) -> str:
+        """Output not read yet, waiting up to ``timeout`` s for some."""
+        return bridge.call(self._async.read(timeout))
+
+    def read_until(self, text: str, timeout: float | None = 30.0) -> str:
+        """Output up to and including the first ``text``."""
+        return bridge.call(self._async.read_until(text, timeout))
+
+    def __iter__(self) -> Iterator[str]:
+        return bridge.iterate(aiter(self._async))
+
+    def kill(self) -> None:
+        """Kill the program and everything it started."""
+        bridge.call(self._async.kill())
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the program to end; its exit code."""
+        return bridge.call(self._async.wait(timeout))
+
+    def close(self) -> None:
+        """Kill the program if it still runs."""
+        bridge.call(self._async.close())
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class Files:
