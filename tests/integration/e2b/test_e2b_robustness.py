@@ -58,7 +58,9 @@ def test_control_plane_credentials(http, server):
 
 @pytest.mark.parametrize("body", [b"{", b"[]", b'"x"', b'{"timeout": "long"}', b'{"timeout": -1}',
                                   b'{"timeout": 1e9}', b'{"templateID": 5}', b'{"metadata": {"bad key!": "v"}}',
-                                  b'{"metadata": []}', b'{"envVars": {"A": 1}}', b'{"templateID": ""}'])
+                                  b'{"metadata": []}', b'{"envVars": {"A": 1}}', b'{"templateID": ""}',
+                                  b'{"allow_internet_access": true}', b'{"network": {"allowOut": ["1.1.1.1"]}}',
+                                  b'{"volumeMounts": [{"name": "v", "path": "/v"}]}'])
 def test_create_refuses_bad_bodies(http, server, body):
     plain_error(http.post("/v2/sandboxes", content=body, headers={"X-API-KEY": server.key,
                                                                    "Content-Type": "application/json"}), 400)

@@ -48,6 +48,23 @@ class CreateBody(_Lenient):
     timeout: float = Field(default=DEFAULT_TTL_S)
     metadata: dict[str, str] | None = None
     envVars: dict[str, str] | None = None
+    allow_internet_access: bool | None = None
+    network: dict | None = None
+    volumeMounts: list | None = None
+    mcp: dict | None = None
+
+    def unsupported(self) -> str | None:
+        """What this request asks for that corral's E2B layer cannot give (refused, not ignored)."""
+        if self.allow_internet_access:
+            return ("allow_internet_access: sandboxes made through E2B's API have no network; "
+                    "use corral's own API (network=) for egress")
+        if self.network and (self.network.get("allowOut") or self.network.get("allowPublicTraffic")):
+            return "network.allowOut / allowPublicTraffic: sandboxes made through E2B's API have no network"
+        if self.volumeMounts:
+            return "volumeMounts are not supported"
+        if self.mcp:
+            return "mcp is not supported"
+        return None
 
 
 class TimeoutBody(_Lenient):
@@ -118,6 +135,8 @@ async def create(request: Request) -> JSONResponse:
     """Start a sandbox; 201 with its id and its per-sandbox access token."""
     owner = owner_of(request)
     body = await _body(request, CreateBody)
+    if body.unsupported():
+        raise E2BError(400, body.unsupported())
     metadata = {**(body.metadata or {}), TEMPLATE_KEY: body.templateID}
     try:
         spec = CreateSandbox(template=_template(request, owner, body.templateID), timeout=body.timeout,
