@@ -169,6 +169,18 @@ def test_set_timeout_pause_connect_keeps_the_id_and_files():
     assert sandbox.sandbox_id not in [info.sandbox_id for info in Sandbox.list().next_items()]
 
 
+def test_the_same_object_works_after_pause_and_connect():
+    sandbox = Sandbox.create(timeout=60)
+    try:
+        sandbox.files.write("kept.txt", "kept")
+        sandbox.pause()
+        assert sandbox.connect() is sandbox  # the SDK keeps its first token: it is still good
+        assert sandbox.files.read("kept.txt") == "kept"
+        assert sandbox.commands.run("echo resumed").stdout == "resumed\n"
+    finally:
+        sandbox.kill()
+
+
 def test_access_tokens_and_keys_are_checked(server, sandbox, monkeypatch):
     other = Sandbox.create(timeout=60)
     try:

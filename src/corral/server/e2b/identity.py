@@ -11,6 +11,8 @@ Credentials: the control plane takes an API key in ``X-API-KEY``; the data plane
 takes ``X-Access-Token``, a sandbox access token (from create or resume) or the
 API key itself (what connect hands out for a running sandbox, whose token only
 its creator saw), checked by corral's own :func:`corral.server.auth.authorize_sandbox`.
+As in E2B, a sandbox's token keeps working after pause and connect: the token of
+an earlier sandbox of the chain is accepted for the one it continues into.
 """
 
 from __future__ import annotations
@@ -96,7 +98,10 @@ def data_plane_sandbox(request: Request) -> tuple[str, str | None]:
     try:
         owner = None if token_sandbox is not None else _key_owner(service, credential)
         info = current(service, e2b_id, owner)
-        caller = authorize_sandbox(service, credential, info.id)
+        granted = info.id
+        if token_sandbox is not None and token_sandbox != info.id and _continues(service, token_sandbox, info):
+            granted = token_sandbox  # E2B keeps one token across pause and connect: an earlier link's token
+        caller = authorize_sandbox(service, credential, granted)
     except NotFoundError:
         if token_sandbox is not None:  # a token says nothing about other sandboxes
             authorize_sandbox(service, credential, token_sandbox)
@@ -108,6 +113,14 @@ def data_plane_sandbox(request: Request) -> tuple[str, str | None]:
     if info.state is not SandboxState.RUNNING:
         raise gone(e2b_id)
     return info.id, caller.owner
+
+
+def _continues(service: SandboxService, earlier_id: str, info: SandboxInfo) -> bool:
+    """True when ``info`` is where the resume chain of sandbox ``earlier_id`` leads now."""
+    try:
+        return current(service, earlier_id, None).id == info.id
+    except NotFoundError:
+        return False
 
 
 def _key_owner(service: SandboxService, credential: str) -> str:
