@@ -49,6 +49,12 @@ def connect_error(answer: httpx.Response, code: str) -> None:
     assert body["code"] == code and isinstance(body["message"], str), body
 
 
+def test_wrong_methods_get_e2b_bodies(http):
+    for method, path in [("GET", "/execute"), ("PUT", "/v2/sandboxes"), ("GET", "/process.Process/Start"),
+                         ("DELETE", "/files"), ("PATCH", "/sandboxes/sbx_x")]:
+        plain_error(http.request(method, path), 405)
+
+
 def test_control_plane_credentials(http, server):
     plain_error(http.post("/v2/sandboxes", json={}), 401)
     plain_error(http.post("/v2/sandboxes", json={}, headers={"X-API-KEY": "ck_abc_def"}), 401)
