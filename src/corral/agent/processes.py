@@ -181,8 +181,8 @@ class ManagedProcess:
         with agent.as_user:
             os.makedirs(agent.scratch_dir, mode=0o700, exist_ok=True)
             self.log_path = os.path.join(agent.scratch_dir, f"process-{self.request_id}.log")
-            self.log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC,
-                                  0o600)
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
+            self.log_fd = os.open(self.log_path, flags, 0o600)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         if request.get("stdin"):
@@ -230,6 +230,8 @@ class ManagedProcess:
 
     def signal(self, signal_number):
         """Signal the process's group (it leads a session of its own); SIGKILL takes its whole tree."""
+        if self.status is not None:  # reaped already (its output is still being collected): the pid may be reused
+            return
         if signal_number == 9:
             self.agent.kill_tree(self.pid, self.since_ticks)
             return
