@@ -23,8 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from corral.errors import CorralError, LimitExceededError
 from corral.models import DisplayResult, ExecutionResult, OutputEvent
 from corral.server.e2b.errors import E2BError, PlainErrorRoute
-from corral.server.e2b.identity import service_of
-from corral.server.e2b.identity import data_plane_sandbox as sandbox_of
+from corral.server.e2b.identity import data_plane_sandbox, service_of
 
 router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
 
@@ -35,6 +34,8 @@ MIME_FIELDS = {"text/plain": "text", "text/html": "html", "text/markdown": "mark
                "image/png": "png", "image/jpeg": "jpeg", "application/pdf": "pdf", "text/latex": "latex",
                "application/json": "json", "application/javascript": "javascript", "e2b/data": "data",
                "e2b/chart": "chart"}
+#: Execution counts kept before those of sandboxes that are gone are dropped.
+MAX_COUNTED = 10_000
 #: Longest a run may take (the SDK bounds the whole stream by its own timeout, 300 s by default).
 MAX_RUN_S = 3600.0
 
@@ -103,7 +104,7 @@ def result_line(result: DisplayResult) -> dict:
 @router.post("/execute")
 async def execute(request: Request) -> Response:
     """Run code in a context's session; NDJSON as it runs."""
-    sandbox_id, owner = sandbox_of(request)
+    sandbox_id, owner = data_plane_sandbox(request)
     try:
         body = ExecuteBody.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -124,6 +125,10 @@ async def execute(request: Request) -> Response:
         try:
             async with service_of(request).use(sandbox_id, owner):
                 counts = request.app.state.e2b_executions
+                if len(counts) > MAX_COUNTED:  # forget the counts of sandboxes that are gone
+                    live = service_of(request).live
+                    for key in [key for key in counts if key[0] not in live]:
+                        del counts[key]
                 counts[sandbox_id, language] = count = counts.get((sandbox_id, language), 0) + 1
                 yield _line({"type": "number_of_executions", "execution_count": count})
                 async for item in stream:
