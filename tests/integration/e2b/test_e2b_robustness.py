@@ -10,6 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from corral.server.database import Database
+from corral.server.keys import KeyStore
+from corral.server.state_dir import open_state_dir
+
 RPCS = [f"/process.Process/{name}" for name in ("Start", "Connect", "List", "SendSignal", "SendInput",
                                                  "StreamInput", "CloseStdin", "Update")]
 RPCS += [f"/filesystem.Filesystem/{name}" for name in ("Stat", "ListDir", "MakeDir", "Move", "Remove",
@@ -53,6 +57,25 @@ def test_wrong_methods_get_e2b_bodies(http):
     for method, path in [("GET", "/execute"), ("PUT", "/v2/sandboxes"), ("GET", "/process.Process/Start"),
                          ("DELETE", "/files"), ("PATCH", "/sandboxes/sbx_x")]:
         plain_error(http.request(method, path), 405)
+
+
+def test_another_keys_sandbox_is_not_found(http, server, created):
+    database = Database(open_state_dir(server.data_dir).database)
+    _, other_key = KeyStore(database).create("other")
+    database.close()
+    theirs = {"X-API-KEY": other_key}
+    sandbox_id = created["sandboxID"]
+    for method, path in [("GET", f"/sandboxes/{sandbox_id}"), ("DELETE", f"/sandboxes/{sandbox_id}"),
+                         ("POST", f"/sandboxes/{sandbox_id}/timeout"), ("POST", f"/sandboxes/{sandbox_id}/pause"),
+                         ("POST", f"/v2/sandboxes/{sandbox_id}/connect")]:
+        plain_error(http.request(method, path, json={"timeout": 10}, headers=theirs), 404)
+    assert sandbox_id not in [item["sandboxID"] for item in http.get("/v2/sandboxes", headers=theirs).json()]
+    # the data plane takes the owner's key as a token (what connect hands out), never another key
+    answer = http.post("/filesystem.Filesystem/Stat", json={"path": "/"}, headers=envd(created, other_key))
+    connect_error(answer, "unavailable")
+    answer = http.post("/filesystem.Filesystem/Stat", json={"path": "/"}, headers=envd(created, server.key))
+    assert answer.status_code == 200
+    plain_error(http.get(f"/sandboxes/{sandbox_id}/metrics", headers={"X-API-KEY": server.key}), 501)
 
 
 def test_control_plane_credentials(http, server):

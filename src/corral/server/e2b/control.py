@@ -274,3 +274,12 @@ async def resume(sandbox_id: str, request: Request) -> JSONResponse:
         raise E2BError(409, f"sandbox {sandbox_id} is {info.state.value}, not paused")
     resumed = await request.app.state.snapshots.resume(info.snapshot_id, owner, ResumeSnapshot(timeout=body.timeout))
     return JSONResponse(_created(request, resumed, resumed.access_token), status_code=201)
+
+
+@router.get("/sandboxes/{sandbox_id}/metrics")
+@router.get("/sandboxes/metrics")
+async def metrics(request: Request) -> Response:
+    """Refused (501): corral does not sample a sandbox's CPU, memory and disk over time."""
+    owner_of(request)
+    raise E2BError(501, "corral does not record sandbox metrics over time; each run's result has its "
+                        "cpu_time_ms and memory_peak_mb (corral's own API)")
