@@ -15,6 +15,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+from corral.channel import Channel
 from corral.errors import FileOperationError, InvalidInputError, LimitExceededError, NotFoundError, ProtocolError
 from corral.execution import Capture
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo, TimingBreakdown
@@ -63,9 +64,10 @@ class AsyncCommandHandle:
     ``wait()`` returns and iteration yields); callbacks see all of it.
     """
 
-    def __init__(self, sandbox: AsyncSandbox, events: AsyncIterator[Any], request_id: int, started: ProcessStarted,
-                 on_stdout: OutputCallback | None, on_stderr: OutputCallback | None):
+    def __init__(self, sandbox: AsyncSandbox, channel: Channel, events: AsyncIterator[Any], request_id: int,
+                 started: ProcessStarted, on_stdout: OutputCallback | None, on_stderr: OutputCallback | None):
         self._sandbox = sandbox
+        self._channel = channel
         self._events_source = events
         self._request_id = request_id
         #: The process's pid inside the sandbox.
@@ -123,10 +125,19 @@ class AsyncCommandHandle:
                 self._wake()
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:  # the sandbox closed or crashed
+        except BaseException as exc:  # the sandbox closed or crashed, or a callback raised
             self._failure = exc
         finally:
+            await self._stop_stream()
             self._wake(final=True)
+
+    async def _stop_stream(self) -> None:
+        """Stop listening; if the process runs on, detach so that the agent stops sending its output."""
+        await self._events_source.aclose()
+        if self._done is None and self._failure is not None and not self._channel.broken:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._channel.send_nowait(
+                    lambda own_id: CancelRequest(id=own_id, target=self._request_id)))
 
     def _wake(self, final: bool = False) -> None:
         old, self._wakeup = self._wakeup, asyncio.Event()
@@ -186,9 +197,8 @@ class AsyncCommandHandle:
             self._detached = True
             return
         self._detached = True
-        channel = self._sandbox._ready_lease().channel
         with contextlib.suppress(Exception):
-            await channel.send_nowait(lambda own_id: CancelRequest(id=own_id, target=self._request_id))
+            await self._channel.send_nowait(lambda own_id: CancelRequest(id=own_id, target=self._request_id))
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(asyncio.shield(self._task), 5)
         if not self._task.done():
@@ -209,15 +219,20 @@ class AsyncCommands:
             sent.append(request_id)
             return build(request_id)
 
-        events = self._sandbox._ready_lease().channel.request(numbered)
-        first = await anext(events)
+        channel = self._sandbox._ready_lease().channel
+        events = channel.request(numbered)
+        try:
+            first = await anext(events)
+        except BaseException:
+            await events.aclose()
+            raise
         if isinstance(first, Error):
             await events.aclose()
             _raise_for(first)
         if not isinstance(first, ProcessStarted):
             await events.aclose()
             raise ProtocolError(f"expected process_started, got {first.type}")
-        return AsyncCommandHandle(self._sandbox, events, sent[0], first, on_stdout, on_stderr)
+        return AsyncCommandHandle(self._sandbox, channel, events, sent[0], first, on_stdout, on_stderr)
 
     async def start(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
                     stdin: bool = False, timeout: float | None = None, tag: str | None = None,

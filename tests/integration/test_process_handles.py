@@ -120,3 +120,26 @@ def test_background_server_output_does_not_block_the_sandbox():
         result = noisy.wait(timeout=60)
         assert result.ok and result.stdout_truncated and len(result.stdout) == sandbox.spec.limits.stdout_limit
         assert sandbox.run("print(1)").stdout == "1\n"
+
+
+@pytest.mark.levels("process")
+def test_a_failing_callback_ends_the_handle_not_the_process():
+    def explode(text):
+        raise RuntimeError("callback failed")
+
+    with corral.Sandbox() as sandbox:
+        handle = sandbox.commands.start("echo first; sleep 0.3; echo second; sleep 0.3; echo third",
+                                        on_stdout=explode)
+        with pytest.raises(RuntimeError, match="callback failed"):
+            handle.wait(timeout=10)
+        other = sandbox.commands.connect(handle.pid, replay=False)  # the process is still running
+        assert "third" in other.wait(timeout=10).stdout
+
+
+@pytest.mark.levels("process")
+def test_kill_spares_other_commands_daemons():
+    with corral.Sandbox() as sandbox:
+        handle = sandbox.commands.start("sleep 300")
+        sandbox.commands.run("setsid sleep 301 > /dev/null 2>&1 < /dev/null &")  # an orphan, started after it
+        assert handle.kill() and handle.wait(timeout=10).exit_code == 137
+        assert "sleep 301" in sandbox.commands.run("ps -eo args").stdout

@@ -229,18 +229,21 @@ class ManagedProcess:
         self.stdin.close()
 
     def signal(self, signal_number):
-        """Signal the process's group (it leads a session of its own); SIGKILL takes its whole tree."""
+        """Signal the process's group (it leads a session of its own); SIGKILL also takes its descendants.
+
+        Unlike a timeout, an explicit kill spares orphans re-parented to the agent: after a long
+        life, "started since this process" would take other commands' daemons too.
+        """
         if self.status is not None:  # reaped already (its output is still being collected): the pid may be reused
-            return
-        if signal_number == 9:
-            self.agent.kill_tree(self.pid, self.since_ticks)
             return
         for send in (os.killpg, os.kill):
             try:
                 send(self.pid, signal_number)
-                return
+                break
             except (ProcessLookupError, PermissionError):
                 continue
+        if signal_number == 9:
+            self.agent.kill_tree(self.pid, float("inf"))
 
     def _on_timeout(self):
         self.timer = None
