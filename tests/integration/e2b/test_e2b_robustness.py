@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 
@@ -166,6 +167,17 @@ def test_files_refuse_bad_requests(http, created):
                           headers={**envd(created), "Content-Type": "multipart/form-data; boundary=zz"}), 400)
     plain_error(http.post("/files?path=a", files={"other": ("a", b"x")}, headers=envd(created)), 400)
     plain_error(http.get("/files?path=a", headers={**envd(created), "Authorization": "Basic cm9vdDo="}), 403)
+    raw = {**envd(created), "Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
+    plain_error(http.post("/files?path=g", content=b"not gzip at all", headers=raw), 400)
+    plain_error(http.post("/files?path=g", content=gzip.compress(b"x" * 1000)[:20], headers=raw), 400)
+    plain_error(http.post("/files?path=g", content=b"x", headers={**raw, "Content-Encoding": "br"}), 400)
+
+
+def test_a_gzip_bomb_stops_at_the_file_limit(http, created):
+    bomb = gzip.compress(b"\0" * (25 * 1024 * 1024))  # 25 MiB inflated; the server's limit is 24 MiB
+    raw = {**envd(created), "Content-Type": "application/octet-stream", "Content-Encoding": "gzip"}
+    plain_error(http.post("/files?path=bomb", content=bomb, headers=raw), 413)
+    assert http.post("/filesystem.Filesystem/Stat", json={"path": "bomb"}, headers=envd(created)).status_code == 404
 
 
 def test_execute_refuses_bad_requests(http, created):

@@ -96,6 +96,8 @@ def test_files_read_write_list_stat_dirs_rename_remove(sandbox):
     assert sandbox.files.read("/home/user/a.txt", format="bytes") == bytearray(b"hello")
     sandbox.files.write("bin/data", b"\x00\xff" * 1000)
     assert bytes(sandbox.files.read("bin/data", format="bytes")) == b"\x00\xff" * 1000
+    sandbox.files.write("zipped.txt", "compressed on the wire " * 100, gzip=True)
+    assert sandbox.files.read("zipped.txt", gzip=True) == "compressed on the wire " * 100
     sandbox.files.write("streamed.bin", io.BytesIO(b"from a stream"))
     assert b"".join(sandbox.files.read("streamed.bin", format="stream")) == b"from a stream"
     written = sandbox.files.write_files([{"path": "d/x.txt", "data": "x"}, {"path": "/home/user/d/y.txt", "data": b"y"}])

@@ -1,7 +1,8 @@
 """envd's plain HTTP routes: ``GET /health``, and ``GET``/``POST /files`` (download and upload).
 
 Uploads are multipart (each part named ``file``, its filename the destination
-path) or a raw ``application/octet-stream`` body with ``?path=``; both are
+path) or a raw ``application/octet-stream`` body with ``?path=`` (``Content-Encoding:
+gzip`` allowed, inflated as it arrives); both are
 streamed into the sandbox with corral's chunked transfer, so size is bounded by
 ``--max-file-mb`` and the sandbox's disk, not by memory.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import posixpath
+import zlib
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request, Response
@@ -97,19 +99,41 @@ async def upload(request: Request) -> JSONResponse:
     """Write one file (raw body) or several (multipart); parents are created, files replaced."""
     sandbox_id, owner = data_plane_sandbox(request)
     user_of(request)
-    if request.headers.get("content-encoding", "identity") != "identity":
-        raise E2BError(400, "compressed uploads are not accepted (send them uncompressed)")
-    limit = request.app.state.max_file_bytes
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if encoding not in ("identity", "gzip") or encoding == "gzip" and kind == "multipart/form-data":
+        raise E2BError(400, f"Content-Encoding {encoding!r}: identity, or gzip for a raw body")
+    limit = request.app.state.max_file_bytes
     async with service_of(request).use(sandbox_id, owner) as sandbox:
         try:
             if kind == "multipart/form-data":
                 return JSONResponse(await _multipart(request, sandbox, limit))
             path = absolute(request.query_params.get("path"))
-            await write_chunks(sandbox, path, request.stream(), 0o644, limit)
+            body = request.stream() if encoding == "identity" else gunzip(request.stream())
+            await write_chunks(sandbox, path, body, 0o644, limit)
             return JSONResponse([_written(path)])
         except FileTooLarge as exc:
             raise E2BError(413, str(exc)) from None
+
+
+async def gunzip(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The decompressed bytes of a gzip stream, at most _CHUNK at a time (the size limit sees every one,
+    so a small body that inflates hugely is cut off at the limit); E2BError 400 if it is not gzip."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        async for chunk in chunks:
+            data = chunk
+            while data:
+                out = inflater.decompress(data, _CHUNK)
+                data = inflater.unconsumed_tail
+                if out:
+                    yield out
+                if inflater.eof:
+                    break
+        if not inflater.eof:
+            raise E2BError(400, "the gzip body ended early")
+    except zlib.error as exc:
+        raise E2BError(400, f"the body is not valid gzip: {exc}") from None
 
 
 async def _multipart(request: Request, sandbox, limit: int) -> list[dict]:
