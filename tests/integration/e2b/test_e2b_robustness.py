@@ -215,3 +215,20 @@ def test_fuzzed_requests_never_get_a_500(http, created, server, path, body, enve
         assert set(answer.json()) >= {"code", "message"}
     if path == "/v2/sandboxes" and answer.status_code == 201:
         http.delete(f"/sandboxes/{answer.json()['sandboxID']}", headers={"X-API-KEY": server.key})
+
+
+def test_the_key_quota_is_a_429_the_sdk_does_not_retry(http, server, created):
+    key = {"X-API-KEY": server.key}
+    made = []
+    try:
+        while True:
+            answer = http.post("/v2/sandboxes", json={"timeout": 60}, headers=key)
+            if answer.status_code != 201:
+                break
+            made.append(answer.json()["sandboxID"])
+            assert len(made) < 20, "the server's quota (8) was not applied"
+        plain_error(answer, 429)
+        assert answer.headers["Should-Retry"] == "false"
+    finally:
+        for sandbox_id in made:
+            http.delete(f"/sandboxes/{sandbox_id}", headers=key)

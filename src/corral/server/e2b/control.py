@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from corral.errors import NotFoundError
+from corral.errors import LimitExceededError, NotFoundError
 from corral.server.e2b.errors import E2BError, PlainErrorRoute
 from corral.server.e2b.identity import current, owner_of, root, service_of
 from corral.server.lifecycle import SandboxState
@@ -144,7 +144,10 @@ async def create(request: Request) -> JSONResponse:
     except ValidationError as exc:
         raise E2BError(400, "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                                       for e in exc.errors())) from None
-    created, _ = await service_of(request).create(owner, spec)
+    try:
+        created, _ = await service_of(request).create(owner, spec)
+    except LimitExceededError as exc:  # the key's quota: retrying at once cannot help, so the SDK should not
+        raise E2BError(429, str(exc), headers={"Should-Retry": "false"}) from None
     return JSONResponse(_created(request, created, created.access_token), status_code=201)
 
 

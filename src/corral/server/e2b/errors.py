@@ -38,11 +38,14 @@ CONNECT_STATUS = {"invalid_argument": 400, "failed_precondition": 400, "out_of_r
 class E2BError(Exception):
     """An answer an E2B route gives on purpose: an HTTP status (and for RPCs a Connect code)."""
 
-    def __init__(self, status: int, message: str, connect_code: str | None = None):
+    def __init__(self, status: int, message: str, connect_code: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.connect_code = connect_code
+        #: Extra answer headers (``Should-Retry: false`` where the SDK's retries are futile).
+        self.headers = headers or {}
 
 
 def gone(sandbox_id: str) -> E2BError:
@@ -65,9 +68,9 @@ def status_and_message(exc: Exception) -> tuple[int, str, str | None]:
     return 500, f"internal error ({type(exc).__name__}); the server log has details", None
 
 
-def plain_error(status: int, message: str) -> JSONResponse:
+def plain_error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """The control plane's and plain data plane's error body."""
-    return JSONResponse({"code": status, "message": message}, status_code=status)
+    return JSONResponse({"code": status, "message": message}, status_code=status, headers=headers)
 
 
 def connect_error(code: str, message: str) -> JSONResponse:
@@ -91,7 +94,7 @@ class PlainErrorRoute(APIRoute):
                 return await handler(request)
             except Exception as exc:  # every failure becomes E2B's body, never a framework default
                 status, message, _ = status_and_message(exc)
-                return plain_error(status, message)
+                return plain_error(status, message, exc.headers if isinstance(exc, E2BError) else None)
 
         return answer
 
