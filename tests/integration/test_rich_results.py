@@ -99,3 +99,33 @@ def test_javascript_completion_value_and_error():
 def test_one_shot_runs_have_no_rich_results():
     result = corral.run("1 + 1")
     assert result.results == [] and result.error is None
+
+
+FIGURE = """
+import matplotlib.pyplot as plt
+fig, ax = plt.subplots()
+ax.plot([1, 2, 3], [1, 4, 9])
+"""
+
+
+@pytest.mark.levels("process")
+def test_matplotlib_figures_become_png_results():
+    # Debian's matplotlib reads /etc/matplotlibrc, which the sandbox does not bind: point it at its own copy
+    with corral.Sandbox(memory_mb=512, env={"MATPLOTLIBRC": "/usr/share/matplotlib/mpl-data"}) as sandbox:
+        if sandbox.run("import matplotlib", timeout=60).exit_code != 0:
+            pytest.skip("matplotlib is not installed where the sandbox's Python finds it (python3-matplotlib)")
+        assert sandbox.run("import sys; 'matplotlib.pyplot' in sys.modules").text == "False"  # not imported for us
+        left_open = sandbox.run(FIGURE + "print('drawn')")
+        # (the stderr may hold a Fontconfig complaint: the sandbox has no /etc/fonts)
+        assert left_open.ok and left_open.stdout == "drawn\n" and "Traceback" not in left_open.stderr
+        (figure,) = left_open.results
+        assert not figure.is_main_result and figure.text == "<Figure size 640x480 with 1 Axes>"
+        assert base64.b64decode(figure.data["image/png"]).startswith(b"\x89PNG\r\n\x1a\n")
+        shown = sandbox.run(FIGURE + "plt.show()\nprint('after show')\ndisplay('later')\n")
+        assert [r.text for r in shown.results] == ["<Figure size 640x480 with 1 Axes>", "'later'"]  # shown first
+        assert "image/png" in shown.results[0].data
+        assert shown.stdout == "after show\n" and "non-interactive" not in shown.stderr  # show() is ours, not Agg's
+        assert sandbox.run("plt.get_fignums()").text == "[]"  # shown figures are closed
+        last = sandbox.run(FIGURE + "fig")
+        assert len(last.results) == 1 and "image/png" in last.results[0].data
+        assert [r.text for r in sandbox.run("1 + 1").results] == ["2"]  # no figure left over
