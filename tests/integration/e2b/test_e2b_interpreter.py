@@ -82,3 +82,19 @@ async def test_async_run_code(server):
         assert (await sandbox.run_code("i")).text == "2"
     finally:
         await sandbox.kill()
+
+
+def test_a_template_built_under_an_e2b_name_replaces_the_default(server):
+    definition = {"name": "code-interpreter-v1", "base": "python", "env": {"FLAVOUR": "mine"},
+                  "steps": [{"files": {"lib/helper.py": "ANSWER = 42\n"}}]}
+    with server.client() as corral_api:
+        assert corral_api.post("/templates", json=definition).status_code in (200, 201)
+    sandbox = Sandbox.create(timeout=60)
+    try:
+        assert sandbox.get_info().template_id == "code-interpreter-v1"
+        assert sandbox.run_code("import sys; sys.path.insert(0, 'lib'); import helper; helper.ANSWER").text == "42"
+        assert sandbox.commands.run("echo $FLAVOUR").stdout == "mine\n"
+    finally:
+        sandbox.kill()
+        with server.client() as corral_api:
+            corral_api.delete("/templates/code-interpreter-v1")
