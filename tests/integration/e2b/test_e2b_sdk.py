@@ -124,8 +124,11 @@ def test_watch_dir_reports_changes(sandbox):
     sandbox.files.make_dir("watched")
     handle = sandbox.files.watch_dir("watched")
     sandbox.files.write("watched/new.txt", "n")
-    time.sleep(0.1)
-    events = handle.get_new_events()
+    events = []
+    deadline = time.monotonic() + 10
+    while not any(event.name == "new.txt" for event in events) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        events += handle.get_new_events()
     handle.stop()
     # corral writes a file atomically (a temporary file renamed into place): those are the real events
     assert any(event.name == "new.txt" and event.type.value in ("create", "rename") for event in events)
