@@ -147,7 +147,6 @@ class Watcher:
     """A corral watch kept between calls, and the sandbox it belongs to."""
 
     sandbox_id: str
-    path: str
     watch: AsyncFileWatch
 
 
@@ -156,7 +155,7 @@ def _event(event) -> dict | None:
     return None if kind is None else {"name": event.name, "type": kind}
 
 
-async def _watch(request: Request) -> tuple[str, str, AsyncFileWatch]:
+async def _watch(request: Request) -> tuple[str, AsyncFileWatch]:
     sandbox_id, owner, message, path = await _request(request)
     recursive = rpc.field(message, "recursive", False)
     if not isinstance(recursive, bool):
@@ -164,7 +163,7 @@ async def _watch(request: Request) -> tuple[str, str, AsyncFileWatch]:
     async with service_of(request).use(sandbox_id, owner) as sandbox:
         if (await stat_entry(sandbox, path))["type"] != "FILE_TYPE_DIRECTORY":
             raise E2BError(400, f"{path} is not a directory", "invalid_argument")
-        return sandbox_id, path, await sandbox.files.watch(path, recursive=recursive)
+        return sandbox_id, await sandbox.files.watch(path, recursive=recursive)
 
 
 def _watchers(request: Request) -> dict[str, Watcher]:
@@ -182,9 +181,9 @@ async def create_watcher(request: Request) -> JSONResponse:
             await watcher.watch.close()
     if len(watchers) >= MAX_WATCHERS:
         raise E2BError(429, f"{MAX_WATCHERS} watchers exist on this server (the limit)", "resource_exhausted")
-    sandbox_id, path, watch = await _watch(request)
+    sandbox_id, watch = await _watch(request)
     watcher_id = secrets.token_hex(8)
-    watchers[watcher_id] = Watcher(sandbox_id, path, watch)
+    watchers[watcher_id] = Watcher(sandbox_id, watch)
     return JSONResponse({"watcherId": watcher_id})
 
 
@@ -222,7 +221,7 @@ async def watch_dir(request: Request) -> Response:
     if not slots.try_acquire():
         raise E2BError(429, f"{slots.limit} streams are open on this server (the limit)", "resource_exhausted")
     try:
-        _, path, watch = await _watch(request)
+        _, watch = await _watch(request)
     except BaseException:
         slots.release()
         raise
