@@ -30,6 +30,9 @@ def test_run_keeps_state_files_and_commands(hosted):
     assert hosted.run("console.log(6 * 7)", language="javascript").stdout == "42\n"
     failed = hosted.run("raise SystemExit(3)")
     assert failed.exit_code == 3 and not failed.ok
+    rich = hosted.run("display({'k': 1})\n6 * 7")
+    assert rich.text == "42" and rich.results[0].data["application/json"] == {"k": 1}
+    assert hosted.run("int('x')").error.name == "ValueError"
 
 
 def test_streaming_and_callbacks(hosted):
