@@ -26,7 +26,18 @@ from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
 from corral.server.batch import BatchConfig, BatchService
 from corral.server import e2b
-from corral.server.routes import batch, execution, files, ops, sandbox_fusion, sandboxes, snapshots, templates, terminal
+from corral.server.routes import (
+    batch,
+    execution,
+    files,
+    ops,
+    processes,
+    sandbox_fusion,
+    sandboxes,
+    snapshots,
+    templates,
+    terminal,
+)
 from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
 from corral.server.service import SandboxService, ServiceConfig
@@ -95,7 +106,7 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.sandbox_fusion_open = config.sandbox_fusion_no_auth
     app.state.max_file_bytes = config.max_file_bytes
     app.state.metrics = Metrics(service, streams)
-    for module in (sandboxes, execution, files, snapshots, templates, batch, ops):
+    for module in (sandboxes, execution, files, processes, snapshots, templates, batch, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
     app.include_router(terminal.router, prefix="/v1")
     metrics_guard = [] if config.public_metrics else [Depends(api_key)]

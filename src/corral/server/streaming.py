@@ -43,7 +43,8 @@ def start_execution(sandbox: AsyncSandbox, request: RunRequest | CommandRequest)
 
 async def _start_background(sandbox: AsyncSandbox, request: CommandRequest) -> BackgroundCommand:
     """Start a background command and let it run on its own (its output goes to its log file)."""
-    handle = await sandbox.commands.start(request.cmd, cwd=request.cwd, env=request.env)
+    handle = await sandbox.commands.start(request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin_pipe,
+                                          timeout=request.timeout)
     await handle.disconnect()
     return handle.info
 
