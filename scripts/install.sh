@@ -12,6 +12,7 @@ command -v g++ >/dev/null 2>&1 || need+=(g++)           # C++ (language="cpp")
 /usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)   # package installs for python
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)  # dropping to the sandbox uid
 command -v openssl >/dev/null 2>&1 || need+=(openssl)   # the tests' HTTPS peer
+/usr/bin/python3 -c 'import matplotlib' >/dev/null 2>&1 || need+=(python3-matplotlib)  # the tests of figures as results
 command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)  # the microVM level
 command -v mke2fs >/dev/null 2>&1 || need+=(e2fsprogs)  # the microVM guest's root file system
 compgen -G '/usr/lib/*/libseccomp.so.2' >/dev/null || compgen -G '/lib/*/libseccomp.so.2' >/dev/null || need+=(libseccomp2)

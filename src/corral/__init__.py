@@ -36,6 +36,9 @@ if TYPE_CHECKING:
         BackgroundCommand,
         ExecutionResult,
         FileEntry,
+        FileEvent,
+        FileInfo,
+        ProcessInfo,
         Limits,
         OutputEvent,
         SandboxSpec,
@@ -48,19 +51,23 @@ if TYPE_CHECKING:
     from corral.batch.items import BatchItem, TestCase
     from corral.batch.many import arun_many
     from corral.batch.verdicts import BatchResult, TestResult
+    from corral.commands import AsyncCommandHandle
     from corral.sync import Pool, Sandbox, run, run_many
+    from corral.sync_commands import CommandHandle
 
 #: Public names imported on first use (PEP 562), so ``import corral`` does not pay for
 #: pydantic and asyncio until a model or the API is needed: name -> module that defines it.
 _LAZY = {
     **dict.fromkeys(
-        ("BackgroundCommand", "ExecutionResult", "FileEntry", "Limits", "OutputEvent", "SandboxSpec",
-         "TimingBreakdown"),
+        ("BackgroundCommand", "ExecutionResult", "FileEntry", "FileEvent", "FileInfo", "Limits", "OutputEvent",
+         "ProcessInfo", "SandboxSpec", "TimingBreakdown"),
         "corral.models",
     ),
     **dict.fromkeys(("EgressDecision", "ExposedPort", "Network", "PortMapping"), "corral.network"),
     "arun": "corral.oneshot",
     "AsyncPool": "corral.pool",
+    "AsyncCommandHandle": "corral.commands",
+    "CommandHandle": "corral.sync_commands",
     "AsyncSandbox": "corral.sandbox",
     **dict.fromkeys(("Pool", "Sandbox", "run", "run_many"), "corral.sync"),
     **dict.fromkeys(("BatchItem", "TestCase"), "corral.batch.items"),
@@ -84,6 +91,7 @@ def __dir__() -> list[str]:
 __version__ = "0.1.0"
 
 __all__ = [
+    "AsyncCommandHandle",
     "AsyncPool",
     "AsyncSandbox",
     "BackgroundCommand",
@@ -93,11 +101,15 @@ __all__ = [
     "EgressDecision",
     "ExecutionResult",
     "ExposedPort",
+    "CommandHandle",
     "FileEntry",
+    "FileEvent",
+    "FileInfo",
     "FileOperationError",
     "InvalidInputError",
     "IsolationUnavailableError",
     "Limits",
+    "ProcessInfo",
     "Network",
     "OutcomeUnknownError",
     "OutputEvent",

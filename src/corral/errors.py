@@ -6,14 +6,14 @@
     ├── InvalidInputError          fix the input: nothing ran            (also a ValueError)
     ├── TransientError             retry: nothing ran, a retry may succeed
     │   ├── SandboxStartError        the sandbox did not come up
-    │   └── LimitExceededError       a server limit (sandboxes per key, streams) is reached
+    │   └── LimitExceededError       a limit (sandboxes per key, streams, processes at once) is reached
     ├── OutcomeUnknownError        do not retry blindly: the operation may have run
     │   └── SandboxCrashedError      the sandbox or its agent died mid-operation
     ├── PermanentError             give up: the same call cannot succeed here
     │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
     │   ├── ProtocolError              the agent broke the protocol: a bug, report it
     │   ├── AuthenticationError        a corral server refused the credentials (or this sandbox to them)
-    │   ├── NotFoundError              no such sandbox, snapshot or template (for these credentials)
+    │   ├── NotFoundError              no such sandbox, snapshot, template (for these credentials) or process
     │   └── StorageFullError           a corral server's data disk is full: nothing was recorded
     ├── PackageInstallError        the package installer failed: its output is in .result
     ├── SandboxClosedError         you closed it (or it was torn down): open a new one
@@ -56,7 +56,8 @@ class SandboxStartError(TransientError):
 
 
 class LimitExceededError(TransientError):
-    """A corral server limit (sandboxes per key, concurrent streams) is reached; retry later."""
+    """A corral server limit (sandboxes per key, concurrent streams) or a sandbox's cap on processes at once is
+    reached; retry later."""
 
 
 class AuthenticationError(PermanentError):
@@ -64,7 +65,7 @@ class AuthenticationError(PermanentError):
 
 
 class NotFoundError(PermanentError):
-    """No such sandbox, snapshot or template, as far as these credentials can see."""
+    """No such sandbox, snapshot or template, as far as these credentials can see; or no such running process."""
 
 
 class StorageFullError(PermanentError):

@@ -17,8 +17,16 @@ from dataclasses import dataclass
 from corral import cpp
 from corral.channel import Channel
 from corral.errors import InvalidInputError, ProtocolError, TransientError
-from corral.models import ExecutionResult, Language, OutputEvent, TimingBreakdown, check_env
-from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, RunFile, wire
+from corral.models import (
+    DisplayResult,
+    ExecutionError,
+    ExecutionResult,
+    Language,
+    OutputEvent,
+    TimingBreakdown,
+    check_env,
+)
+from corral.protocol import CancelRequest, Error, ExecDone, ExecRequest, Output, Result, RunError, RunFile, wire
 
 #: Extra time the host gives the agent to report a timed-out run before it
 #: declares the sandbox broken.
@@ -99,9 +107,10 @@ async def execute(
             files=[RunFile(path=path, data_b64=base64.b64encode(data).decode()) for path, data in options.files],
         )
 
-    captured = {"stdout": _Capture(options.stdout_limit), "stderr": _Capture(options.stderr_limit)}
+    captured = {"stdout": Capture(options.stdout_limit), "stderr": Capture(options.stderr_limit)}
     events = channel.request(build)
     done: ExecDone | None = None
+    rich: dict = {"results": [], "error": None}
     deadline = started + options.timeout + HOST_GRACE_S
     try:
         while True:
@@ -116,6 +125,11 @@ async def execute(
                 text = captured[event.stream].add(event.data)
                 if text:
                     yield OutputEvent(stream=event.stream, data=text)
+            elif isinstance(event, Result):
+                if len(rich["results"]) < wire.MAX_RESULTS:
+                    rich["results"].append(DisplayResult(data=event.data, is_main_result=event.is_main_result))
+            elif isinstance(event, RunError):
+                rich["error"] = ExecutionError(name=event.name, value=event.value, traceback=event.traceback)
             elif isinstance(event, ExecDone):
                 done = event
                 break
@@ -134,8 +148,9 @@ async def execute(
             with contextlib.suppress(Exception):
                 await asyncio.shield(channel.send_nowait(lambda own_id: CancelRequest(id=own_id, target=sent[0])))
     finished = time.perf_counter()
-    yield _result(done, captured, options, channel, usage_before, isolation, warm, setup_ms, boot_ms,
-                  (finished - started) * 1000)
+    result = _result(done, captured, options, channel, usage_before, isolation, warm, setup_ms, boot_ms,
+                     (finished - started) * 1000)
+    yield result.model_copy(update=rich) if rich["results"] or rich["error"] else result
 
 
 def _result(done, captured, options, channel, usage_before, isolation, warm, setup_ms, boot_ms, execute_ms):
@@ -182,8 +197,8 @@ def _result(done, captured, options, channel, usage_before, isolation, warm, set
     )
 
 
-class _Capture:
-    """Collects one stream up to a byte limit, whatever the agent claims."""
+class Capture:
+    """Collects one stream up to a byte limit, whatever the agent claims; ``add`` returns what it kept."""
 
     def __init__(self, limit: int):
         self.limit = limit

@@ -111,6 +111,37 @@ class TimingBreakdown(_Frozen):
     process_ms: float = 0.0
 
 
+class DisplayResult(_Frozen):
+    """One rich output of a session block, as a MIME bundle: ``data`` maps MIME types to content.
+
+    ``text/plain`` always; ``text/html``, ``text/markdown``, ``image/svg+xml``, ``image/png`` and
+    ``image/jpeg`` (base64), ``application/json`` (the JSON value), ``text/latex``... as the object
+    offers them. ``is_main_result``: the value of the block's last expression (else ``display()``
+    or a matplotlib figure).
+    """
+
+    data: dict[str, Any]
+    is_main_result: bool = False
+
+    @property
+    def text(self) -> str | None:
+        """The ``text/plain`` form."""
+        return self.data.get("text/plain")
+
+    @property
+    def formats(self) -> list[str]:
+        """The MIME types present."""
+        return list(self.data)
+
+
+class ExecutionError(_Frozen):
+    """The uncaught exception that ended a session block: its class name, message and traceback text."""
+
+    name: str
+    value: str
+    traceback: str
+
+
 class ExecutionResult(_Frozen):
     """The outcome of running code. The code failing is data here, never an exception."""
 
@@ -130,6 +161,18 @@ class ExecutionResult(_Frozen):
     language: Language = "python"
     isolation: str = "process"
     timing: TimingBreakdown = Field(default_factory=TimingBreakdown)
+    #: Rich outputs of a session block (``run``): display() calls and figures in order, and the main result.
+    results: list[DisplayResult] = Field(default_factory=list)
+    #: The uncaught exception of a session block, if one ended it (the traceback is on stderr too).
+    error: ExecutionError | None = None
+
+    @property
+    def text(self) -> str | None:
+        """The ``text/plain`` of the main result (the block's last expression), if any."""
+        for result in self.results:
+            if result.is_main_result:
+                return result.text
+        return None
 
     @property
     def ok(self) -> bool:
@@ -149,6 +192,40 @@ class BackgroundCommand(_Frozen):
 
     pid: int
     log_path: str
+
+
+class ProcessInfo(_Frozen):
+    """A process started with ``commands.start`` that is still running."""
+
+    pid: int
+    cmd: str
+    cwd: str
+    env: dict[str, str]
+    tag: str | None = None
+    #: It has a stdin pipe that is still open.
+    stdin: bool = False
+
+
+class FileInfo(_Frozen):
+    """What a path inside a sandbox is (``files.stat``): a symlink is described, not followed."""
+
+    name: str
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+    uid: int
+    gid: int
+    symlink_target: str | None = None
+
+
+class FileEvent(_Frozen):
+    """A change below a watched directory; ``name`` is relative to it. ``overflow``: events were lost."""
+
+    kind: Literal["create", "write", "remove", "rename", "chmod", "overflow"]
+    name: str
+    is_dir: bool = False
 
 
 class FileEntry(_Frozen):

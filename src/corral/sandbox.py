@@ -27,12 +27,15 @@ from corral.errors import (
 from corral.network import EgressDecision, ExposedPort, Network, PortMapping
 from corral.packages import check_index, check_packages, index_hosts, install_command
 from corral.services import SandboxServices
+from corral.terminal import AsyncTerminal
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
 from corral.lease import Lease, cold_start, discard, pause_memory, resume_start
+from corral.commands import AsyncCommands
+from corral.file_watch import AsyncFileWatch
 from corral.models import (
-    BackgroundCommand,
     ExecutionResult,
     FileEntry,
+    FileInfo,
     Language,
     Limits,
     OutputEvent,
@@ -46,10 +49,13 @@ from corral.protocol import (
     ExecRequest,
     FileData,
     FileListRequest,
+    FileMkdirRequest,
+    FileRenameRequest,
+    FileStat,
+    FileStatRequest,
     FileReadRequest,
     FileRemoveRequest,
     FileWriteRequest,
-    Started,
     wire,
 )
 
@@ -346,6 +352,12 @@ class AsyncSandbox:
                            on_stderr: OutputCallback | None) -> ExecutionResult:
         return await _consume(self._events(options), on_stdout, on_stderr)
 
+    async def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
+                       env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncTerminal:
+        """A program on a pseudo-terminal (``command`` None: an interactive bash); use it with ``async with``."""
+        lease = self._ready_lease()
+        return await AsyncTerminal.open(lease.channel, cols, rows, command, self._run_env(dict(env or {})), cwd)
+
     # --- files ---------------------------------------------------------------------
 
     async def _file_call(self, build: Callable[[int], Any]) -> Any:
@@ -368,44 +380,6 @@ async def _consume(events: AsyncIterator[OutputEvent | ExecutionResult], on_stdo
             if asyncio.iscoroutine(outcome):
                 await outcome
     raise ProtocolError("the run ended without a result")
-
-
-class AsyncCommands:
-    """Shell commands in the sandbox: each one a fresh process, sharing the sandbox's files."""
-
-    def __init__(self, sandbox: AsyncSandbox):
-        self._sandbox = sandbox
-
-    async def start(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None) -> BackgroundCommand:
-        """Start ``cmd`` in the background (no timeout; output to a log file); returns at once.
-
-        It runs until it exits or the sandbox is closed. ``run(cmd, background=True)`` is the same.
-        """
-        sandbox = self._sandbox
-        options = sandbox._options(cmd, "shell", False, None, env, cwd, None)
-        env = sandbox._run_env(options.env)
-        event = await sandbox._ready_lease().channel.call(
-            lambda request_id: ExecRequest(
-                id=request_id, language="shell", code=cmd, background=True, timeout_ms=1, env=env, cwd=cwd,
-            )
-        )
-        if isinstance(event, Error):
-            raise InvalidInputError(event.message) if event.code == "invalid" else ProtocolError(event.message)
-        started = _expect(event, Started)
-        return BackgroundCommand(pid=started.pid, log_path=started.log_path)
-
-    async def run(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
-                  stdin: bytes | str | None = None, timeout: float | None = None, background: bool = False,
-                  on_stdout: OutputCallback | None = None,
-                  on_stderr: OutputCallback | None = None) -> ExecutionResult | BackgroundCommand:
-        """Run ``cmd`` with bash; returns its output and exit code (``background``: see :meth:`start`)."""
-        if background:
-            if stdin is not None or timeout is not None or on_stdout is not None or on_stderr is not None:
-                raise InvalidInputError("a background command takes no stdin, timeout or output callbacks "
-                                        "(its output goes to BackgroundCommand.log_path)")
-            return await self.start(cmd, cwd=cwd, env=env)
-        options = self._sandbox._options(cmd, "shell", False, timeout, env, cwd, stdin)
-        return await self._sandbox._run_oneshot(options, on_stdout, on_stderr)
 
 
 class AsyncFiles:
@@ -448,6 +422,51 @@ class AsyncFiles:
         await self._sandbox._file_call(
             lambda request_id: FileRemoveRequest(id=request_id, path=path, recursive=recursive)
         )
+
+    async def stat(self, path: str) -> FileInfo:
+        """What ``path`` is: kind, size, mode, mtime, owner, and a symlink's target (not followed).
+
+        FileOperationError with code ``not_found`` if nothing is there.
+        """
+        _check_path(path)
+        event = await self._sandbox._file_call(lambda request_id: FileStatRequest(id=request_id, path=path))
+        return FileInfo(**_expect(event, FileStat).entry.model_dump())
+
+    async def exists(self, path: str) -> bool:
+        """True if something (a file, a directory, a symlink, even a dangling one) is at ``path``."""
+        try:
+            await self.stat(path)
+        except FileOperationError as exc:
+            if exc.code in ("not_found", "not_directory"):
+                return False
+            raise
+        return True
+
+    async def make_dir(self, path: str, *, parents: bool = False) -> FileInfo:
+        """Create a directory (``parents``: with its missing parents); FileOperationError ``exists`` if taken."""
+        _check_path(path)
+        event = await self._sandbox._file_call(
+            lambda request_id: FileMkdirRequest(id=request_id, path=path, parents=parents)
+        )
+        return FileInfo(**_expect(event, FileStat).entry.model_dump())
+
+    async def rename(self, source: str, destination: str) -> FileInfo:
+        """Move ``source`` to ``destination`` (a file there is replaced); returns what is at ``destination``."""
+        _check_path(source)
+        _check_path(destination)
+        event = await self._sandbox._file_call(
+            lambda request_id: FileRenameRequest(id=request_id, source=source, destination=destination)
+        )
+        return FileInfo(**_expect(event, FileStat).entry.model_dump())
+
+    async def watch(self, path: str = ".", *, recursive: bool = False) -> AsyncFileWatch:
+        """Watch a directory: iterate the returned watch for FileEvents until it is closed.
+
+        Events are queued on the host up to 10,000 (then one ``overflow`` event stands for the lost
+        ones); the watch is in place when this returns.
+        """
+        _check_path(path)
+        return await AsyncFileWatch.start(self._sandbox._ready_lease().channel, path, recursive)
 
 
 def _check_network(network: object) -> Network:

@@ -16,12 +16,15 @@ from corral.batch.many import arun_many
 from corral.batch.runner import Items
 from corral.batch.verdicts import BatchResult
 from corral.errors import ProtocolError
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
+from corral.file_watch import AsyncFileWatch
+from corral.models import ExecutionResult, FileEntry, FileEvent, FileInfo, Language, OutputEvent
 from corral.network import EgressDecision, ExposedPort
 from corral.oneshot import arun
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox, OutputCallback
 from corral.sync_bridge import bridge
+from corral.sync_commands import Commands
+from corral.terminal import AsyncTerminal
 
 if TYPE_CHECKING:
     from corral.client.sync import HostedSandbox
@@ -133,6 +136,11 @@ class Sandbox:
         """Run ``code`` in the session; yield OutputEvents, then the ExecutionResult."""
         return bridge.iterate(self._async.stream(code, **options))
 
+    def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
+                 env: dict[str, str] | None = None, cwd: str | None = None) -> Terminal:
+        """A program on a pseudo-terminal (``command`` None: an interactive bash); use it with ``with``."""
+        return Terminal(bridge.call(self._async.terminal(cols=cols, rows=rows, command=command, env=env, cwd=cwd)))
+
     def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
             **options: Any) -> ExecutionResult:
         """Run ``code`` in the session interpreter (state is kept between calls).
@@ -149,20 +157,63 @@ async def _construct(language: str, pool: AsyncPool | None, options: dict[str, A
     return AsyncSandbox(language, pool=pool, **options)
 
 
-class Commands:
-    """Shell commands in the sandbox. See AsyncCommands."""
+class Terminal:
+    """A program on a pseudo-terminal in the sandbox. See AsyncTerminal."""
 
-    def __init__(self, sandbox: AsyncSandbox):
-        self._sandbox = sandbox
+    def __init__(self, terminal: AsyncTerminal):
+        self._async = terminal
 
-    def start(self, cmd: str, **options: Any) -> BackgroundCommand:
-        """Start ``cmd`` in the background; returns at once."""
-        return bridge.call(self._sandbox.commands.start(cmd, **options))
+    @property
+    def exit_code(self) -> int | None:
+        """The program's exit status once it ended, else None."""
+        return self._async.exit_code
 
-    def run(self, cmd: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-            **options: Any) -> ExecutionResult | BackgroundCommand:
-        """Run ``cmd`` with bash; returns its output and exit code (callbacks run on corral's loop thread)."""
-        return bridge.call(self._sandbox.commands.run(cmd, on_stdout=on_stdout, on_stderr=on_stderr, **options))
+    @property
+    def signal(self) -> int | None:
+        """The signal that ended it, if any."""
+        return self._async.signal
+
+    @property
+    def running(self) -> bool:
+        """True until the program's exit was reported."""
+        return self._async.running
+
+    def write(self, data: str | bytes) -> None:
+        """Type ``data``."""
+        bridge.call(self._async.write(data))
+
+    def resize(self, cols: int, rows: int) -> None:
+        """Set the window size."""
+        bridge.call(self._async.resize(cols, rows))
+
+    def read(self, timeout: float | None = None) -> str:
+        """Output not read yet, waiting up to ``timeout`` s for some."""
+        return bridge.call(self._async.read(timeout))
+
+    def read_until(self, text: str, timeout: float | None = 30.0) -> str:
+        """Output up to and including the first ``text``."""
+        return bridge.call(self._async.read_until(text, timeout))
+
+    def __iter__(self) -> Iterator[str]:
+        return bridge.iterate(aiter(self._async))
+
+    def kill(self) -> None:
+        """Kill the program and everything it started."""
+        bridge.call(self._async.kill())
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait for the program to end; its exit code."""
+        return bridge.call(self._async.wait(timeout))
+
+    def close(self) -> None:
+        """Kill the program if it still runs."""
+        bridge.call(self._async.close())
+
+    def __enter__(self) -> Terminal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 class Files:
@@ -190,6 +241,54 @@ class Files:
     def remove(self, path: str, *, recursive: bool = False) -> None:
         """Remove a file or directory."""
         bridge.call(self._files.remove(path, recursive=recursive))
+
+    def stat(self, path: str) -> FileInfo:
+        """What ``path`` is (a symlink is described, not followed)."""
+        return bridge.call(self._files.stat(path))
+
+    def exists(self, path: str) -> bool:
+        """True if something is at ``path``."""
+        return bridge.call(self._files.exists(path))
+
+    def make_dir(self, path: str, *, parents: bool = False) -> FileInfo:
+        """Create a directory (``parents``: with its missing parents)."""
+        return bridge.call(self._files.make_dir(path, parents=parents))
+
+    def rename(self, source: str, destination: str) -> FileInfo:
+        """Move ``source`` to ``destination``."""
+        return bridge.call(self._files.rename(source, destination))
+
+    def watch(self, path: str = ".", *, recursive: bool = False) -> FileWatch:
+        """Watch a directory: iterate the returned watch for FileEvents until it is closed."""
+        return FileWatch(bridge.call(self._files.watch(path, recursive=recursive)))
+
+
+class FileWatch:
+    """A directory watch: ``for event in watch`` until :meth:`close` (or ``with``). See AsyncFileWatch."""
+
+    def __init__(self, watch: AsyncFileWatch):
+        self._async = watch
+
+    def __iter__(self) -> Iterator[FileEvent]:
+        return bridge.iterate(aiter(self._async))
+
+    def pending(self) -> list[FileEvent]:
+        """The events that arrived and were not consumed yet (without waiting)."""
+        return bridge.call(_pending(self._async))
+
+    def close(self) -> None:
+        """Stop watching."""
+        bridge.call(self._async.close())
+
+    def __enter__(self) -> FileWatch:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+async def _pending(watch: AsyncFileWatch) -> list[FileEvent]:
+    return watch.pending()
 
 
 class Pool:

@@ -137,7 +137,7 @@ def test_port_forwarding_http_and_tcp_echo():
     with corral.Sandbox(expose=[PortMapping(internal=8080), 9000]) as sandbox:
         sandbox.files.write("index.html", "served from inside")
         started = sandbox.commands.run("python3 -m http.server 8080 --bind 127.0.0.1", background=True)
-        assert isinstance(started, corral.BackgroundCommand) and started.pid > 1
+        assert isinstance(started, corral.CommandHandle) and started.pid > 1
         sandbox.files.write("echo.py", echo)
         sandbox.commands.start("python3 echo.py")
         http_port, echo_port = sandbox.exposed_ports

@@ -16,7 +16,16 @@ def test_every_event_kind_parses_to_its_model():
         b'{"type": "hello", "version": 1, "pid": 1, "python": "3.11"}': messages.Hello,
         b'{"type": "output", "id": 1, "stream": "stdout", "data": "x"}': messages.Output,
         b'{"type": "exec_done", "id": 1, "exit_code": 0}': messages.ExecDone,
-        b'{"type": "started", "id": 1, "pid": 5, "log_path": "/tmp/l"}': messages.Started,
+        b'{"type": "process_started", "id": 1, "pid": 5, "log_path": "/tmp/l"}': messages.ProcessStarted,
+        b'{"type": "process_list", "id": 1, "processes": [{"pid": 5, "cmd": "sleep 1", "cwd": "/home/user", '
+        b'"env": {}, "tag": null, "stdin": false}]}': messages.ProcessListing,
+        b'{"type": "file_stat", "id": 1, "entry": {"name": "a", "path": "/home/user/a", "kind": "symlink", '
+        b'"size": 1, "mode": 511, "mtime": 1.5, "uid": 1000, "gid": 1000, "symlink_target": "b"}}': messages.FileStat,
+        b'{"type": "watch_started", "id": 1}': messages.WatchStarted,
+        b'{"type": "result", "id": 1, "data": {"text/plain": "42", "application/json": [1]}, "is_main_result": true}':
+            messages.Result,
+        b'{"type": "run_error", "id": 1, "name": "ValueError", "value": "v", "traceback": "t"}': messages.RunError,
+        b'{"type": "fs_event", "id": 1, "kind": "create", "name": "a/b", "is_dir": true}': messages.FsEvent,
         b'{"type": "file_data", "id": 1, "data_b64": ""}': messages.FileData,
         b'{"type": "dir_listing", "id": 1, "entries": [{"name": "a", "kind": "file", "size": 1, "mode": 420, '
         b'"mtime": 1.5}]}': messages.DirListing,

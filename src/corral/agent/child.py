@@ -290,6 +290,10 @@ def serve_python_session(setup):
         sys.argv = [""]
         sys.path.insert(0, "")
         namespace = _fresh_main_namespace()
+        from corral.agent.display import Display  # sessions only: ast and importlib are not on the one-shot path
+
+        display = Display(SESSION_OUT_FD)
+        display.install()
         control = os.fdopen(SESSION_IN_FD, "rb", buffering=0)
         reader = _LineReader(control)
         while True:
@@ -301,7 +305,8 @@ def serve_python_session(setup):
             os.environ.update(request["env"])
             _add_user_site()
             run_status = _enter_directory(request["cwd"])
-            run_status = run_status or _run_code(request["code"], namespace)
+            display.count = 0
+            run_status = run_status or _run_session_block(request["code"], namespace, display)
             _flush_stdio()
             reply = wire.dumps({"exit_code": run_status}).encode() + b"\n"
             os.write(SESSION_OUT_FD, reply)
@@ -377,6 +382,27 @@ def _run_code(code, namespace):
         return 1
 
 
+def _run_session_block(code, namespace, display):
+    """Run one session block with rich results (see display.py); errors also go out as data."""
+    try:
+        display.run_cell(code, namespace)
+        return 0
+    except SystemExit as exc:
+        return _system_exit_status(exc)
+    except BaseException as exc:  # the user's code failing is data, not an agent error
+        _print_exception(exc)
+        display.error(exc, _user_frames(exc.__traceback__))
+        return 1
+
+
+def _user_frames(tb):
+    """The traceback without corral's own frames at its start."""
+    own = (__file__, os.path.join(os.path.dirname(__file__), "display.py"))
+    while tb is not None and tb.tb_frame.f_code.co_filename in own:
+        tb = tb.tb_next
+    return tb
+
+
 def _system_exit_status(exc):
     code = exc.code
     if code is None:
@@ -393,10 +419,7 @@ def _system_exit_status(exc):
 def _print_exception(exc):
     import traceback
 
-    tb = exc.__traceback__
-    # drop this module's own frames so the traceback starts at the user's code
-    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
-        tb = tb.tb_next
+    tb = _user_frames(exc.__traceback__)  # the traceback starts at the user's code
     try:
         traceback.print_exception(type(exc), exc, tb)
     except Exception:

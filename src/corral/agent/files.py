@@ -29,6 +29,7 @@ _ERRNO_CODES = {
     errno.ENOTEMPTY: "exists",
     errno.ELOOP: "invalid",
     errno.ENAMETOOLONG: "invalid",
+    errno.EXDEV: "invalid",
 }
 
 
@@ -135,6 +136,39 @@ class Files:
         entries.sort(key=lambda item: item["name"])
         return entries
 
+    def stat(self, path):
+        """What ``path`` is, without following a symlink (its target is reported instead)."""
+        target = self.resolve(path)
+        try:
+            return entry_info(target)
+        except OSError as exc:
+            raise error_from_os(exc, path) from None
+
+    def make_dir(self, path, parents):
+        """Create a directory (and its missing parents with ``parents``); ``exists`` if something is there."""
+        target = self.resolve(path)
+        try:
+            if parents:
+                if os.path.lexists(target):
+                    raise FileExistsError(errno.EEXIST, "File exists")
+                os.makedirs(target, mode=0o755)
+            else:
+                os.mkdir(target, 0o755)
+            return entry_info(target)
+        except OSError as exc:
+            raise error_from_os(exc, path) from None
+
+    def rename(self, source, destination):
+        """Move ``source`` to ``destination`` (a file there is replaced); returns the moved entry."""
+        old, new = self.resolve(source), self.resolve(destination)
+        if old in ("/", self.home):
+            raise FileOpError("invalid", f"{source}: refusing to move the sandbox's root or home")
+        try:
+            os.rename(old, new)
+            return entry_info(new)
+        except OSError as exc:
+            raise error_from_os(exc, f"{source} -> {destination}") from None
+
     def remove(self, path, recursive):
         """Remove a file or symlink, or a directory (its whole tree if ``recursive``)."""
         target = self.resolve(path)
@@ -151,6 +185,23 @@ class Files:
                 os.unlink(target)
         except OSError as exc:
             raise error_from_os(exc, path) from None
+
+
+def entry_info(path):
+    """The ``file_stat`` entry of an absolute path (``lstat``: a symlink is described, not followed)."""
+    info = os.lstat(path)
+    target = os.readlink(path) if stat.S_ISLNK(info.st_mode) else None
+    return {
+        "name": os.path.basename(path) or "/",
+        "path": path,
+        "kind": _kind(info.st_mode),
+        "size": info.st_size,
+        "mode": stat.S_IMODE(info.st_mode),
+        "mtime": info.st_mtime,
+        "uid": info.st_uid,
+        "gid": info.st_gid,
+        "symlink_target": target,
+    }
 
 
 def remove_tree(path):

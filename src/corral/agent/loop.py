@@ -26,7 +26,9 @@ from corral.agent.files import FileOpError, Files
 from corral.agent.identity import UserIdentity
 from corral.agent.isolation import RunMounts
 from corral.agent.lockdown import Lockdown
-from corral.agent.runs import BackgroundProgram, OneshotRun, SessionWorker, Spare
+from corral.agent.processes import ProcessError
+from corral.agent.processes import handle as handle_process
+from corral.agent.runs import OneshotRun, SessionWorker, Spare
 from corral.agent.zygote import Zygote, ZygoteGone
 from corral.protocol import wire
 
@@ -69,7 +71,11 @@ class Agent:
         #: Streams to the host's service sockets, where the agent cannot reach them directly (a VM).
         self.host_streams = None
         self.egress = None
-        self.background = {}
+        #: Processes started with ``process_start``, by pid; their attachments by request id.
+        self.processes = {}
+        self.attachments = {}
+        #: Directory watches (``watch_start``), by request id.
+        self.watches = {}
         self.proto_in = proto_in
         self.proto_out = proto_out
         self.pid = os.getpid()
@@ -312,7 +318,7 @@ class Agent:
             self._dispatch(request)
         except RequestError as exc:
             self.send({"type": "error", "id": request_id, "code": exc.code, "message": str(exc)})
-        except FileOpError as exc:
+        except (FileOpError, ProcessError) as exc:
             self.send({"type": "error", "id": request_id, "code": exc.code, "message": str(exc)})
         except ZygoteGone as exc:
             self.send({"type": "error", "id": request_id, "code": "broken", "message": f"cannot isolate the run: {exc}"})
@@ -328,11 +334,15 @@ class Agent:
         request_id = request["id"]
         if kind == "exec":
             self._start_exec(self._checked_exec(request))
-        elif kind in ("file_write", "file_read", "file_list", "file_remove"):
+        elif kind in ("file_write", "file_read", "file_list", "file_remove", "file_stat", "file_mkdir", "file_rename"):
             with self.as_user:
                 self._file_operation(kind, request)
+        elif kind in ("process_start", "process_attach", "process_input", "process_close_stdin", "process_signal",
+                      "process_list"):
+            handle_process(self, request)
         elif kind == "cancel":
-            target = self.runs.get(request.get("target"))
+            target = self.runs.get(request.get("target")) or self.attachments.get(request.get("target")) \
+                or self.watches.get(request.get("target"))
             if target is None:
                 raise RequestError("unknown_target", f"no running operation {request.get('target')!r}")
             target.cancel()
@@ -361,6 +371,10 @@ class Agent:
         elif kind == "reseed":
             self._reseed(request)
             self.send({"type": "ack", "id": request_id})
+        elif kind == "watch_start":  # directory watches: corral.agent.watch (ctypes, loaded on first use)
+            from corral.agent.watch import DirectoryWatch
+
+            DirectoryWatch(self, request)
         elif kind in ("pty_open", "pty_input", "pty_resize"):  # interactive terminals: corral.agent.pty
             from corral.agent.pty import PtyError, handle
 
@@ -380,6 +394,14 @@ class Agent:
             self.send({"type": "file_data", "id": request_id, "data_b64": self.files.read(request.get("path"))})
         elif kind == "file_list":
             self.send({"type": "dir_listing", "id": request_id, "entries": self.files.list(request.get("path"))})
+        elif kind == "file_stat":
+            self.send({"type": "file_stat", "id": request_id, "entry": self.files.stat(request.get("path"))})
+        elif kind == "file_mkdir":
+            entry = self.files.make_dir(request.get("path"), bool(request.get("parents")))
+            self.send({"type": "file_stat", "id": request_id, "entry": entry})
+        elif kind == "file_rename":
+            entry = self.files.rename(request.get("source"), request.get("destination"))
+            self.send({"type": "file_stat", "id": request_id, "entry": entry})
         else:
             self.files.remove(request.get("path"), bool(request.get("recursive")))
             self.send({"type": "ack", "id": request_id})
@@ -392,7 +414,7 @@ class Agent:
         reseeds the kernel, and the spare (whose ``random`` state was seeded
         before the snapshot) is replaced by a fresh fork.
         """
-        if self.runs or self.sessions or self.background:
+        if self.runs or self.sessions or self.processes:
             raise RequestError("busy", "configure is only allowed before the first run")
         env = request.get("env") or {}
         problem = wire.env_problems(env)
@@ -475,7 +497,8 @@ class Agent:
             raise RequestError("internal", "processes kept appearing while the sandbox was reset")
         self.spare = None
         self.sessions.clear()
-        self.background.clear()
+        for watch in list(self.watches.values()):
+            watch.cancel()
         for pair in list(self.pairs):
             pair.close()
         if self.host_streams is not None:
@@ -514,12 +537,13 @@ class Agent:
                 raise RequestError("invalid", "stdin_b64 is not valid base64") from None
             if len(stdin) > wire.MAX_STDIN_BYTES:
                 raise RequestError("too_large", f"stdin is larger than {wire.MAX_STDIN_BYTES} bytes")
-        background = bool(request.get("background"))
-        session = bool(request.get("session")) and language in SESSION_LANGUAGES and not background
+        if request.get("background"):
+            raise RequestError("invalid", "background programs are started with process_start (protocol 3)")
+        session = bool(request.get("session")) and language in SESSION_LANGUAGES
         if session and stdin:
             raise RequestError("invalid", "stdin can only be given to one-shot runs and commands")
         isolated = bool(request.get("isolated"))
-        if isolated and (session or background):
+        if isolated and session:
             raise RequestError("invalid", "only one-shot runs can be isolated")
         files = _checked_files(request.get("files") or [], isolated)
         return {
@@ -527,7 +551,6 @@ class Agent:
             "language": language,
             "code": code,
             "session": session,
-            "background": background,
             "retire": bool(request.get("retire")),
             "timeout_ms": timeout_ms,
             "env": {**self.base_env, **env},
@@ -543,10 +566,6 @@ class Agent:
         if request["retire"]:
             self.prefork = None
             self.spare_kind = None
-        if request["background"]:
-            program = BackgroundProgram(self, request)
-            self.send({"type": "started", "id": request["id"], "pid": program.pid, "log_path": program.log_path})
-            return
         if not request["session"]:
             self.runs[request["id"]] = OneshotRun(self, request)
             if request["retire"]:

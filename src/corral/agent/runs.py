@@ -379,32 +379,6 @@ class OneshotRun:
         self.agent.ensure_spare()
 
 
-class BackgroundProgram:
-    """A program started with ``background``: no timeout, output to a log file, killed at reset."""
-
-    def __init__(self, agent, request):
-        self.agent = agent
-        with agent.as_user:
-            os.makedirs(agent.scratch_dir, mode=0o700, exist_ok=True)
-            self.log_path = os.path.join(agent.scratch_dir, f"background-{request['id']}.log")
-            log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-            python, argv = _program_child(request["language"], request["code"], request["id"], agent.scratch_dir)
-        stdin = os.open(os.devnull, os.O_RDONLY)
-        setup = child.ChildSetup(stdin, log_fd, log_fd, request["cwd"], request["env"], agent.rlimits,
-                                 protected_parent=agent.protected, confinement=agent.confinement,
-                                 lockdown=agent.lockdown)
-        pid = _fork_child(setup, python, argv)
-        for fd in (log_fd, stdin):
-            os.close(fd)
-        self.pid = pid
-        agent.adopt(pid, self)
-        agent.background[pid] = self
-
-    def on_exit(self, status):
-        """The program ended on its own; its log stays."""
-        self.agent.background.pop(self.pid, None)
-
-
 def exec_done(request_id, status, **fields):
     """The ``exec_done`` message for a wait status."""
     if os.WIFSIGNALED(status):
@@ -441,6 +415,7 @@ class SessionWorker:
         self.stderr = OutputPipe(agent, err_r, "stderr")
         os.set_blocking(self.result_r, False)
         self._result_buffer = b""
+        self._discarding = False
         agent.watch(self.result_r, self.on_result)
         agent.adopt(pid, self)
 
@@ -462,6 +437,7 @@ class SessionWorker:
             "cancelled": False,
             "timer": self.agent.call_at(received + request["timeout_ms"] / 1000, self.on_timeout),
             "spawned": received,
+            "results": 0,
         }
         self.stdout.bind(request["id"], request["stdout_limit"])
         self.stderr.bind(request["id"], request["stderr_limit"])
@@ -486,9 +462,36 @@ class SessionWorker:
         self._result_buffer += data
         while b"\n" in self._result_buffer:
             line, _, self._result_buffer = self._result_buffer.partition(b"\n")
-            if self.run is not None:
-                self._finish_run(wire.loads(line.decode())["exit_code"] << 8)
+            if self._discarding:  # the rest of a line that was too long
+                self._discarding = False
+                continue
+            self._on_result_line(line)
+        if len(self._result_buffer) > wire.MAX_RESULT_BYTES + 1024:  # the worker's code could write anything here
+            self._result_buffer = b""
+            self._discarding = True
         return True
+
+    def _on_result_line(self, line):
+        """One line from the worker: the block's end, a rich result or the block's error."""
+        try:
+            message = wire.loads(line.decode("utf-8", "surrogatepass"))
+        except (ValueError, UnicodeDecodeError):
+            return
+        if not isinstance(message, dict) or self.run is None:
+            return
+        if "exit_code" in message:
+            code = message["exit_code"]
+            self._finish_run((code if isinstance(code, int) and not isinstance(code, bool) else 1) << 8)
+        elif isinstance(message.get("result"), dict) and self.run["results"] < wire.MAX_RESULTS:
+            data = {mime: value for mime, value in message["result"].items() if isinstance(mime, str)}
+            self.run["results"] += 1
+            self.agent.send({"type": "result", "id": self.run["id"], "data": data,
+                             "is_main_result": message.get("main") is True})
+        elif isinstance(message.get("error"), dict):
+            error = message["error"]
+            fields = {key: error.get(key) if isinstance(error.get(key), str) else "" for key in
+                      ("name", "value", "traceback")}
+            self.agent.send({"type": "run_error", "id": self.run["id"], **fields})
 
     def on_timeout(self):
         """The current block ran too long: kill the interpreter (state is lost)."""

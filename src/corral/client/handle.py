@@ -15,8 +15,9 @@ from corral.client.local import LocalTransport
 from corral.client.remote import RemoteTransport
 from corral.client.terminal import AsyncHostedTerminal, check_size
 from corral.client.transport import OutputCallback, ProgressCallback, Transport
-from corral.errors import InvalidInputError, ProtocolError
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, Language, OutputEvent
+from corral.commands import SIGNALS
+from corral.errors import FileOperationError, InvalidInputError, ProtocolError
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, Language, OutputEvent, ProcessInfo
 from corral.server.lifecycle import SandboxState
 from corral.server.schemas import (
     CommandRequest,
@@ -232,6 +233,39 @@ class AsyncHostedCommands:
             return await transport.execute(sandbox_id, request)
         return await consume(transport.stream(sandbox_id, request), on_stdout, on_stderr)
 
+    async def start(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                    stdin: bool = False, timeout: float | None = None) -> BackgroundCommand:
+        """Start ``cmd`` in the background (``stdin``: with a pipe for :meth:`send_stdin`); its pid and log file."""
+        request = validated(CommandRequest, cmd=cmd, cwd=cwd, env=env or {}, timeout=timeout, background=True,
+                            stdin_pipe=stdin)
+        return await self._sandbox._transport.execute(self._sandbox.id, request)
+
+    async def list(self) -> list[ProcessInfo]:
+        """The background commands still running."""
+        return await self._sandbox._transport.list_processes(self._sandbox.id)
+
+    async def kill(self, pid: int, signal: str | int = "SIGKILL") -> bool:
+        """Signal background command ``pid`` (SIGKILL: with its descendants); False if it had ended."""
+        name = signal if isinstance(signal, str) else {number: name for name, number in SIGNALS.items()}.get(signal)
+        if name not in SIGNALS:
+            raise InvalidInputError(f"signal must be one of {', '.join(SIGNALS)} (or their numbers)")
+        return await self._sandbox._transport.signal_process(self._sandbox.id, _pid(pid), name)
+
+    async def send_stdin(self, pid: int, data: bytes | str) -> None:
+        """Write ``data`` to the stdin of background command ``pid`` (started with stdin)."""
+        payload = data.encode() if isinstance(data, str) else bytes(data)
+        await self._sandbox._transport.send_stdin(self._sandbox.id, _pid(pid), payload)
+
+    async def close_stdin(self, pid: int) -> None:
+        """Close the stdin of background command ``pid``."""
+        await self._sandbox._transport.close_stdin(self._sandbox.id, _pid(pid))
+
+
+def _pid(pid: object) -> int:
+    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 2**31:
+        raise InvalidInputError(f"pid must be a positive integer, got {pid!r}")
+    return pid
+
 
 class AsyncHostedFiles:
     """Files inside a hosted sandbox; relative paths start at its home."""
@@ -259,3 +293,25 @@ class AsyncHostedFiles:
     async def remove(self, path: str, *, recursive: bool = False) -> None:
         """Remove a file, an empty directory, or a tree with ``recursive=True``."""
         await self._sandbox._transport.remove_file(self._sandbox.id, path, recursive)
+
+    async def stat(self, path: str) -> FileInfo:
+        """What ``path`` is (a symlink is described, not followed)."""
+        return await self._sandbox._transport.stat_file(self._sandbox.id, path)
+
+    async def exists(self, path: str) -> bool:
+        """True if something is at ``path``."""
+        try:
+            await self.stat(path)
+        except FileOperationError as exc:
+            if exc.code in ("not_found", "not_directory"):
+                return False
+            raise
+        return True
+
+    async def make_dir(self, path: str, *, parents: bool = False) -> FileInfo:
+        """Create a directory (``parents``: with its missing parents)."""
+        return await self._sandbox._transport.make_dir(self._sandbox.id, path, parents)
+
+    async def rename(self, source: str, destination: str) -> FileInfo:
+        """Move ``source`` to ``destination`` (a file there is replaced)."""
+        return await self._sandbox._transport.rename_file(self._sandbox.id, source, destination)

@@ -14,7 +14,7 @@ import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
 from corral.client.terminal import AsyncHostedTerminal, LocalTerminal
 from corral.client.transport import ProgressCallback, Transport
 from corral.server.database import default_state_dir
@@ -119,6 +119,34 @@ class LocalTransport(Transport):
     async def remove_file(self, sandbox_id: str, path: str, recursive: bool) -> None:
         async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
             await sandbox.files.remove(path, recursive=recursive)
+
+    async def stat_file(self, sandbox_id: str, path: str) -> FileInfo:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            return await sandbox.files.stat(path)
+
+    async def make_dir(self, sandbox_id: str, path: str, parents: bool) -> FileInfo:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            return await sandbox.files.make_dir(path, parents=parents)
+
+    async def rename_file(self, sandbox_id: str, source: str, destination: str) -> FileInfo:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            return await sandbox.files.rename(source, destination)
+
+    async def list_processes(self, sandbox_id: str) -> list[ProcessInfo]:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            return await sandbox.commands.list()
+
+    async def signal_process(self, sandbox_id: str, pid: int, signal: str) -> bool:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            return await sandbox.commands.kill(pid, signal)
+
+    async def send_stdin(self, sandbox_id: str, pid: int, data: bytes) -> None:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            await sandbox.commands.send_stdin(pid, data)
+
+    async def close_stdin(self, sandbox_id: str, pid: int) -> None:
+        async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:
+            await sandbox.commands.close_stdin(pid)
 
     async def pause(self, sandbox_id: str) -> SnapshotInfo:
         return await (await _service())[1].pause(sandbox_id, LOCAL_OWNER)

@@ -31,7 +31,7 @@ from corral.errors import (
     ProtocolError,
     TransientError,
 )
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
 from corral.server.errors_http import rebuild
 from corral.server.lifecycle import SandboxState
 from corral.sync_bridge import bridge
@@ -194,6 +194,33 @@ class RemoteTransport(Transport):
 
     async def remove_file(self, sandbox_id: str, path: str, recursive: bool) -> None:
         await self._call("DELETE", _files_route(sandbox_id, "", path, recursive="true" if recursive else "false"))
+
+    async def stat_file(self, sandbox_id: str, path: str) -> FileInfo:
+        return FileInfo.model_validate_json((await self._call("GET", _files_route(sandbox_id, "/stat", path))).content)
+
+    async def make_dir(self, sandbox_id: str, path: str, parents: bool) -> FileInfo:
+        route = _files_route(sandbox_id, "/dir", path, parents="true" if parents else "false")
+        return FileInfo.model_validate_json((await self._call("POST", route)).content)
+
+    async def rename_file(self, sandbox_id: str, source: str, destination: str) -> FileInfo:
+        response = await self._call("POST", f"/sandboxes/{sandbox_id}/files/rename",
+                                    json_body={"source": source, "destination": destination})
+        return FileInfo.model_validate_json(response.content)
+
+    async def list_processes(self, sandbox_id: str) -> list[ProcessInfo]:
+        response = await self._call("GET", f"/sandboxes/{sandbox_id}/processes")
+        return [ProcessInfo.model_validate(item) for item in response.json()]
+
+    async def signal_process(self, sandbox_id: str, pid: int, signal: str) -> bool:
+        response = await self._call("POST", f"/sandboxes/{sandbox_id}/processes/{int(pid)}/signal",
+                                    json_body={"signal": signal})
+        return bool(response.json()["signalled"])
+
+    async def send_stdin(self, sandbox_id: str, pid: int, data: bytes) -> None:
+        await self._call("POST", f"/sandboxes/{sandbox_id}/processes/{int(pid)}/stdin", content=data)
+
+    async def close_stdin(self, sandbox_id: str, pid: int) -> None:
+        await self._call("POST", f"/sandboxes/{sandbox_id}/processes/{int(pid)}/stdin/close")
 
     async def pause(self, sandbox_id: str) -> SnapshotInfo:
         return SnapshotInfo.model_validate_json((await self._call("POST", f"/sandboxes/{sandbox_id}/pause")).content)

@@ -12,7 +12,7 @@ from typing import Any
 from corral.client.handle import AsyncHostedSandbox
 from corral.client.terminal import AsyncHostedTerminal
 from corral.client.transport import OutputCallback
-from corral.models import BackgroundCommand, ExecutionResult, OutputEvent
+from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo
 from corral.server.schemas import LogEvent, SandboxInfo, SnapshotInfo, TemplateInfo
 from corral.sync import Files, consume
 from corral.sync_bridge import bridge
@@ -163,3 +163,24 @@ class HostedCommands:
     def run(self, cmd: str, **options: Any) -> ExecutionResult | BackgroundCommand:
         """Run ``cmd`` with bash (callbacks run on corral's loop thread)."""
         return bridge.call(self._handle.commands.run(cmd, **options))
+
+    def start(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None, stdin: bool = False,
+              timeout: float | None = None) -> BackgroundCommand:
+        """Start ``cmd`` in the background; its pid and log file."""
+        return bridge.call(self._handle.commands.start(cmd, cwd=cwd, env=env, stdin=stdin, timeout=timeout))
+
+    def list(self) -> list[ProcessInfo]:
+        """The background commands still running."""
+        return bridge.call(self._handle.commands.list())
+
+    def kill(self, pid: int, signal: str | int = "SIGKILL") -> bool:
+        """Signal background command ``pid``; False if it had ended."""
+        return bridge.call(self._handle.commands.kill(pid, signal))
+
+    def send_stdin(self, pid: int, data: bytes | str) -> None:
+        """Write ``data`` to the stdin of background command ``pid``."""
+        bridge.call(self._handle.commands.send_stdin(pid, data))
+
+    def close_stdin(self, pid: int) -> None:
+        """Close the stdin of background command ``pid``."""
+        bridge.call(self._handle.commands.close_stdin(pid))

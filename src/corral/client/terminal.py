@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from corral.errors import CorralError, InvalidInputError, ProtocolError, SandboxClosedError
 from corral.server.errors_http import rebuild
 from corral.server.terminal import Terminal, TerminalExit
+from corral.terminal import check_size
 
 
 class AsyncHostedTerminal(abc.ABC):
@@ -69,13 +70,6 @@ class AsyncHostedTerminal(abc.ABC):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
-
-
-def check_size(cols: int, rows: int) -> None:
-    """Refuse window sizes the agent would refuse."""
-    for name, value in (("cols", cols), ("rows", rows)):
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
-            raise InvalidInputError(f"{name} must be an integer from 1 to 1000, got {value!r}")
 
 
 class LocalTerminal(AsyncHostedTerminal):

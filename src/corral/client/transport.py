@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from corral.client.terminal import AsyncHostedTerminal
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, OutputEvent
+from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
 from corral.server.lifecycle import SandboxState
 from corral.server.schemas import (
     CommandRequest,
@@ -81,6 +81,34 @@ class Transport(abc.ABC):
     @abc.abstractmethod
     async def remove_file(self, sandbox_id: str, path: str, recursive: bool) -> None:
         """Remove a file or directory."""
+
+    @abc.abstractmethod
+    async def stat_file(self, sandbox_id: str, path: str) -> FileInfo:
+        """What a path is (FileOperationError ``not_found`` if nothing is there)."""
+
+    @abc.abstractmethod
+    async def make_dir(self, sandbox_id: str, path: str, parents: bool) -> FileInfo:
+        """Create a directory."""
+
+    @abc.abstractmethod
+    async def rename_file(self, sandbox_id: str, source: str, destination: str) -> FileInfo:
+        """Move a file or directory."""
+
+    @abc.abstractmethod
+    async def list_processes(self, sandbox_id: str) -> list[ProcessInfo]:
+        """The background commands still running."""
+
+    @abc.abstractmethod
+    async def signal_process(self, sandbox_id: str, pid: int, signal: str) -> bool:
+        """Signal a background command; False if it had ended."""
+
+    @abc.abstractmethod
+    async def send_stdin(self, sandbox_id: str, pid: int, data: bytes) -> None:
+        """Write to a background command's stdin."""
+
+    @abc.abstractmethod
+    async def close_stdin(self, sandbox_id: str, pid: int) -> None:
+        """Close a background command's stdin."""
 
     @abc.abstractmethod
     async def pause(self, sandbox_id: str) -> SnapshotInfo:

@@ -9,7 +9,7 @@ The agent validates the same rules again with :mod:`corral.protocol.wire`.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union, get_args
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,8 +43,6 @@ class ExecRequest(_Message):
     language: Language
     code: str = Field(max_length=wire.MAX_CODE_BYTES)
     session: bool = False
-    #: Start the program and answer ``started`` at once; its output goes to a log file.
-    background: bool = False
     #: The sandbox is discarded after this run: start no spare for a next one.
     retire: bool = False
     timeout_ms: int = Field(gt=0)
@@ -92,6 +90,103 @@ class FileRemoveRequest(_Message):
     id: int
     path: str
     recursive: bool = False
+
+
+class FileStatRequest(_Message):
+    """Describe one path (a symlink is described, not followed)."""
+
+    type: Literal["file_stat"] = "file_stat"
+    id: int
+    path: str
+
+
+class FileMkdirRequest(_Message):
+    """Create a directory (``parents``: and its missing parents)."""
+
+    type: Literal["file_mkdir"] = "file_mkdir"
+    id: int
+    path: str
+    parents: bool = False
+
+
+class FileRenameRequest(_Message):
+    """Move ``source`` to ``destination``."""
+
+    type: Literal["file_rename"] = "file_rename"
+    id: int
+    source: str
+    destination: str
+
+
+class WatchStartRequest(_Message):
+    """Report changes below a directory as ``fs_event`` events until cancelled."""
+
+    type: Literal["watch_start"] = "watch_start"
+    id: int
+    path: str
+    recursive: bool = False
+
+
+# processes with handles (served by corral.agent.processes): ``process_start`` and
+# ``process_attach`` stream ``process_started``, ``output``... and end with ``exec_done``
+# (or ``ack`` once detached by a ``cancel`` naming them); the others address a process by pid
+
+
+class ProcessStartRequest(_Message):
+    """Start ``bash -c cmd`` as a process of the sandbox and stream its output."""
+
+    type: Literal["process_start"] = "process_start"
+    id: int
+    cmd: str = Field(max_length=wire.MAX_CODE_BYTES)
+    cwd: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    #: Give the process a stdin pipe (``process_input``); else it reads /dev/null.
+    stdin: bool = False
+    tag: str | None = Field(default=None, max_length=256)
+    #: Kill the process after this long (0: never).
+    timeout_ms: int = Field(default=0, ge=0)
+
+
+class ProcessAttachRequest(_Message):
+    """Stream a running process's output (``replay``: its buffered latest output first)."""
+
+    type: Literal["process_attach"] = "process_attach"
+    id: int
+    pid: int
+    replay: bool = False
+
+
+class ProcessInputRequest(_Message):
+    """Write bytes to a process's stdin."""
+
+    type: Literal["process_input"] = "process_input"
+    id: int
+    pid: int
+    data_b64: str
+
+
+class ProcessCloseStdinRequest(_Message):
+    """Close a process's stdin (EOF) once what was written reached it."""
+
+    type: Literal["process_close_stdin"] = "process_close_stdin"
+    id: int
+    pid: int
+
+
+class ProcessSignalRequest(_Message):
+    """Signal a process (9: kill its whole tree)."""
+
+    type: Literal["process_signal"] = "process_signal"
+    id: int
+    pid: int
+    signal: Literal[1, 2, 9, 15] = 9
+
+
+class ProcessListRequest(_Message):
+    """The processes started with ``process_start`` that are still running."""
+
+    type: Literal["process_list"] = "process_list"
+    id: int
 
 
 class CancelRequest(_Message):
@@ -214,6 +309,16 @@ Request = Annotated[
         PtyOpenRequest,
         PtyInputRequest,
         PtyResizeRequest,
+        FileStatRequest,
+        FileMkdirRequest,
+        FileRenameRequest,
+        WatchStartRequest,
+        ProcessStartRequest,
+        ProcessAttachRequest,
+        ProcessInputRequest,
+        ProcessCloseStdinRequest,
+        ProcessSignalRequest,
+        ProcessListRequest,
     ],
     Field(discriminator="type"),
 ]
@@ -240,6 +345,25 @@ class Output(_Message):
     data: str
 
 
+class Result(_Message):
+    """A rich result of a session block: a MIME bundle (``is_main_result``: the last expression's value)."""
+
+    type: Literal["result"] = "result"
+    id: int
+    data: dict[str, Any]
+    is_main_result: bool = False
+
+
+class RunError(_Message):
+    """The uncaught exception that ended a session block."""
+
+    type: Literal["run_error"] = "run_error"
+    id: int
+    name: str
+    value: str
+    traceback: str
+
+
 class ExecDone(_Message):
     """How a run ended."""
 
@@ -261,13 +385,71 @@ class ExecDone(_Message):
     memory_peak_mb: float | None = None
 
 
-class Started(_Message):
-    """A background program was started."""
+class ProcessStarted(_Message):
+    """First event of ``process_start`` and ``process_attach``: the process's pid and log file."""
 
-    type: Literal["started"] = "started"
+    type: Literal["process_started"] = "process_started"
     id: int
     pid: int
     log_path: str
+
+
+class ProcessInfo(_Message):
+    """One running process of a ``process_list``."""
+
+    pid: int
+    cmd: str
+    cwd: str
+    env: dict[str, str]
+    tag: str | None = None
+    stdin: bool = False
+
+
+class ProcessListing(_Message):
+    """Answer to ``process_list``."""
+
+    type: Literal["process_list"] = "process_list"
+    id: int
+    processes: list[ProcessInfo]
+
+
+class StatEntry(_Message):
+    """What a path is (``file_stat``, and the result of ``file_mkdir`` and ``file_rename``)."""
+
+    name: str
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mode: int
+    mtime: float
+    uid: int
+    gid: int
+    symlink_target: str | None = None
+
+
+class FileStat(_Message):
+    """Answer to ``file_stat``, ``file_mkdir`` and ``file_rename``."""
+
+    type: Literal["file_stat"] = "file_stat"
+    id: int
+    entry: StatEntry
+
+
+class WatchStarted(_Message):
+    """A ``watch_start`` is in place: changes from now on are reported."""
+
+    type: Literal["watch_started"] = "watch_started"
+    id: int
+
+
+class FsEvent(_Message):
+    """One change below a watched directory (``name`` relative to it); ``overflow``: events were lost."""
+
+    type: Literal["fs_event"] = "fs_event"
+    id: int
+    kind: Literal["create", "write", "remove", "rename", "chmod", "overflow"]
+    name: str
+    is_dir: bool = False
 
 
 class FileData(_Message):
@@ -331,10 +513,11 @@ class Error(_Message):
 
 
 Event = Annotated[
-    Union[Hello, Output, ExecDone, Started, FileData, DirListing, Ack, Error],
+    Union[Hello, Output, Result, RunError, ExecDone, ProcessStarted, ProcessListing, FileStat, WatchStarted, FsEvent, FileData,
+          DirListing, Ack, Error],
     Field(discriminator="type"),
 ]
-TERMINAL_TYPES = frozenset({"exec_done", "started", "file_data", "dir_listing", "ack", "error"})
+TERMINAL_TYPES = frozenset({"exec_done", "process_list", "file_stat", "file_data", "dir_listing", "ack", "error"})
 
 #: Event model by its ``type`` tag: what the discriminated union ``Event`` picks from. Each model is
 #: built on its first use (``defer_build``), so a start-up that sees only a few kinds builds only those.

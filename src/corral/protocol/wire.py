@@ -17,7 +17,7 @@ try:  # CPython's C JSON codec, used directly: ``import json`` pulls in ``re`` a
 except ImportError:  # pragma: no cover - not CPython
     _json = None
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 #: Largest single frame either side accepts (a file chunk plus JSON overhead).
 MAX_FRAME_BYTES = 24 * 1024 * 1024
@@ -30,6 +30,16 @@ MAX_STDIN_BYTES = 8 * 1024 * 1024
 #: Default caps on captured output; beyond them output is dropped and flagged.
 DEFAULT_STDOUT_LIMIT = 1024 * 1024
 DEFAULT_STDERR_LIMIT = 100 * 1024
+
+#: Processes started with ``process_start`` that may run at once.
+MAX_PROCESSES = 32
+#: Output (characters) a process keeps for ``process_attach`` with ``replay``.
+PROCESS_REPLAY_BYTES = 64 * 1024
+#: Rich results (display outputs) one session block may report, and the size of each (JSON).
+MAX_RESULTS = 64
+MAX_RESULT_BYTES = 4 * 1024 * 1024
+#: Directories one recursive ``watch_start`` may watch.
+MAX_WATCH_DIRS = 1024
 
 MAX_ENV_VARS = 128
 MAX_ENV_NAME_BYTES = 128

@@ -25,7 +25,19 @@ from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
 from corral.server.batch import BatchConfig, BatchService
-from corral.server.routes import batch, execution, files, ops, sandbox_fusion, sandboxes, snapshots, templates, terminal
+from corral.server import e2b
+from corral.server.routes import (
+    batch,
+    execution,
+    files,
+    ops,
+    processes,
+    sandbox_fusion,
+    sandboxes,
+    snapshots,
+    templates,
+    terminal,
+)
 from corral.server.routes.common import reject_unknown_query
 from corral.server.schemas import ErrorBody, ErrorDetail
 from corral.server.service import SandboxService, ServiceConfig
@@ -94,12 +106,13 @@ def create_app(config: ServerConfig) -> FastAPI:
     app.state.sandbox_fusion_open = config.sandbox_fusion_no_auth
     app.state.max_file_bytes = config.max_file_bytes
     app.state.metrics = Metrics(service, streams)
-    for module in (sandboxes, execution, files, snapshots, templates, batch, ops):
+    for module in (sandboxes, execution, files, processes, snapshots, templates, batch, ops):
         app.include_router(module.router, prefix="/v1", dependencies=[Depends(reject_unknown_query)])
     app.include_router(terminal.router, prefix="/v1")
     metrics_guard = [] if config.public_metrics else [Depends(api_key)]
     app.include_router(ops.metrics_router, dependencies=[Depends(reject_unknown_query), *metrics_guard])
     app.include_router(sandbox_fusion.router)
+    e2b.install(app)  # E2B's SDKs, at the root (docs/e2b.md)
     _add_error_handlers(app)
     app.add_middleware(RequestMetrics, metrics=app.state.metrics)
     app.add_middleware(BodyLimit, max_bytes=config.max_body_bytes, upload_bytes=config.max_file_bytes)

@@ -31,7 +31,8 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        upload = scope["method"] == "PUT" and scope["path"].endswith("/files")
+        upload = (scope["method"] == "PUT" and scope["path"].endswith("/files")
+                  or scope["method"] == "POST" and scope["path"] == "/files")  # E2B's upload
         limit = self.upload_bytes if upload else self.max_bytes
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None:

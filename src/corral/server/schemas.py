@@ -199,6 +199,25 @@ class RunRequest(RequestModel):
     _env = field_validator("env")(check_env)
 
 
+class RenameRequest(RequestModel):
+    """Move a file or directory inside a sandbox."""
+
+    source: str = Field(min_length=1, max_length=4096)
+    destination: str = Field(min_length=1, max_length=4096)
+
+
+class SignalRequest(RequestModel):
+    """Signal a process of a sandbox."""
+
+    signal: Literal["SIGKILL", "SIGTERM", "SIGINT", "SIGHUP"] = "SIGKILL"
+
+
+class SignalAnswer(BaseModel):
+    """Whether the process was running (and got the signal)."""
+
+    signalled: bool
+
+
 class CommandRequest(RequestModel):
     """Run a shell command in a fresh process."""
 
@@ -208,6 +227,8 @@ class CommandRequest(RequestModel):
     stdin: str | None = Field(default=None, max_length=8 * 1024 * 1024)
     timeout: Number | None = Field(default=None, gt=0, le=24 * 3600)
     background: Flag = False
+    #: With ``background``: give the process a stdin pipe (written with ``/processes/{pid}/stdin``).
+    stdin_pipe: Flag = False
     stream: Flag = False
 
     _env = field_validator("env")(check_env)

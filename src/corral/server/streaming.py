@@ -34,11 +34,19 @@ def start_execution(sandbox: AsyncSandbox, request: RunRequest | CommandRequest)
             on_stdout=on_stdout, on_stderr=on_stderr,
         )
     if request.background:
-        return lambda on_stdout, on_stderr: sandbox.commands.start(request.cmd, cwd=request.cwd, env=request.env)
+        return lambda on_stdout, on_stderr: _start_background(sandbox, request)
     return lambda on_stdout, on_stderr: sandbox.commands.run(
         request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin, timeout=request.timeout,
         on_stdout=on_stdout, on_stderr=on_stderr,
     )
+
+
+async def _start_background(sandbox: AsyncSandbox, request: CommandRequest) -> BackgroundCommand:
+    """Start a background command and let it run on its own (its output goes to its log file)."""
+    handle = await sandbox.commands.start(request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin_pipe,
+                                          timeout=request.timeout)
+    await handle.disconnect()
+    return handle.info
 
 
 async def execution_stream(start: Start) -> AsyncIterator[OutputEvent | ExecutionResult]:

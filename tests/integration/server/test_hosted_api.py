@@ -30,6 +30,9 @@ def test_run_keeps_state_files_and_commands(hosted):
     assert hosted.run("console.log(6 * 7)", language="javascript").stdout == "42\n"
     failed = hosted.run("raise SystemExit(3)")
     assert failed.exit_code == 3 and not failed.ok
+    rich = hosted.run("display({'k': 1})\n6 * 7")
+    assert rich.text == "42" and rich.results[0].data["application/json"] == {"k": 1}
+    assert hosted.run("int('x')").error.name == "ValueError"
 
 
 def test_streaming_and_callbacks(hosted):
@@ -44,6 +47,31 @@ def test_streaming_and_callbacks(hosted):
     assert (command.stdout, command.exit_code, "".join(errors)) == ("out\n", 2, "err\n")
     background = hosted.commands.run("sleep 0.1", background=True)
     assert background.pid > 0
+
+
+def test_stat_make_dir_rename_and_processes(hosted):
+    made = hosted.files.make_dir("a/b", parents=True)
+    assert (made.kind, made.path) == ("dir", "/home/user/a/b")
+    hosted.files.write("a/f.txt", "12345", mode=0o600)
+    info = hosted.files.stat("a/f.txt")
+    assert (info.kind, info.size, info.mode) == ("file", 5, 0o600)
+    assert hosted.files.rename("a/f.txt", "a/b/g.txt").path == "/home/user/a/b/g.txt"
+    assert hosted.files.exists("a/b/g.txt") and not hosted.files.exists("a/f.txt")
+    with pytest.raises(corral.FileOperationError) as taken:
+        hosted.files.make_dir("a")
+    assert taken.value.code == "exists"
+    reader = hosted.commands.start("read line; echo \"got $line\" > got.txt; sleep 300", stdin=True)
+    listed = hosted.commands.list()
+    assert [(p.pid, p.cmd, p.stdin) for p in listed] == [(reader.pid, listed[0].cmd, True)]
+    hosted.commands.send_stdin(reader.pid, "hi\n")
+    hosted.commands.close_stdin(reader.pid)
+    assert hosted.commands.run("for i in $(seq 50); do test -s got.txt && break; sleep 0.1; done; cat got.txt"
+                               ).stdout == "got hi\n"
+    assert hosted.commands.kill(reader.pid) is True
+    assert "sleep 300" not in hosted.commands.run("ps -eo args").stdout
+    assert hosted.commands.list() == [] and hosted.commands.kill(reader.pid) is False
+    with pytest.raises(NotFoundError):
+        hosted.commands.send_stdin(reader.pid, "late")
 
 
 def test_pause_resume_brings_files_back(hosted, where):

@@ -11,10 +11,11 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from corral.errors import LimitExceededError
+from corral.models import FileInfo
 from corral.server.auth import Caller, sandbox_access
 from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.server.schemas import ListedFile, listed_file
+from corral.server.schemas import ListedFile, RenameRequest, listed_file
 
 router = APIRouter(tags=["files"])
 
@@ -117,3 +118,28 @@ async def remove_file(sandbox_id: str, request: Request, path: str = Depends(fil
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
         await sandbox.files.remove(path, recursive=recursive)
     return Response(status_code=204)
+
+
+@router.get("/sandboxes/{sandbox_id}/files/stat", response_model=FileInfo, responses=errors(*AUTH_ERRORS, 409))
+async def stat_file(sandbox_id: str, request: Request, path: str = Depends(file_path),
+                    caller: Caller = Depends(sandbox_access)) -> FileInfo:
+    """What ``path`` is (a symlink is described, not followed); 404 if nothing is there."""
+    async with service(request).use(sandbox_id, caller.owner) as sandbox:
+        return await sandbox.files.stat(path)
+
+
+@router.post("/sandboxes/{sandbox_id}/files/dir", response_model=FileInfo, status_code=201,
+             responses=errors(*AUTH_ERRORS, 409))
+async def make_dir(sandbox_id: str, request: Request, path: str = Depends(file_path),
+                   caller: Caller = Depends(sandbox_access), parents: bool = False) -> FileInfo:
+    """Create a directory (``parents``: and its missing parents); 409 if something is there."""
+    async with service(request).use(sandbox_id, caller.owner) as sandbox:
+        return await sandbox.files.make_dir(path, parents=parents)
+
+
+@router.post("/sandboxes/{sandbox_id}/files/rename", response_model=FileInfo, responses=errors(*AUTH_ERRORS, 409))
+async def rename_file(sandbox_id: str, body: RenameRequest, request: Request,
+                      caller: Caller = Depends(sandbox_access)) -> FileInfo:
+    """Move ``source`` to ``destination`` (a file there is replaced)."""
+    async with service(request).use(sandbox_id, caller.owner) as sandbox:
+        return await sandbox.files.rename(body.source, body.destination)

@@ -1,0 +1,84 @@
+"""files.stat / exists / make_dir / rename / watch on every level."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import corral
+
+pytestmark = pytest.mark.sandbox
+
+
+def _events_until(watch, wanted, seconds=10.0):
+    seen = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        seen.extend((event.kind, event.name) for event in watch.pending())
+        if wanted <= set(seen):
+            return seen
+        time.sleep(0.05)
+    return seen
+
+
+def test_stat_exists_make_dir_rename_and_watch(isolation_level):
+    with corral.Sandbox() as sandbox:
+        sandbox.files.write("data/a.txt", "hello", mode=0o600)
+        info = sandbox.files.stat("data/a.txt")
+        assert (info.kind, info.size, info.mode, info.path, info.name) == ("file", 5, 0o600, "/home/user/data/a.txt",
+                                                                         "a.txt")
+        assert info.mtime > 0 and info.symlink_target is None
+        assert sandbox.files.exists("data") and not sandbox.files.exists("nothing/here")
+        made = sandbox.files.make_dir("x/y/z", parents=True)
+        assert made.kind == "dir" and made.path == "/home/user/x/y/z"
+        moved = sandbox.files.rename("data/a.txt", "x/b.txt")
+        assert moved.path == "/home/user/x/b.txt" and not sandbox.files.exists("data/a.txt")
+        with sandbox.files.watch("x", recursive=True) as watch:
+            sandbox.commands.run("echo 1 > x/new.txt; mkdir x/sub; echo 2 > x/sub/deep; chmod 700 x/b.txt; "
+                                 "mv x/new.txt x/moved.txt; rm x/sub/deep")
+            wanted = {("create", "new.txt"), ("write", "new.txt"), ("create", "sub"), ("create", "sub/deep"),
+                      ("chmod", "b.txt"), ("rename", "new.txt"), ("create", "moved.txt"), ("remove", "sub/deep")}
+            seen = _events_until(watch, wanted)
+            assert wanted <= set(seen), seen
+
+
+@pytest.mark.levels("process")
+def test_errors_symlinks_and_non_recursive_watch():
+    with corral.Sandbox() as sandbox:
+        sandbox.commands.run("ln -s /etc/passwd link; ln -s nowhere dangling; mkdir d; mkdir -p deep/er")
+        link = sandbox.files.stat("link")
+        assert (link.kind, link.symlink_target) == ("symlink", "/etc/passwd")
+        assert sandbox.files.exists("dangling")
+        with pytest.raises(corral.FileOperationError) as missing:
+            sandbox.files.stat("missing")
+        assert missing.value.code == "not_found"
+        with pytest.raises(corral.FileOperationError) as taken:
+            sandbox.files.make_dir("d")
+        assert taken.value.code == "exists"
+        with pytest.raises(corral.FileOperationError) as orphan:
+            sandbox.files.make_dir("no/parent")
+        assert orphan.value.code == "not_found"
+        with pytest.raises(corral.InvalidInputError, match="cross-device"):
+            sandbox.files.rename("d", "/tmp/d")  # another file system
+        with pytest.raises(corral.InvalidInputError):
+            sandbox.files.rename(".", "elsewhere")
+        with pytest.raises(corral.FileOperationError) as not_dir:
+            sandbox.files.watch("link")
+        assert not_dir.value.code in ("not_directory", "permission", "not_found")
+        with sandbox.files.watch("deep") as watch:
+            sandbox.commands.run("touch deep/er/inner; touch deep/top")
+            seen = _events_until(watch, {("create", "top")})
+            assert ("create", "top") in seen and all(not name.startswith("er/") for _, name in seen)
+
+
+@pytest.mark.levels("process")
+async def test_async_watch_iterates_and_ends_when_the_directory_goes():
+    async with corral.AsyncSandbox() as sandbox:
+        await sandbox.files.make_dir("w")
+        watch = await sandbox.files.watch("w")
+        await sandbox.files.write("w/f", "1")
+        await sandbox.files.remove("w", recursive=True)
+        kinds = [event.kind async for event in watch]  # ends by itself: the watched directory is gone
+        assert "create" in kinds and "remove" in kinds
+        await watch.close()
