@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import types
-
 from mcp_types import ImageContent, TextContent
 
 from corral.mcp.content import display_outputs, execution_content, failed, listing_text, truncate
-from corral.models import ExecutionResult, FileEntry
+from corral.models import DisplayResult, ExecutionResult, FileEntry
 
 PNG_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
 
 
-def with_results(result: ExecutionResult, bundles: list) -> types.SimpleNamespace:
-    """A result that carries display outputs (``results``), as a result with rich outputs does."""
-    return types.SimpleNamespace(**dict(result), results=bundles)
+def with_results(result: ExecutionResult, bundles: list[dict]) -> ExecutionResult:
+    """``result`` carrying ``bundles`` as its display outputs, as a session block with rich outputs gives."""
+    return result.model_copy(update={"results": [DisplayResult(data=bundle) for bundle in bundles]})
 
 
 def test_display_outputs_become_images_text_and_notes_in_order():
     result = with_results(ExecutionResult(exit_code=0, stdout="plotted\n"), [
         {"text/plain": "<Figure size 640x480>", "image/png": PNG_B64},
         {"text/plain": "42"},
-        {"image/jpeg": base64.b64decode(PNG_B64)},  # bytes are encoded
+        {"image/jpeg": PNG_B64},
         {"text/html": "<b>table</b>", "application/json": {"a": 1}},
     ])
     content = execution_content(result, 1000)
@@ -39,7 +36,7 @@ def test_a_result_without_display_outputs_is_text_only():
     assert display_outputs(result) == []
     texts = [block.text for block in execution_content(result, 1000)]
     assert texts == ["exit code: 0\n--- stdout ---\na\n--- stderr ---\nb"]
-    assert display_outputs(with_results(result, None)) == []
+    assert display_outputs(with_results(result, [])) == []
 
 
 def test_limits_are_notes_and_make_the_call_fail():

@@ -38,15 +38,9 @@ def truncate(text: str, limit: int) -> str:
             f"write the output to a file and read it in parts]\n{text[len(text) - tail:]}")
 
 
-def display_outputs(result: Any) -> list[Mapping[str, Any]]:
-    """The rich display outputs of a result (MIME bundles), if it carries any.
-
-    Read from ``result.results`` when the result has that attribute: a list of
-    bundles, each a mapping (or a model with ``model_dump``) from a MIME type to
-    its data (text, or base64 for binary types).
-    """
-    bundles = getattr(result, "results", None) or []
-    return [bundle if isinstance(bundle, Mapping) else bundle.model_dump() for bundle in bundles]
+def display_outputs(result: ExecutionResult) -> list[Mapping[str, Any]]:
+    """The rich display outputs of a result (``result.results``) as MIME bundles: type -> text, or base64."""
+    return [output.data for output in result.results]
 
 
 def bundle_content(bundle: Mapping[str, Any]) -> ContentBlock:
@@ -54,8 +48,6 @@ def bundle_content(bundle: Mapping[str, Any]) -> ContentBlock:
     for mime_type in IMAGE_TYPES:
         data = bundle.get(mime_type)
         if data:
-            if isinstance(data, bytes):
-                data = base64.b64encode(data).decode()
             return ImageContent(type="image", data=data, mime_type=mime_type)
     if bundle.get("text/plain") is not None:
         return TextContent(type="text", text=str(bundle["text/plain"]))
