@@ -41,6 +41,11 @@ def test_stat_exists_make_dir_rename_and_watch(isolation_level):
                       ("chmod", "b.txt"), ("rename", "new.txt"), ("create", "moved.txt"), ("remove", "sub/deep")}
             seen = _events_until(watch, wanted)
             assert wanted <= set(seen), seen
+        with sandbox.files.watch("x", recursive=True) as watch:  # a tree moved in whole: inotify saw none of it made
+            sandbox.commands.run("mkdir -p outside/t/u && touch outside/t/f outside/t/u/g && mv outside/t x/t")
+            wanted = {("create", "t"), ("create", "t/f"), ("create", "t/u"), ("create", "t/u/g")}
+            seen = _events_until(watch, wanted)
+            assert wanted <= set(seen), seen
 
 
 @pytest.mark.levels("process")

@@ -57,7 +57,13 @@ class DirectoryWatch:
         agent.watches[self.id] = self
         agent.send({"type": "watch_started", "id": self.id})
 
-    def _add(self, path, relative, required=False):
+    def _add(self, path, relative, required=False, announce=False):
+        """Watch the directory ``path`` (and, recursively, those below it).
+
+        ``announce``: the directory is new, so what is already in it was made before
+        its watch existed and inotify will never report it: send a ``create`` for
+        each entry found (one made in between may then be reported twice).
+        """
         if len(self.dirs) >= wire.MAX_WATCH_DIRS:
             self._overflow()
             return
@@ -75,8 +81,12 @@ class DirectoryWatch:
             except OSError:
                 return
             for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    self._add(entry.path, _join(relative, entry.name))
+                is_dir = entry.is_dir(follow_symlinks=False)
+                if announce:
+                    self.agent.send({"type": "fs_event", "id": self.id, "kind": "create",
+                                     "name": _join(relative, entry.name), "is_dir": is_dir})
+                if is_dir:
+                    self._add(entry.path, _join(relative, entry.name), announce=announce)
 
     def _overflow(self):
         if not self.overflowed:
@@ -127,7 +137,7 @@ class DirectoryWatch:
                 break
         if is_dir and self.recursive and mask & (IN_CREATE | IN_MOVED_TO):
             with self.agent.as_user:
-                self._add(os.path.join(self.root, path), path)
+                self._add(os.path.join(self.root, path), path, announce=True)
         return True
 
     def cancel(self):
