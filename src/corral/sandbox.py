@@ -46,7 +46,6 @@ from corral.protocol import (
     Ack,
     DirListing,
     Error,
-    ExecRequest,
     FileData,
     FileListRequest,
     FileMkdirRequest,

@@ -39,8 +39,8 @@ def test_last_expression_and_display_give_mime_bundles(isolation_level):
         rich, bundle, main = result.results
         assert not rich.is_main_result and not bundle.is_main_result and main.is_main_result
         assert rich.data == {"text/html": "<b>rich</b>", "text/markdown": "**rich**", "image/svg+xml": "<svg/>",
-                             "image/png": base64.b64encode(b"\x89PNG-bytes").decode(), "application/json": {"k": [1, 2]},
-                             "text/latex": "$x$", "text/plain": "Rich()"}
+                             "image/png": base64.b64encode(b"\x89PNG-bytes").decode(),
+                             "application/json": {"k": [1, 2]}, "text/latex": "$x$", "text/plain": "Rich()"}
         assert bundle.data == {"text/plain": "bundle", "application/vnd.custom": "x"}
         assert main.data == {"text/plain": "42"}
 

@@ -14,7 +14,7 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
-from corral.errors import CorralError, InvalidInputError, ProtocolError, SandboxClosedError
+from corral.errors import CorralError, ProtocolError, SandboxClosedError
 from corral.server.errors_http import rebuild
 from corral.server.terminal import Terminal, TerminalExit
 from corral.terminal import check_size
