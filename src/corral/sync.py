@@ -164,6 +164,11 @@ class Terminal:
         self._async = terminal
 
     @property
+    def pid(self) -> int | None:
+        """The program's pid inside the sandbox."""
+        return self._async.pid
+
+    @property
     def exit_code(self) -> int | None:
         """The program's exit status once it ended, else None."""
         return self._async.exit_code

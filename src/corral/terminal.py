@@ -25,6 +25,7 @@ from corral.protocol import (
     Error,
     ExecDone,
     Output,
+    ProcessStarted,
     PtyInputRequest,
     PtyOpenRequest,
     PtyResizeRequest,
@@ -58,12 +59,14 @@ class AsyncTerminal:
     def __init__(self, channel: Channel):
         self._channel = channel
         self._request_id: int | None = None
-        self._opened = asyncio.Event()
         self._unread: collections.deque[str] = collections.deque()
         self._unread_chars = 0
         self._changed = asyncio.Event()
         self._failure: BaseException | None = None
         self._task: asyncio.Future | None = None
+        #: The program's pid inside the sandbox (known once the agent started it, else None).
+        self.pid: int | None = None
+        self._started = asyncio.Event()
         #: The program's exit status once it ended (128 + n for signal n), else None.
         self.exit_code: int | None = None
         #: The signal that ended it, if any.
@@ -72,7 +75,7 @@ class AsyncTerminal:
     @classmethod
     async def open(cls, channel: Channel, cols: int = 80, rows: int = 24, command: str | None = None,
                    env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncTerminal:
-        """Start ``command`` (an interactive bash if None) on a new terminal; return once it was asked for."""
+        """Start ``command`` (an interactive bash if None) on a new terminal; return once it runs (``pid`` set)."""
         check_size(cols, rows)
         if command is not None and (not isinstance(command, str) or len(command.encode()) > wire.MAX_CODE_BYTES):
             raise InvalidInputError(f"command must be a string of at most {wire.MAX_CODE_BYTES} bytes")
@@ -85,13 +88,12 @@ class AsyncTerminal:
 
         def build(request_id: int) -> PtyOpenRequest:
             terminal._request_id = request_id
-            terminal._opened.set()
             return PtyOpenRequest(id=request_id, cols=cols, rows=rows, command=command, env=dict(env or {}), cwd=cwd)
 
         terminal._task = asyncio.ensure_future(terminal._read(channel.request(build)))
-        opened = asyncio.ensure_future(terminal._opened.wait())
-        await asyncio.wait({opened, terminal._task}, return_when=asyncio.FIRST_COMPLETED)
-        opened.cancel()
+        started = asyncio.ensure_future(terminal._started.wait())
+        await asyncio.wait({started, terminal._task}, return_when=asyncio.FIRST_COMPLETED)
+        started.cancel()
         if terminal._task.done() and terminal._failure is not None:
             raise terminal._failure
         return terminal
@@ -104,7 +106,10 @@ class AsyncTerminal:
     async def _read(self, events: AsyncIterator[Any]) -> None:
         try:
             async for event in events:
-                if isinstance(event, Output):
+                if isinstance(event, ProcessStarted):
+                    self.pid = event.pid
+                    self._started.set()
+                elif isinstance(event, Output):
                     self._unread.append(event.data)
                     self._unread_chars += len(event.data)
                     while self._unread_chars > MAX_UNREAD_CHARS and len(self._unread) > 1:

@@ -39,8 +39,8 @@ def test_last_expression_and_display_give_mime_bundles(isolation_level):
         rich, bundle, main = result.results
         assert not rich.is_main_result and not bundle.is_main_result and main.is_main_result
         assert rich.data == {"text/html": "<b>rich</b>", "text/markdown": "**rich**", "image/svg+xml": "<svg/>",
-                             "image/png": base64.b64encode(b"\x89PNG-bytes").decode(), "application/json": {"k": [1, 2]},
-                             "text/latex": "$x$", "text/plain": "Rich()"}
+                             "image/png": base64.b64encode(b"\x89PNG-bytes").decode(),
+                             "application/json": {"k": [1, 2]}, "text/latex": "$x$", "text/plain": "Rich()"}
         assert bundle.data == {"text/plain": "bundle", "application/vnd.custom": "x"}
         assert main.data == {"text/plain": "42"}
 
@@ -129,3 +129,17 @@ def test_matplotlib_figures_become_png_results():
         last = sandbox.run(FIGURE + "fig")
         assert len(last.results) == 1 and "image/png" in last.results[0].data
         assert [r.text for r in sandbox.run("1 + 1").results] == ["2"]  # no figure left over
+
+
+@pytest.mark.levels("process")
+def test_attack_endless_line_on_the_result_pipe_does_not_grow_the_agent():
+    """ATTACK: a block writes 96 MiB without a newline on the worker's result pipe (fd 4), which the agent
+    reads; it must drop what cannot be a result instead of buffering it (it did, without bound)."""
+    with corral.Sandbox(memory_mb=512, timeout=60) as sandbox:
+        before = sandbox.run("int(open('/proc/1/status').read().split('VmHWM:')[1].split()[0])").text
+        flood = sandbox.run("import os\nchunk = b'x' * 65536\nfor _ in range(1536): os.write(4, chunk)")
+        assert flood.exit_code == 0
+        after = sandbox.run("int(open('/proc/1/status').read().split('VmHWM:')[1].split()[0])")
+        assert after.ok and after.text is not None
+        assert int(after.text) - int(before) < 32 * 1024, (before, after.text)  # KiB: far below the 96 MiB sent
+        assert sandbox.run("6 * 7").text == "42"  # the line was discarded; results work again

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.sandbox
 def test_interactive_bash_types_resizes_and_exits(isolation_level):
     with corral.Sandbox() as sandbox:
         with sandbox.terminal(cols=100, rows=30) as terminal:
+            assert terminal.pid > 1 and str(terminal.pid) in sandbox.commands.run("ps -eo pid").stdout.split()
             terminal.write("stty size; echo mark-$((6*7))\n")
             assert "mark-42" in terminal.read_until("mark-42")
             terminal.resize(120, 40)

@@ -308,7 +308,8 @@ def serve_python_session(setup):
             display.count = 0
             run_status = run_status or _run_session_block(request["code"], namespace, display)
             _flush_stdio()
-            reply = wire.dumps({"exit_code": run_status}).encode() + b"\n"
+            # the leading newline ends whatever the block's code left unterminated on this pipe
+            reply = b"\n" + wire.dumps({"exit_code": run_status}).encode() + b"\n"
             os.write(SESSION_OUT_FD, reply)
     finally:
         os._exit(status)

@@ -223,8 +223,8 @@ def _jsonable(value):
 
 
 def _encode(message):
-    try:
-        return wire.dumps(message).encode("utf-8", "surrogatepass") + b"\n"
+    try:  # the leading newline ends whatever user code left unterminated on the pipe
+        return b"\n" + wire.dumps(message).encode("utf-8", "surrogatepass") + b"\n"
     except (TypeError, ValueError, RecursionError):
         return None
 

@@ -2,7 +2,8 @@
 
 ``pty_open`` forks a child whose stdin, stdout and stderr are the slave side
 of a new pseudo-terminal (its controlling terminal, in a session of its own),
-set up like every other child (limits, env, directory). What the program
+set up like every other child (limits, env, directory), and answers
+``process_started`` with its pid (``log_path`` empty). What the program
 writes is sent as ``output`` events (stream ``stdout``, UTF-8 decoded) with
 the open request's id; ``exec_done`` ends it. ``pty_input`` writes keystrokes
 to it, ``pty_resize`` sets its window size (the kernel sends SIGWINCH), and
@@ -89,6 +90,7 @@ class PtySession:
         agent.watch(master, self.on_readable)
         agent.adopt(self.pid, self)
         agent.runs[self.id] = self
+        agent.send({"type": "process_started", "id": self.id, "pid": self.pid, "log_path": ""})
 
     def on_readable(self):
         """Forward what the program wrote."""

@@ -414,7 +414,7 @@ class SessionWorker:
         self.stdout = OutputPipe(agent, out_r, "stdout")
         self.stderr = OutputPipe(agent, err_r, "stderr")
         os.set_blocking(self.result_r, False)
-        self._result_buffer = b""
+        self._result_buffer = bytearray()
         self._discarding = False
         agent.watch(self.result_r, self.on_result)
         agent.adopt(pid, self)
@@ -451,23 +451,36 @@ class SessionWorker:
         self.run["spawned"] = time.monotonic()
 
     def on_result(self):
-        """The interpreter reported the end of the current block."""
+        """The interpreter reported a result, an error or the end of the current block (one JSON line each).
+
+        The worker is user code and can write anything there: a line longer than a result may be
+        is dropped as it arrives, never buffered whole.
+        """
         try:
-            data = os.read(self.result_r, 4096)
+            data = os.read(self.result_r, _READ_CHUNK)
         except BlockingIOError:
             return True
         if not data:
             self.agent.unwatch(self.result_r)
             return False
+        if self._discarding:
+            newline = data.find(b"\n")
+            if newline < 0:
+                return True
+            data = data[newline + 1:]
+            self._discarding = False
+        scanned = len(self._result_buffer)
         self._result_buffer += data
-        while b"\n" in self._result_buffer:
-            line, _, self._result_buffer = self._result_buffer.partition(b"\n")
-            if self._discarding:  # the rest of a line that was too long
-                self._discarding = False
-                continue
+        while True:
+            newline = self._result_buffer.find(b"\n", scanned)
+            if newline < 0:
+                break
+            line = bytes(self._result_buffer[:newline])
+            del self._result_buffer[:newline + 1]
+            scanned = 0
             self._on_result_line(line)
-        if len(self._result_buffer) > wire.MAX_RESULT_BYTES + 1024:  # the worker's code could write anything here
-            self._result_buffer = b""
+        if len(self._result_buffer) > wire.MAX_RESULT_BYTES + 1024:
+            self._result_buffer.clear()
             self._discarding = True
         return True
 

@@ -21,7 +21,8 @@ _STDIN = {"requestBody": {"required": True, "content": {
 
 @router.get("/sandboxes/{sandbox_id}/processes", response_model=list[ProcessInfo],
             responses=errors(*AUTH_ERRORS, 409))
-async def list_processes(sandbox_id: str, request: Request, caller: Caller = Depends(sandbox_access)) -> list[ProcessInfo]:
+async def list_processes(sandbox_id: str, request: Request,
+                         caller: Caller = Depends(sandbox_access)) -> list[ProcessInfo]:
     """The background commands still running (pid, cmd, cwd, env, tag, whether stdin is open)."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
         return await sandbox.commands.list()
@@ -52,7 +53,8 @@ async def send_stdin(sandbox_id: str, pid: Pid, request: Request, caller: Caller
 
 @router.post("/sandboxes/{sandbox_id}/processes/{pid}/stdin/close", status_code=204, response_class=Response,
              responses=errors(*AUTH_ERRORS, 409))
-async def close_stdin(sandbox_id: str, pid: Pid, request: Request, caller: Caller = Depends(sandbox_access)) -> Response:
+async def close_stdin(sandbox_id: str, pid: Pid, request: Request,
+                      caller: Caller = Depends(sandbox_access)) -> Response:
     """Close a command's stdin (it reads EOF after what was sent)."""
     async with service(request).use(sandbox_id, caller.owner) as sandbox:
         await sandbox.commands.close_stdin(pid)
