@@ -9,6 +9,7 @@
     │   └── LimitExceededError       a server limit (sandboxes per key, streams) is reached
     ├── OutcomeUnknownError        do not retry blindly: the operation may have run
     │   └── SandboxCrashedError      the sandbox or its agent died mid-operation
+    │       └── NodeLostError            (corral.cluster) the Ray node holding it died
     ├── PermanentError             give up: the same call cannot succeed here
     │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
     │   ├── ProtocolError              the agent broke the protocol: a bug, report it
@@ -74,6 +75,17 @@ class SandboxCrashedError(OutcomeUnknownError):
     """The sandbox or its agent died while an operation was in flight."""
 
 
+class NodeLostError(SandboxCrashedError):
+    """A Ray node of a cluster pool died (or its sandbox host did) while a call on it was in flight.
+
+    ``node_id`` names the node; the sandboxes there are gone, so whatever ran there has an unknown outcome.
+    """
+
+    def __init__(self, message: str, node_id: str):
+        super().__init__(message)
+        self.node_id = node_id
+
+
 class SandboxClosedError(CorralError):
     """The sandbox was closed (by you, or by its teardown) before this call."""
 
@@ -111,6 +123,7 @@ __all__ = [
     "InvalidInputError",
     "IsolationUnavailableError",
     "LimitExceededError",
+    "NodeLostError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PackageInstallError",
