@@ -41,6 +41,7 @@ class SandboxHost:
     async def ready(self) -> dict[str, Any]:
         """Check that this node can sandbox (IsolationUnavailableError if not), fill the pool; this node's facts."""
         backend = registry.resolve(self._isolation)  # what `corral doctor` reports for this level
+        self._isolation = backend.name
         self._pool = AsyncPool(self._per_node, language=self._language, isolation=backend.name, **self._config)
         await self._pool.start(wait=True)
         return {"node_id": self.node_id, "hostname": socket.gethostname(), "pid": os.getpid(),
@@ -60,9 +61,12 @@ class SandboxHost:
 
     # --- sessions ------------------------------------------------------------------
 
-    async def open_session(self, options: dict[str, Any]) -> str:
-        """Start a session sandbox from the pool; its id."""
-        sandbox = AsyncSandbox(pool=self._require_pool(), **options)
+    async def open_session(self, options: dict[str, Any], language: Language | None = None) -> str:
+        """Start a session sandbox, from the pool or (with ``language``) one of its own with ``options``; its id."""
+        if language is None:
+            sandbox = AsyncSandbox(pool=self._require_pool(), **options)
+        else:
+            sandbox = AsyncSandbox(language, **{"isolation": self._isolation, **options})
         await sandbox.start()
         session_id = secrets.token_hex(8)
         self._sessions[session_id] = sandbox

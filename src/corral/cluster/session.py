@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 class AsyncClusterSandbox:
     """A session on one node: ``run``, ``commands.run``, ``files.*``, ``close``; see corral.AsyncSandbox."""
 
-    def __init__(self, hosts: Hosts, options: dict[str, Any], node_id: str | None = None):
+    def __init__(self, hosts: Hosts, options: dict[str, Any], node_id: str | None = None,
+                 language: str | None = None):
         self._hosts = hosts
         self._node_id = node_id
+        self._language = language  # None: taken from the node's pool; else a sandbox of its own with ``options``
         self._options = options
         self._host: Host | None = None
         self._session_id: str | None = None
@@ -47,7 +49,7 @@ class AsyncClusterSandbox:
         host = self._hosts.for_session(self._node_id)
         host.sessions += 1
         try:
-            self._session_id = await self._hosts.call(host, host.actor.open_session.remote(self._options),
+            self._session_id = await self._hosts.call(host, host.actor.open_session.remote(self._options, self._language),
                                                       "opening a session")
         except BaseException:
             host.sessions -= 1

@@ -1,0 +1,146 @@
+"""Sandboxes of ``corral serve --ray``: the service's sandboxes, started on cluster nodes.
+
+:class:`ClusterSandboxes` is the service's sandbox factory in cluster mode: each new
+sandbox is a :class:`ServedSandbox`, a sandbox of its own (the template's language, env
+and limits) on the least loaded node's host, and its node is recorded in the
+``cluster_placements`` table. A ServedSandbox answers what the service and its routes
+ask of a sandbox (runs, commands, files, close); output callbacks are called with the
+whole output once the run ends (not streamed live across nodes). Not routed yet:
+terminals and memory snapshots (both refused with a clear error); file snapshots go
+through the sandbox's files, so pause and resume work across nodes without shared storage.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from corral.cluster.nodes import Hosts
+from corral.cluster.session import AsyncClusterSandbox
+from corral.errors import InvalidInputError, SandboxClosedError
+from corral.models import BackgroundCommand, ExecutionResult, Language
+from corral.sandbox import AsyncSandbox, OutputCallback
+from corral.server.database import Database
+
+
+class ClusterSandboxes:
+    """Start the service's sandboxes on the cluster's hosts and record where each one lives."""
+
+    def __init__(self, address: str, isolation: str):
+        if not ray.is_initialized():
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        # hosts with an empty pool: every served sandbox is one of its own (its template's language, env, limits)
+        self.hosts = Hosts(1, (0, "python", isolation, {}))
+
+    async def start(self) -> None:
+        """Start a host on every node with the resource (at least one must be ready)."""
+        await self.hosts.start()
+        await self.hosts.wait_for(1, 120.0)
+
+    def new(self, language: Language, **options: Any) -> ServedSandbox:
+        """A sandbox to be started on a node (``options`` are AsyncSandbox's)."""
+        return ServedSandbox(self.hosts, language, options)
+
+    def placed(self, db: Database, sandbox_id: str, sandbox: ServedSandbox) -> None:
+        """Record the node ``sandbox_id`` runs on."""
+        host = sandbox.host
+        with db.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO cluster_placements (sandbox_id, node_id, hostname, placed_at)"
+                         " VALUES (?, ?, ?, ?)", (sandbox_id, host.node_id, host.facts.get("hostname", ""),
+                                                  time.time()))
+
+    async def close(self) -> None:
+        """Close every host."""
+        await self.hosts.close()
+
+
+def placement(db: Database, sandbox_id: str) -> dict[str, Any] | None:
+    """Where ``sandbox_id`` was placed (``node_id``, ``hostname``, ``placed_at``), or None."""
+    rows = db.query("SELECT * FROM cluster_placements WHERE sandbox_id = ?", (sandbox_id,))
+    return dict(rows[0]) if rows else None
+
+
+class ServedSandbox:
+    """A served sandbox living on a cluster node, with the parts of AsyncSandbox the service uses."""
+
+    def __init__(self, hosts: Hosts, language: Language, options: dict[str, Any]):
+        # a never-started local twin validates input exactly as a local sandbox would (InvalidInputError)
+        self._local = AsyncSandbox(language, **options)
+        self._remote = AsyncClusterSandbox(hosts, options, language=language)
+        self.spec = self._local.spec
+        self.commands = _Commands(self)
+        self.files = self._remote.files
+
+    @property
+    def host(self):
+        """The node's host (once started)."""
+        return self._remote._host
+
+    @property
+    def isolation(self) -> str | None:
+        """The node's isolation level (once started)."""
+        return self.host.facts.get("isolation") if self.host else None
+
+    @property
+    def closed(self) -> bool:
+        """Closed, or gone with its node."""
+        return self._remote.closed or (self.host is not None and self.host.lost is not None)
+
+    async def start(self, *, memory_snapshot: Path | None = None) -> ServedSandbox:
+        """Start it on the least loaded node (a memory snapshot cannot be continued on another node)."""
+        if memory_snapshot is not None:
+            raise InvalidInputError("memory snapshots are local files of one node: corral serve --ray cannot "
+                                    "resume them (their files part resumes on any node)")
+        await self._remote.start()
+        return self
+
+    async def pause_memory(self, directory: Path) -> None:
+        """Refused: a memory snapshot would be written on the sandbox's node, not where the server keeps it."""
+        raise InvalidInputError("corral serve --ray does not capture memory (the snapshot would stay on the "
+                                f"sandbox's node {self.host.node_id if self.host else '?'}); its files are captured")
+
+    def _ready_lease(self):
+        raise SandboxClosedError("terminals are not routed to cluster nodes yet (corral serve --ray)")
+
+    def _options(self, *args: Any):
+        return self._local._options(*args)  # validation only (the routes check input before streaming)
+
+    async def run(self, code: str, *, on_stdout: OutputCallback | None = None,
+                  on_stderr: OutputCallback | None = None, **options: Any) -> ExecutionResult:
+        """A block in the session interpreter on the node; callbacks get the whole output at the end."""
+        return await _delivered(await self._remote.run(code, **options), on_stdout, on_stderr)
+
+    async def close(self) -> None:
+        """Close it on its node (nothing to do if the node is gone)."""
+        if self.host is not None and self.host.lost is not None:
+            self._remote._closed = True
+            return
+        await self._remote.close()
+
+
+class _Commands:
+    def __init__(self, sandbox: ServedSandbox):
+        self._sandbox = sandbox
+
+    async def run(self, cmd: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
+                  **options: Any) -> ExecutionResult | BackgroundCommand:
+        result = await self._sandbox._remote.commands.run(cmd, **options)
+        return result if isinstance(result, BackgroundCommand) else await _delivered(result, on_stdout, on_stderr)
+
+    async def start(self, cmd: str, **options: Any) -> BackgroundCommand:
+        return await self._sandbox._remote.commands.run(cmd, background=True, **options)
+
+
+async def _delivered(result: ExecutionResult, on_stdout: OutputCallback | None,
+                     on_stderr: OutputCallback | None) -> ExecutionResult:
+    """Give the callbacks the run's output (once, at its end), then return the plain ExecutionResult."""
+    for callback, text in ((on_stdout, result.stdout), (on_stderr, result.stderr)):
+        if callback is not None and text:
+            outcome = callback(text)
+            if hasattr(outcome, "__await__"):
+                await outcome
+    return ExecutionResult.model_validate(result.model_dump(exclude={"node_id"}))
+

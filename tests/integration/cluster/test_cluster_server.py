@@ -1,0 +1,70 @@
+"""``corral serve --ray``: one HTTP endpoint, sandboxes on cluster nodes, placements recorded, pause/resume across nodes."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+from ray_cluster import RayCluster
+
+from corral import Sandbox
+from corral.server.database import DB_FILE, Database
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
+from serverprocess import ServerProcess  # noqa: E402  (the server suite's real `corral serve` child)
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.levels("process"), pytest.mark.timeout(180)]
+
+
+@pytest.fixture(scope="module")
+def cluster_server(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    server = ServerProcess(tmp_path_factory.mktemp("cluster-server"), "--ray", ray_cluster.address,
+                           "--isolation", "process")
+    server.start()
+    yield server
+    server.stop()
+
+
+def _placements(server: ServerProcess) -> dict[str, str]:
+    database = Database(server.data_dir / DB_FILE)
+    try:
+        return {row["sandbox_id"]: row["node_id"] for row in database.query("SELECT * FROM cluster_placements")}
+    finally:
+        database.close()
+
+
+def test_served_sandboxes_run_on_recorded_cluster_nodes(cluster_server: ServerProcess) -> None:
+    alive = {node["NodeID"] for node in ray.nodes() if node["Alive"]}
+    sandboxes = [Sandbox.create("python", server=cluster_server.url, api_key=cluster_server.key) for _ in range(3)]
+    try:
+        for number, sandbox in enumerate(sandboxes):
+            sandbox.run(f"x = {number}")
+            assert sandbox.run("print(x * 10)").stdout == f"{number * 10}\n"
+            sandbox.files.write("notes/a.txt", b"hello")
+            assert sandbox.files.read("notes/a.txt") == b"hello"
+            assert [entry.name for entry in sandbox.files.list("notes")] == ["a.txt"]
+            assert sandbox.commands.run("cat notes/a.txt").stdout == "hello"
+        streamed = list(sandboxes[0].stream("print('streamed')"))
+        assert streamed[-1].stdout == "streamed\n"
+        placements = _placements(cluster_server)
+        assert {sandbox.id for sandbox in sandboxes} <= set(placements)
+        assert {placements[sandbox.id] for sandbox in sandboxes} <= alive
+        assert len({placements[sandbox.id] for sandbox in sandboxes}) >= 2  # least loaded first: spread
+    finally:
+        for sandbox in sandboxes:
+            sandbox.kill()
+
+
+def test_pause_and_resume_across_nodes(cluster_server: ServerProcess) -> None:
+    sandbox = Sandbox.create("python", server=cluster_server.url, api_key=cluster_server.key)
+    sandbox.files.write("keep.txt", b"kept across nodes")
+    snapshot = sandbox.pause()
+    resumed = Sandbox.resume(snapshot.id, server=cluster_server.url, api_key=cluster_server.key)
+    try:
+        assert resumed.files.read("keep.txt") == b"kept across nodes"
+        assert resumed.id in _placements(cluster_server)
+    finally:
+        resumed.kill()
