@@ -102,3 +102,5 @@ if __name__ == "__main__":
         local_cluster.stop()
         if local_cluster.leftovers():
             print("left running:", local_cluster.leftovers())
+        else:
+            local_cluster.remove()

@@ -46,6 +46,9 @@ class IsolationUnavailableError(PermanentError):
         self.isolation = isolation
         self.reason = reason
 
+    def __reduce__(self):  # picklable (errors cross processes, e.g. from a Ray actor)
+        return type(self), (self.isolation, self.reason)
+
 
 class TransientError(CorralError):
     """Nothing ran and a retry may succeed."""
@@ -85,6 +88,9 @@ class NodeLostError(SandboxCrashedError):
         super().__init__(message)
         self.node_id = node_id
 
+    def __reduce__(self):
+        return type(self), (str(self), self.node_id)
+
 
 class SandboxClosedError(CorralError):
     """The sandbox was closed (by you, or by its teardown) before this call."""
@@ -100,6 +106,9 @@ class PackageInstallError(CorralError):
         self.packages = packages
         self.result = result
 
+    def __reduce__(self):
+        return type(self), (self.packages, self.result)
+
 
 class ProtocolError(PermanentError):
     """The agent sent something the protocol does not allow."""
@@ -111,6 +120,9 @@ class FileOperationError(CorralError, OSError):
     def __init__(self, code: str, message: str):
         CorralError.__init__(self, message)
         self.code = code
+
+    def __reduce__(self):
+        return type(self), (self.code, str(self))
 
     def __str__(self) -> str:
         return str(self.args[0])

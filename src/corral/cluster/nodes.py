@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import ray
-from ray.exceptions import RayActorError, RayTaskError
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from corral.cluster.host import SandboxHost
@@ -126,7 +126,7 @@ class Hosts:
         ).remote(*self._host_args)
         try:
             facts = await asyncio.wait_for(_awaitable(actor.ready.remote()), HOST_START_TIMEOUT_S)
-        except (RayTaskError, RayActorError, CorralError, asyncio.TimeoutError) as exc:
+        except (RayError, CorralError, asyncio.TimeoutError) as exc:
             reason = str(_cause(exc)).strip().splitlines()[-1] if str(_cause(exc)).strip() else type(exc).__name__
             log.warning("node %s cannot host sandboxes: %s", node_id, reason)
             self.refused[node_id] = reason

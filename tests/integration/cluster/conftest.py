@@ -35,4 +35,6 @@ def ray_cluster() -> Iterator[RayCluster]:
         ray.shutdown()
         cluster.stop()
         left = cluster.leftovers()
+        if not left:
+            cluster.remove()  # kept, with its logs, when something is left running
         assert not left, f"Ray processes left running after the cluster was stopped: {left}"

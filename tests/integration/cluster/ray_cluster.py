@@ -10,6 +10,7 @@ killed node is declared dead in about 2 s.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,26 +86,27 @@ class RayCluster:
         self.address = f"127.0.0.1:{self.port}"
         self.nodes: list[Node] = []
 
-    def env(self) -> dict[str, str]:
-        return {**os.environ, **RAY_ENV}
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, **RAY_ENV, **(extra or {})}
 
     def start_head(self, resources: str = '{"corral_host": 1}') -> Node:
         return self._start("head", [str(RAY_BIN), "start", "--head", f"--port={self.port}",
                                     "--node-ip-address=127.0.0.1", "--include-dashboard=false"], resources)
 
-    def add_node(self, resources: str = '{"corral_host": 1}') -> Node:
+    def add_node(self, resources: str = '{"corral_host": 1}', env: dict[str, str] | None = None) -> Node:
+        """A worker node (``env``: more environment for its processes, the sandbox hosts' included)."""
         name = f"worker{len(self.nodes)}"
         return self._start(name, [sys.executable, str(NODE_SCRIPT), "start", f"--address={self.address}",
-                                  "--node-ip-address=127.0.0.1"], resources)
+                                  "--node-ip-address=127.0.0.1"], resources, env)
 
-    def _start(self, name: str, command: list[str], resources: str) -> Node:
+    def _start(self, name: str, command: list[str], resources: str, env: dict[str, str] | None = None) -> Node:
         log = self.root / f"{name}.log"
         command += ["--block", "--disable-usage-stats", "--num-cpus=1", f"--object-store-memory={OBJECT_STORE_BYTES}",
                     f"--resources={resources}", f"--temp-dir={self.root / name}",
                     f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                     f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
         with open(log, "wb") as out:
-            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env(),
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=self.env(env),
                                        start_new_session=True, cwd=self.root)
         node = Node(name, process, log)
         self.nodes.append(node)
@@ -120,6 +122,10 @@ class RayCluster:
         """Stop every node, workers first."""
         for node in reversed(self.nodes):
             node.stop()
+
+    def remove(self) -> None:
+        """Remove the cluster's temp dirs (logs included)."""
+        shutil.rmtree(self.root, ignore_errors=True)
 
     def leftovers(self) -> list[str]:
         """Processes of this cluster still running (by session, or a raylet/gcs_server naming its temp dir)."""

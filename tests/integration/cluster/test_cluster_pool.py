@@ -78,6 +78,20 @@ def test_session_keeps_state_on_its_node(pool: cc.Pool) -> None:
     assert pool.statistics()["nodes"] == 2
 
 
+def test_a_node_that_cannot_sandbox_is_refused_with_the_reason(pool: cc.Pool, ray_cluster: RayCluster) -> None:
+    # its corral state dir is under a directory only root can enter: `corral doctor` there says process is unavailable
+    hidden = ray_cluster.root / "no-sandbox-node" / "data"
+    refusing = ray_cluster.add_node(env={"CORRAL_DATA_DIR": str(hidden)})
+    refused_id = node_id_of(refusing)
+    _wait_for(lambda: refused_id in pool.statistics()["refused"], timeout=60)
+    reason = pool.statistics()["refused"][refused_id]
+    assert "not available" in reason and "not searchable" in reason, reason
+    assert refused_id not in {node["node_id"] for node in pool.nodes()}
+    results = list(pool.run_many([{"code": "print(1)"}] * 6, concurrency=6))
+    assert all(r.accepted and r.node_id != refused_id for r in results)
+    refusing.stop()
+
+
 def test_a_node_that_joins_is_used_without_a_restart(pool: cc.Pool, ray_cluster: RayCluster) -> None:
     before = {node["node_id"] for node in pool.nodes()}
     joined = ray_cluster.add_node()
