@@ -85,12 +85,18 @@ class Hosts:
             self._watcher = asyncio.ensure_future(self._watch())
 
     async def wait_for(self, count: int, timeout: float) -> None:
-        """Until ``count`` hosts are ready; SandboxStartError (with every refusal) if that takes over ``timeout``."""
+        """Until every host being started is ready or refused, and ``count`` are ready.
+
+        SandboxStartError (naming every refusal) if fewer than ``count`` are ready once none is
+        on its way, or after ``timeout`` (then hosts still starting join later).
+        """
         deadline = time.monotonic() + timeout
         async with self._changed:
-            while len(self.ready) < count:
+            while self._starting or len(self.ready) < count:
                 remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._starting:  # no host is on its way: more would need a new node
+                if remaining <= 0 or not self._starting:
+                    if len(self.ready) >= count:
+                        return
                     raise SandboxStartError(self._shortfall(count))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), min(remaining, POLL_INTERVAL_S))

@@ -35,9 +35,9 @@ class AsyncPool:
 
     ``address``: the Ray cluster (``"auto"``, ``"ray://..."``, ``"host:port"``), connected with
     ``ray.init`` unless Ray is already initialized in this process. ``per_node``: sandboxes kept
-    ready on each node, which is also the most runs placed on one node at once. ``min_nodes``:
-    ``start`` waits for that many hosts (SandboxStartError, with each node's refusal, if fewer
-    can start). The other arguments are :class:`corral.AsyncPool`'s, for every node's pool.
+    ready on each node, which is also the most runs placed on one node at once. ``start`` waits
+    until the host of every node seen is ready or refused (at most ``start_timeout``) and raises
+    SandboxStartError, with each node's refusal, if fewer than ``min_nodes`` are ready. The other arguments are :class:`corral.AsyncPool`'s, for every node's pool.
     """
 
     def __init__(self, address: str | None = "auto", *, per_node: int = 4, language: Language = "python",
@@ -57,7 +57,7 @@ class AsyncPool:
         self._closed = False
 
     async def start(self) -> AsyncPool:
-        """Start a host on every node with the resource; return once ``min_nodes`` are ready."""
+        """Start a host on every node with the resource; return once each is ready or refused."""
         self._check_open()
         await self.hosts.start()
         await self.hosts.wait_for(self.min_nodes, self.start_timeout)
