@@ -81,10 +81,11 @@ class SandboxCrashedError(OutcomeUnknownError):
 class NodeLostError(SandboxCrashedError):
     """A Ray node of a cluster pool died (or its sandbox host did) while a call on it was in flight.
 
-    ``node_id`` names the node; the sandboxes there are gone, so whatever ran there has an unknown outcome.
+    ``node_id`` names the node (None when rebuilt from a server's answer: the message names it); the
+    sandboxes there are gone, so whatever ran there has an unknown outcome.
     """
 
-    def __init__(self, message: str, node_id: str):
+    def __init__(self, message: str, node_id: str | None = None):
         super().__init__(message)
         self.node_id = node_id
 
