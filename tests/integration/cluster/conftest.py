@@ -1,4 +1,4 @@
-"""One real two-node Ray cluster on 127.0.0.1 for the whole session, torn down (and checked) at the end."""
+"""One real two-node Ray cluster on 127.0.0.1 for the cluster tests, torn down (and checked) after the last one."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ except ImportError:  # the `ray` extra is not installed
     ray = None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # started once, stopped after the last cluster test (not at the end of the run)
 def ray_cluster() -> Iterator[RayCluster]:
     """A head and one worker node, each advertising corral_host; the test process is connected as the driver."""
     if ray is None:

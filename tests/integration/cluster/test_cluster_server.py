@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import ray
-from ray_cluster import RayCluster
+from ray_cluster import RayCluster, node_id_of
 
 from corral import Sandbox
+from corral.errors import SandboxCrashedError
 from corral.server.database import DB_FILE, Database
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
@@ -68,3 +70,29 @@ def test_pause_and_resume_across_nodes(cluster_server: ServerProcess) -> None:
         assert resumed.id in _placements(cluster_server)
     finally:
         resumed.kill()
+
+
+def test_a_served_sandbox_on_a_lost_node_is_reported_and_recorded(cluster_server: ServerProcess,
+                                                                    ray_cluster: RayCluster) -> None:
+    victim_node = ray_cluster.add_node()
+    victim = node_id_of(victim_node)
+    created = []
+    deadline = time.monotonic() + 60
+    while victim not in {_placements(cluster_server).get(sandbox.id) for sandbox in created}:
+        assert time.monotonic() < deadline, "no sandbox was placed on the new node"
+        created.append(Sandbox.create("python", server=cluster_server.url, api_key=cluster_server.key))
+        time.sleep(0.3)  # the server's host on the new node takes a moment; then it is the least loaded
+    on_victim = next(sandbox for sandbox in created if _placements(cluster_server)[sandbox.id] == victim)
+    on_victim.run("x = 1")
+    victim_node.kill()
+    with pytest.raises(SandboxCrashedError) as caught:
+        on_victim.run("print(x)")
+    assert victim in str(caught.value)
+    with cluster_server.client() as client:
+        events = client.get(f"/sandboxes/{on_victim.id}/events").json()
+        assert client.get(f"/sandboxes/{on_victim.id}").json()["state"] == "stopped"
+    assert any(event["kind"] == "crashed" and victim in event["message"] for event in events), events
+    for sandbox in created:
+        if sandbox is not on_victim:
+            assert sandbox.run("print('still here')").stdout == "still here\n"
+            sandbox.kill()
