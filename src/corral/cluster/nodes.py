@@ -16,9 +16,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError, RayError, RayTaskError
@@ -37,9 +37,6 @@ HOST_RESOURCE_SHARE = 0.01
 POLL_INTERVAL_S = 1.0
 #: How long a new host may take to check its node and fill its pool.
 HOST_START_TIMEOUT_S = 120.0
-
-T = TypeVar("T")
-
 
 @dataclass
 class Host:
@@ -194,12 +191,16 @@ class Hosts:
             raise SandboxStartError(self._shortfall(1))
         return min(self.ready.values(), key=Host.load)
 
-    async def call(self, host: Host, call: Awaitable[T], what: str) -> T:
+    async def call(self, host: Host, call: ray.ObjectRef, what: str) -> Any:
         """Await an actor call on ``host``; its node dying gives NodeLostError, its CorralErrors come back as they are."""
         if host.lost is not None:
             raise node_lost(host, what)
         try:
             return await call
+        except asyncio.CancelledError:  # the caller gave up (a batch closed early): stop the run on the node too
+            with contextlib.suppress(Exception):
+                ray.cancel(call)
+            raise
         except RayTaskError as exc:
             cause = _cause(exc)
             if isinstance(cause, CorralError):

@@ -11,7 +11,8 @@ import pytest
 from ray_cluster import RayCluster, node_id_of
 
 import corral
-import corral.cluster as cc
+
+cc = pytest.importorskip("corral.cluster", reason="ray is not installed (pip install 'corral[ray]')")
 from corral.errors import NodeLostError, SandboxCrashedError
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow, pytest.mark.levels("process"), pytest.mark.timeout(180)]

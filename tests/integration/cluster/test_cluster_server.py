@@ -8,8 +8,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import ray
 from ray_cluster import RayCluster, node_id_of
+
+ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'corral[ray]')")
 
 from corral import Sandbox
 from corral.errors import SandboxCrashedError
