@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from ray_cluster import RayCluster, node_id_of
@@ -65,6 +67,30 @@ def test_batch_spreads_over_nodes_with_bounded_in_flight(pool: cc.Pool) -> None:
     assert all(by_index[n].verdict == "accepted" for n in range(12))
     assert len({by_index[n].node_id for n in range(12)}) == 2
     assert all(count <= PER_NODE for sample in seen_in_flight for count in sample)
+
+
+def _processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue
+            if marker.encode() in cmdline:
+                found.append(int(entry))
+    return found
+
+
+def test_closing_a_batch_early_stops_its_runs_on_the_nodes(pool: cc.Pool) -> None:
+    marker = "61.4321"  # sleep's argument: findable among the host's processes (the nodes are on this machine)
+    items = [{"code": "print('quick')"}] + [{"code": f"sleep {marker}", "language": "shell"}] * 3
+    results = pool.run_many(items, concurrency=4)
+    assert next(results).index == 0
+    _wait_for(lambda: len(_processes_with(f"sleep {marker}")) >= 3)
+    results.close()
+    _wait_for(lambda: not _processes_with(f"sleep {marker}"), timeout=15)
+    assert all(node["in_flight"] == 0 for node in pool.nodes())
 
 
 def test_session_keeps_state_on_its_node(pool: cc.Pool) -> None:
