@@ -6,8 +6,9 @@ and limits) on the least loaded node's host, and its node is recorded in the
 ``cluster_placements`` table. A ServedSandbox answers what the service and its routes
 ask of a sandbox (runs, commands, files, close); output callbacks are called with the
 whole output once the run ends (not streamed live across nodes). Not routed yet:
-terminals and memory snapshots (both refused with a clear error); file snapshots go
-through the sandbox's files, so pause and resume work across nodes without shared storage.
+terminals and memory snapshots (both refused with a clear error: a microVM sandbox cannot
+be paused in cluster mode); file snapshots go through the sandbox's files, so pause and
+resume work across nodes without shared storage.
 """
 
 from __future__ import annotations
