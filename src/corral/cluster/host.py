@@ -76,6 +76,11 @@ class SandboxHost:
         """A block in the session's interpreter."""
         return placed_run(await self._session(session_id).run(code, **options), self.node_id)
 
+    async def session_stream(self, session_id: str, code: str, options: dict[str, Any]):
+        """A block in the session's interpreter as a stream: OutputEvents as they come, then the result."""
+        async for item in self._session(session_id).stream(code, **options):
+            yield placed_run(item, self.node_id) if isinstance(item, ExecutionResult) else item
+
     async def session_command(self, session_id: str, cmd: str,
                               options: dict[str, Any]) -> ClusterExecutionResult | BackgroundCommand:
         """``commands.run`` in the session's sandbox."""

@@ -210,6 +210,20 @@ class Hosts:
             await self.lose(host, f"its actor died: {type(exc).__name__}")
             raise node_lost(host, what) from None
 
+    async def stream(self, host: Host, generator: Any, what: str) -> AsyncIterator[Any]:
+        """The items of a streaming actor call on ``host`` as they come (errors as in :meth:`call`)."""
+        if host.lost is not None:
+            raise node_lost(host, what)
+        try:
+            async for ref in generator:
+                yield await self.call(host, ref, what)
+        except RayActorError as exc:
+            await self.lose(host, f"its actor died: {type(exc).__name__}")
+            raise node_lost(host, what) from None
+        finally:
+            with contextlib.suppress(Exception):
+                ray.cancel(generator)  # a consumer that stopped early stops the block on the node
+
     async def close(self) -> None:
         """Stop looking for nodes and close every host."""
         self._closed = True

@@ -4,8 +4,8 @@
 sandbox is a :class:`ServedSandbox`, a sandbox of its own (the template's language, env
 and limits) on the least loaded node's host, and its node is recorded in the
 ``cluster_placements`` table. A ServedSandbox answers what the service and its routes
-ask of a sandbox (runs, commands, files, close); output callbacks are called with the
-whole output once the run ends (not streamed live across nodes). Not routed yet:
+ask of a sandbox (runs, commands, files, close); a run's output is streamed from its node
+(a Ray streaming call), a command's comes in one piece when it ends. Not routed yet:
 terminals and memory snapshots (both refused with a clear error: a microVM sandbox cannot
 be paused in cluster mode); file snapshots go through the sandbox's files, so pause and
 resume work across nodes without shared storage.
@@ -21,7 +21,7 @@ import ray
 
 from corral.cluster.nodes import Hosts
 from corral.cluster.session import AsyncClusterSandbox
-from corral.errors import InvalidInputError, SandboxClosedError
+from corral.errors import InvalidInputError, ProtocolError, SandboxClosedError
 from corral.models import BackgroundCommand, ExecutionResult, Language
 from corral.sandbox import AsyncSandbox, OutputCallback
 from corral.server.database import Database
@@ -111,8 +111,18 @@ class ServedSandbox:
 
     async def run(self, code: str, *, on_stdout: OutputCallback | None = None,
                   on_stderr: OutputCallback | None = None, **options: Any) -> ExecutionResult:
-        """A block in the session interpreter on the node; callbacks get the whole output at the end."""
-        return await _delivered(await self._remote.run(code, **options), on_stdout, on_stderr)
+        """A block in the session interpreter on the node; with callbacks, its output is streamed to them."""
+        if on_stdout is None and on_stderr is None:
+            return _plain(await self._remote.run(code, **options))
+        async for item in self._remote.stream(code, **options):
+            if isinstance(item, ExecutionResult):
+                return _plain(item)
+            callback = on_stdout if item.stream == "stdout" else on_stderr
+            if callback is not None:
+                outcome = callback(item.data)
+                if hasattr(outcome, "__await__"):
+                    await outcome
+        raise ProtocolError("the streamed run ended without a result")
 
     async def close(self) -> None:
         """Close it on its node (nothing to do if the node is gone)."""
@@ -137,11 +147,16 @@ class _Commands:
 
 async def _delivered(result: ExecutionResult, on_stdout: OutputCallback | None,
                      on_stderr: OutputCallback | None) -> ExecutionResult:
-    """Give the callbacks the run's output (once, at its end), then return the plain ExecutionResult."""
+    """Give the callbacks a command's output (once, at its end), then return the plain ExecutionResult."""
     for callback, text in ((on_stdout, result.stdout), (on_stderr, result.stderr)):
         if callback is not None and text:
             outcome = callback(text)
             if hasattr(outcome, "__await__"):
                 await outcome
+    return _plain(result)
+
+
+def _plain(result: ExecutionResult) -> ExecutionResult:
+    """The ExecutionResult without ``node_id`` (the HTTP API's model has no such field)."""
     return ExecutionResult.model_validate(result.model_dump(exclude={"node_id"}))
 

@@ -7,11 +7,12 @@ SandboxCrashedError) naming the node.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from corral.cluster.results import ClusterExecutionResult
 from corral.errors import SandboxClosedError
-from corral.models import BackgroundCommand, FileEntry
+from corral.models import BackgroundCommand, FileEntry, OutputEvent
 
 if TYPE_CHECKING:
     from corral.cluster.nodes import Host, Hosts
@@ -68,6 +69,13 @@ class AsyncClusterSandbox:
         host = self._ready_host()
         return await self._hosts.call(host, host.actor.session_run.remote(self._session_id, code, options),
                                       f"a run in session {self._session_id}")
+
+    async def stream(self, code: str, **options: Any) -> AsyncIterator[OutputEvent | ClusterExecutionResult]:
+        """The same block as :meth:`run`, streamed from its node: OutputEvents as they come, then the result."""
+        host = self._ready_host()
+        generator = host.actor.session_stream.remote(self._session_id, code, options)
+        async for item in self._hosts.stream(host, generator, f"a run in session {self._session_id}"):
+            yield item
 
     async def close(self) -> None:
         """Close the sandbox (idempotent; nothing to do if its node is gone)."""

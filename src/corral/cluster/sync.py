@@ -9,7 +9,7 @@ from corral.batch.runner import Items
 from corral.cluster.pool import AsyncPool
 from corral.cluster.results import ClusterBatchResult, ClusterExecutionResult
 from corral.cluster.session import AsyncClusterSandbox
-from corral.models import BackgroundCommand, FileEntry
+from corral.models import BackgroundCommand, FileEntry, OutputEvent
 from corral.sync_bridge import bridge
 
 
@@ -88,6 +88,10 @@ class Sandbox:
     def run(self, code: str, **options: Any) -> ClusterExecutionResult:
         """A block in the session interpreter."""
         return bridge.call(self._async.run(code, **options))
+
+    def stream(self, code: str, **options: Any) -> Iterator[OutputEvent | ClusterExecutionResult]:
+        """The block streamed from its node: OutputEvents as they come, then the result."""
+        return bridge.iterate(self._async.stream(code, **options))
 
     def close(self) -> None:
         """Close the sandbox."""

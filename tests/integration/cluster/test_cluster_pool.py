@@ -102,6 +102,13 @@ def test_session_keeps_state_on_its_node(pool: cc.Pool) -> None:
         assert sandbox.files.read_text("data/a.txt") == "hello"
         assert [entry.name for entry in sandbox.files.list("data")] == ["a.txt"]
         assert sandbox.commands.run("cat data/a.txt").stdout == "hello"
+        # a streamed block's output comes from its node as it is printed, not at the end
+        arrivals = []
+        for item in sandbox.stream("import time\nfor i in range(3):\n    print(i, flush=True); time.sleep(0.4)"):
+            arrivals.append((time.monotonic(), item))
+        events, result = [item for _, item in arrivals[:-1]], arrivals[-1][1]
+        assert "".join(event.data for event in events) == "0\n1\n2\n" and result.node_id == sandbox.node_id
+        assert arrivals[-1][0] - arrivals[0][0] > 0.6
     assert pool.statistics()["nodes"] == 2
 
 

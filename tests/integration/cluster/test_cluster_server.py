@@ -50,8 +50,8 @@ def test_served_sandboxes_run_on_recorded_cluster_nodes(cluster_server: ServerPr
             assert sandbox.files.read("notes/a.txt") == b"hello"
             assert [entry.name for entry in sandbox.files.list("notes")] == ["a.txt"]
             assert sandbox.commands.run("cat notes/a.txt").stdout == "hello"
-        streamed = list(sandboxes[0].stream("print('streamed')"))
-        assert streamed[-1].stdout == "streamed\n"
+        streamed = list(sandboxes[0].stream("import time\nfor i in range(3):\n    print(i, flush=True); time.sleep(0.2)"))
+        assert [item.data for item in streamed[:-1]] == ["0\n", "1\n", "2\n"] and streamed[-1].stdout == "0\n1\n2\n"
         placements = _placements(cluster_server)
         assert {sandbox.id for sandbox in sandboxes} <= set(placements)
         assert {placements[sandbox.id] for sandbox in sandboxes} <= alive
