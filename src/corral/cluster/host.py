@@ -9,6 +9,7 @@ sandboxes taken from the pool and kept here under an id until closed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -23,6 +24,7 @@ from corral.errors import SandboxClosedError
 from corral.models import BackgroundCommand, ExecutionResult, Language
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox
+from corral.server.terminal import Terminal
 from corral.cluster.results import ClusterBatchResult, ClusterExecutionResult, placed_item, placed_run
 
 
@@ -37,6 +39,8 @@ class SandboxHost:
         self._config = config
         self._pool: AsyncPool | None = None
         self._sessions: dict[str, AsyncSandbox] = {}
+        self._terminals: dict[str, Terminal] = {}
+        self._terminal_opened: dict[str, asyncio.Event] = {}
 
     async def ready(self) -> dict[str, Any]:
         """Check that this node can sandbox (IsolationUnavailableError if not), fill the pool; this node's facts."""
@@ -92,6 +96,40 @@ class SandboxHost:
         files = self._session(session_id).files
         method = {"write": files.write, "read": files.read, "list": files.list, "remove": files.remove}[operation]
         return await method(path, **options)
+
+    async def terminal_output(self, session_id: str, terminal_id: str, cols: int, rows: int,
+                              command: str | None):
+        """Open a terminal in the session's sandbox; yield its output text, then a TerminalExit."""
+        terminal = Terminal(self._session(session_id))
+        self._terminals[terminal_id] = terminal
+        self._terminal_opened.setdefault(terminal_id, asyncio.Event()).set()
+        try:
+            async for item in terminal.output(cols, rows, command):
+                yield item
+        finally:
+            self._terminals.pop(terminal_id, None)
+            self._terminal_opened.pop(terminal_id, None)
+
+    async def terminal_wait_open(self, terminal_id: str) -> None:
+        """Return once the terminal's open request was sent to the agent."""
+        await self._terminal_opened.setdefault(terminal_id, asyncio.Event()).wait()
+        terminal = self._terminals.get(terminal_id)
+        if terminal is not None:
+            await terminal.wait_open()
+
+    async def terminal_write(self, terminal_id: str, data: bytes) -> None:
+        """Type ``data`` into an open terminal."""
+        await self._terminal(terminal_id).write(data)
+
+    async def terminal_resize(self, terminal_id: str, cols: int, rows: int) -> None:
+        """Set an open terminal's window size."""
+        await self._terminal(terminal_id).resize(cols, rows)
+
+    def _terminal(self, terminal_id: str) -> Terminal:
+        terminal = self._terminals.get(terminal_id)
+        if terminal is None:
+            raise SandboxClosedError(f"the terminal {terminal_id} is not open on node {self.node_id}")
+        return terminal
 
     async def close_session(self, session_id: str) -> None:
         """Close a session (idempotent)."""

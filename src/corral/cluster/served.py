@@ -5,15 +5,17 @@ sandbox is a :class:`ServedSandbox`, a sandbox of its own (the template's langua
 and limits) on the least loaded node's host, and its node is recorded in the
 ``cluster_placements`` table. A ServedSandbox answers what the service and its routes
 ask of a sandbox (runs, commands, files, close); a run's output is streamed from its node
-(a Ray streaming call), a command's comes in one piece when it ends. Not routed yet:
-terminals and memory snapshots (both refused with a clear error: a microVM sandbox cannot
-be paused in cluster mode); file snapshots go through the sandbox's files, so pause and
-resume work across nodes without shared storage.
+(a Ray streaming call), a command's comes in one piece when it ends. Terminals run on
+the node too (:class:`RemoteTerminal`). Not routed: memory snapshots (refused with a clear
+error: a microVM sandbox cannot be paused in cluster mode); file snapshots go through the
+sandbox's files, so pause and resume work across nodes without shared storage.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,11 @@ import ray
 
 from corral.cluster.nodes import Hosts
 from corral.cluster.session import AsyncClusterSandbox
-from corral.errors import InvalidInputError, ProtocolError, SandboxClosedError
+from corral.errors import InvalidInputError, ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, Language
 from corral.sandbox import AsyncSandbox, OutputCallback
 from corral.server.database import Database
+from corral.server.terminal import TerminalExit
 
 
 class ClusterSandboxes:
@@ -103,8 +106,9 @@ class ServedSandbox:
         raise InvalidInputError("corral serve --ray does not capture memory (the snapshot would stay on the "
                                 f"sandbox's node {self.host.node_id if self.host else '?'}); its files are captured")
 
-    def _ready_lease(self):
-        raise SandboxClosedError("terminals are not routed to cluster nodes yet (corral serve --ray)")
+    def terminal(self) -> RemoteTerminal:
+        """A terminal in this sandbox, opened on its node (corral.server.terminal.Terminal's interface)."""
+        return RemoteTerminal(self._remote)
 
     def _options(self, *args: Any):
         return self._local._options(*args)  # validation only (the routes check input before streaming)
@@ -130,6 +134,34 @@ class ServedSandbox:
             self._remote._closed = True
             return
         await self._remote.close()
+
+
+class RemoteTerminal:
+    """A pseudo-terminal in a served sandbox, run by its node's host; the same calls as Terminal."""
+
+    def __init__(self, sandbox: AsyncClusterSandbox):
+        self._hosts = sandbox._hosts
+        self._host, self._session_id = sandbox.ready_host()
+        self._id = secrets.token_hex(8)
+
+    async def output(self, cols: int, rows: int, command: str | None = None) -> AsyncIterator[str | TerminalExit]:
+        """Open the terminal; yield its output text as it comes, then a TerminalExit."""
+        generator = self._host.actor.terminal_output.remote(self._session_id, self._id, cols, rows, command)
+        async for item in self._hosts.stream(self._host, generator, f"a terminal in session {self._session_id}"):
+            yield item
+
+    async def wait_open(self) -> None:
+        """Return once the terminal is open on the node."""
+        await self._hosts.call(self._host, self._host.actor.terminal_wait_open.remote(self._id), "a terminal")
+
+    async def write(self, data: bytes) -> None:
+        """Type ``data`` into the terminal."""
+        await self._hosts.call(self._host, self._host.actor.terminal_write.remote(self._id, data), "a terminal")
+
+    async def resize(self, cols: int, rows: int) -> None:
+        """Set the terminal's window size."""
+        await self._hosts.call(self._host, self._host.actor.terminal_resize.remote(self._id, cols, rows),
+                               "a terminal")
 
 
 class _Commands:

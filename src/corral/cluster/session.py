@@ -89,6 +89,10 @@ class AsyncClusterSandbox:
         if host.lost is None:
             await self._hosts.call(host, host.actor.close_session.remote(self._session_id), "closing a session")
 
+    def ready_host(self) -> tuple[Host, str]:
+        """The started sandbox's host and session id (SandboxClosedError before start or after close)."""
+        return self._ready_host(), self._session_id
+
     def _ready_host(self) -> Host:
         if self._host is None or self._closed:
             raise SandboxClosedError("the sandbox is not started or was closed")

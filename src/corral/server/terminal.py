@@ -100,6 +100,13 @@ class Terminal:
             raise ProtocolError(f"expected an ack, got {event.type}")
 
 
+def open_terminal(sandbox: AsyncSandbox) -> Terminal:
+    """A terminal in ``sandbox``: on its channel, or, for a sandbox with a terminal of its own (one on a
+    cluster node, corral.cluster.served), that one."""
+    own = getattr(sandbox, "terminal", None)
+    return own() if callable(own) else Terminal(sandbox)
+
+
 def _error(event: Error) -> Exception:
     if event.code in ("invalid", "too_large"):
         return InvalidInputError(event.message)

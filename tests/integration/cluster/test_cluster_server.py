@@ -61,6 +61,19 @@ def test_served_sandboxes_run_on_recorded_cluster_nodes(cluster_server: ServerPr
             sandbox.kill()
 
 
+def test_a_terminal_is_routed_to_the_sandbox_node(cluster_server: ServerProcess) -> None:
+    sandbox = Sandbox.create("python", server=cluster_server.url, api_key=cluster_server.key)
+    try:
+        sandbox.files.write("where.txt", b"on its node")
+        with sandbox.terminal(command="read line; echo got:$line; cat where.txt; exit 3") as terminal:
+            terminal.write("hi\n")
+            assert "got:hi" in terminal.read_until("got:hi")
+            rest = "".join(terminal)
+            assert "on its node" in rest and terminal.exit_code == 3
+    finally:
+        sandbox.kill()
+
+
 def test_pause_and_resume_across_nodes(cluster_server: ServerProcess) -> None:
     sandbox = Sandbox.create("python", server=cluster_server.url, api_key=cluster_server.key)
     sandbox.files.write("keep.txt", b"kept across nodes")
