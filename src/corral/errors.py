@@ -9,6 +9,7 @@
     │   └── LimitExceededError       a limit (sandboxes per key, streams, processes at once) is reached
     ├── OutcomeUnknownError        do not retry blindly: the operation may have run
     │   └── SandboxCrashedError      the sandbox or its agent died mid-operation
+    │       └── NodeLostError            (corral.cluster) the Ray node holding it died
     ├── PermanentError             give up: the same call cannot succeed here
     │   ├── IsolationUnavailableError  the level cannot work on this host (the probe says why)
     │   ├── ProtocolError              the agent broke the protocol: a bug, report it
@@ -46,6 +47,9 @@ class IsolationUnavailableError(PermanentError):
         self.isolation = isolation
         self.reason = reason
 
+    def __reduce__(self):  # picklable (errors cross processes, e.g. from a Ray actor)
+        return type(self), (self.isolation, self.reason)
+
 
 class TransientError(CorralError):
     """Nothing ran and a retry may succeed."""
@@ -80,6 +84,21 @@ class SandboxCrashedError(OutcomeUnknownError):
     """The sandbox or its agent died while an operation was in flight."""
 
 
+class NodeLostError(SandboxCrashedError):
+    """A Ray node of a cluster pool died (or its sandbox host did) while a call on it was in flight.
+
+    ``node_id`` names the node (None when rebuilt from a server's answer: the message names it); the
+    sandboxes there are gone, so whatever ran there has an unknown outcome.
+    """
+
+    def __init__(self, message: str, node_id: str | None = None):
+        super().__init__(message)
+        self.node_id = node_id
+
+    def __reduce__(self):
+        return type(self), (str(self), self.node_id)
+
+
 class SandboxClosedError(CorralError):
     """The sandbox was closed (by you, or by its teardown) before this call."""
 
@@ -94,6 +113,9 @@ class PackageInstallError(CorralError):
         self.packages = packages
         self.result = result
 
+    def __reduce__(self):
+        return type(self), (self.packages, self.result)
+
 
 class ProtocolError(PermanentError):
     """The agent sent something the protocol does not allow."""
@@ -106,6 +128,9 @@ class FileOperationError(CorralError, OSError):
         CorralError.__init__(self, message)
         self.code = code
 
+    def __reduce__(self):
+        return type(self), (self.code, str(self))
+
     def __str__(self) -> str:
         return str(self.args[0])
 
@@ -117,6 +142,7 @@ __all__ = [
     "InvalidInputError",
     "IsolationUnavailableError",
     "LimitExceededError",
+    "NodeLostError",
     "NotFoundError",
     "OutcomeUnknownError",
     "PackageInstallError",

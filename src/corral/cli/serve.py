@@ -45,6 +45,10 @@ def serve(
     metrics_auth: Annotated[
         bool, typer.Option("--metrics-auth/--public-metrics", help="Whether /metrics needs an API key.")
     ] = True,
+    ray: Annotated[
+        Optional[str], typer.Option(help="Ray cluster address (auto, host:port): start sandboxes on its nodes that "
+                                         "advertise corral_host (needs corral[ray]; see docs/cluster.md).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="critical | error | warning | info | debug")] = "info",
 ) -> None:
     """Serve sandboxes over HTTP. On first start, creates and prints an API key."""
@@ -73,7 +77,7 @@ def serve(
                           warm_per_template=warm, blob_grace_s=blob_grace,
                           max_file_bytes=max_file_mb * 1024 * 1024, pause_on_shutdown=pause_on_shutdown,
                           batch_runs_per_key=batch_runs_per_key, sandbox_fusion_no_auth=sandbox_fusion_no_auth,
-                          public_metrics=not metrics_auth)
+                          public_metrics=not metrics_auth, ray_address=ray)
     app = create_app(config)
     keys = app.state.service.keys
     if not keys.any_active():

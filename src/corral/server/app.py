@@ -7,6 +7,7 @@ name in ``error.type`` (see :mod:`corral.server.errors_http`).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,8 @@ class ServerConfig:
     sandbox_fusion_no_auth: bool = False
     #: Serve /metrics without credentials (by default it needs an API key, like the control plane).
     public_metrics: bool = False
+    #: A Ray cluster's address: sandboxes start on its nodes that advertise corral_host (docs/cluster.md).
+    ray_address: str | None = None
     service: ServiceConfig = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +84,13 @@ class ServerConfig:
 
 def create_app(config: ServerConfig) -> FastAPI:
     """A ready-to-serve app; the service starts (and recovers) in its lifespan."""
-    service = SandboxService(config.service)
+    service_config = config.service
+    if config.ray_address is not None:
+        from corral.cluster.served import ClusterSandboxes  # noqa: PLC0415 - the ray extra, for cluster mode only
+
+        service_config = dataclasses.replace(service_config,
+                                             sandboxes=ClusterSandboxes(config.ray_address, config.isolation))
+    service = SandboxService(service_config)
     snapshots_service = SnapshotService(service)
     streams = StreamSlots(config.max_streams)
     batches = BatchService(BatchConfig(isolation=config.isolation, runs_per_key=config.batch_runs_per_key))

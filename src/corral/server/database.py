@@ -85,6 +85,15 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE api_keys ADD COLUMN scope TEXT;
     """,
+    # cluster placements (corral serve --ray): which Ray node each sandbox was started on
+    """
+    CREATE TABLE cluster_placements (
+        sandbox_id TEXT PRIMARY KEY,
+        node_id TEXT NOT NULL,
+        hostname TEXT NOT NULL,
+        placed_at REAL NOT NULL
+    );
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from corral.backends import registry
 from corral.errors import (CorralError, LimitExceededError, SandboxClosedError, SandboxCrashedError,
@@ -58,6 +59,9 @@ class ServiceConfig:
     warm_per_template: int = 0
     #: Unreferenced blobs are collected only once untouched this long (a pause in progress is safe).
     blob_grace_s: float = 3600.0
+    #: Where sandboxes start: None for this machine, else a factory with ``start``, ``new(language, **options)``,
+    #: ``placed(db, sandbox_id, sandbox)`` and ``close`` (corral.cluster.served.ClusterSandboxes: a Ray cluster).
+    sandboxes: Any = None
 
 
 @dataclass
@@ -95,6 +99,8 @@ class SandboxService:
         """Recover from a previous process, collect unreferenced blobs, then start reaping expired sandboxes."""
         self.recover()
         await self.collect_blobs()
+        if self.config.sandboxes is not None:
+            await self.config.sandboxes.start()
         if self._reaper is None:
             self._reaper = asyncio.ensure_future(self._reap_forever())
         return self
@@ -142,6 +148,8 @@ class SandboxService:
         for sandbox_id in list(self.live):
             await self._stop(sandbox_id, "shutdown", "the service shut down")
         await wait_for_teardowns()
+        if self.config.sandboxes is not None:
+            await self.config.sandboxes.close()
         self.db.close()
 
     # --- control plane -------------------------------------------------------------
@@ -177,8 +185,8 @@ class SandboxService:
             if self.warm is not None and restore is None and not request.env and not limits:
                 sandbox = await self.warm.take(template)
             if sandbox is None:
-                sandbox = AsyncSandbox(template.language, isolation=self.config.isolation,
-                                       env={**sandbox_env(template), **request.env}, **limits)
+                sandbox = self._new_sandbox(template.language, isolation=self.config.isolation,
+                                            env={**sandbox_env(template), **request.env}, **limits)
                 await sandbox.start(memory_snapshot=memory_snapshot)
                 if memory_snapshot is None:
                     await self._restore_layer(sandbox, template)
@@ -190,6 +198,8 @@ class SandboxService:
                                            f"time to live {request.timeout:g} s"):
                 raise SandboxClosedError(f"sandbox {sandbox_id} was killed while it was being created")
             self.live[sandbox_id] = LiveSandbox(sandbox, owner)
+            if self.config.sandboxes is not None:
+                self.config.sandboxes.placed(self.db, sandbox_id, sandbox)
             info = sandbox_info(self.records.sandbox_row(sandbox_id, None))
             created = CreatedSandbox(**info.model_dump(), access_token=token)
         except BaseException as exc:
@@ -206,6 +216,12 @@ class SandboxService:
         self.stats["created"] += 1
         return created, sandbox
 
+    def _new_sandbox(self, language: str, **options: Any) -> AsyncSandbox:
+        """A sandbox to start: on this machine, or where ``config.sandboxes`` places it."""
+        if self.config.sandboxes is not None:
+            return self.config.sandboxes.new(language, **options)
+        return AsyncSandbox(language, **options)
+
     def captures_memory(self) -> bool:
         """True when this server's sandboxes can be paused with their memory (microVM)."""
         try:
@@ -215,7 +231,7 @@ class SandboxService:
 
     async def _prepared(self, template: ResolvedTemplate) -> AsyncSandbox:
         """A started sandbox of ``template`` with its layer and services (for the warm sandboxes)."""
-        sandbox = AsyncSandbox(template.language, isolation=self.config.isolation, env=sandbox_env(template))
+        sandbox = self._new_sandbox(template.language, isolation=self.config.isolation, env=sandbox_env(template))
         await sandbox.start()
         try:
             await self._restore_layer(sandbox, template)

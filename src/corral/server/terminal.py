@@ -66,3 +66,10 @@ class Terminal:
         if self._terminal is None:
             raise SandboxClosedError("the terminal is not open")
         return self._terminal
+
+
+def open_terminal(sandbox: AsyncSandbox) -> Terminal:
+    """A terminal in ``sandbox``: through its public terminal API, or, for a sandbox served from a
+    cluster node (corral.cluster.served), the one its node runs (``server_terminal``)."""
+    remote = getattr(sandbox, "server_terminal", None)
+    return remote() if remote is not None else Terminal(sandbox)

@@ -22,7 +22,7 @@ from corral.errors import CorralError
 from corral.server.auth import authorize_sandbox
 from corral.server.errors_http import ERROR_BY_STATUS, status_of
 from corral.server.schemas import unicode_problem
-from corral.server.terminal import Terminal, TerminalExit
+from corral.server.terminal import Terminal, TerminalExit, open_terminal
 
 router = APIRouter(tags=["terminal"])
 
@@ -50,7 +50,7 @@ async def terminal(websocket: WebSocket, sandbox_id: str, cols: int = 80, rows: 
             raise HTTPException(429, f"{slots.limit} streams are open on this server (the limit)")
         acquired = True
         async with service.use(sandbox_id, caller.owner) as sandbox:
-            console = Terminal(sandbox)
+            console = open_terminal(sandbox)
         await _serve(websocket, console, cols, rows, command)
     except HTTPException as exc:
         await _refuse(websocket, exc.status_code, ERROR_BY_STATUS.get(exc.status_code, "CorralError"), str(exc.detail))
