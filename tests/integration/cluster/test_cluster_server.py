@@ -14,7 +14,8 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'corr
 
 from corral import Sandbox
 from corral.errors import SandboxCrashedError
-from corral.server.database import DB_FILE, Database
+from corral.server.database import Database
+from corral.server.state_dir import open_state_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
 from serverprocess import ServerProcess  # noqa: E402  (the server suite's real `corral serve` child)
@@ -32,7 +33,7 @@ def cluster_server(ray_cluster: RayCluster, tmp_path_factory: pytest.TempPathFac
 
 
 def _placements(server: ServerProcess) -> dict[str, str]:
-    database = Database(server.data_dir / DB_FILE)
+    database = Database(open_state_dir(server.data_dir).database)
     try:
         return {row["sandbox_id"]: row["node_id"] for row in database.query("SELECT * FROM cluster_placements")}
     finally:
