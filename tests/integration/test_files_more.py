@@ -87,3 +87,14 @@ async def test_async_watch_iterates_and_ends_when_the_directory_goes():
         kinds = [event.kind async for event in watch]  # ends by itself: the watched directory is gone
         assert "create" in kinds and "remove" in kinds
         await watch.close()
+
+
+def test_a_tree_deeper_than_the_watch_limit_is_an_overflow_not_a_crash(isolation_level):
+    """A recursive watch over a tree made deeper than Python's recursion limit at once: the agent keeps serving."""
+    with corral.Sandbox() as sandbox:
+        with sandbox.files.watch(".", recursive=True) as watch:
+            made = sandbox.commands.run("mkdir -p outside/$(printf 'a/%.0s' $(seq 1100)) && mv outside/a deep")
+            assert made.ok, made
+            seen = _events_until(watch, {("overflow", "")})
+            assert ("overflow", "") in seen, seen[-5:]
+        assert sandbox.run("print(6 * 7)").stdout == "42\n"

@@ -121,6 +121,14 @@ def test_background_server_output_does_not_block_the_sandbox():
         assert sandbox.run("print(1)").stdout == "1\n"
 
 
+def test_a_writer_left_behind_does_not_hang_the_agent(isolation_level):
+    """A process whose own shell exits while a child it left keeps writing: its end must not drain forever."""
+    with corral.Sandbox() as sandbox:
+        handle = sandbox.commands.start("yes & exit 0")
+        assert handle.wait(timeout=30).exit_code == 0
+        assert sandbox.run("print(6 * 7)", timeout=10).stdout == "42\n"
+
+
 @pytest.mark.levels("process")
 def test_a_failing_callback_ends_the_handle_not_the_process():
     def explode(text):

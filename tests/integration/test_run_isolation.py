@@ -414,6 +414,14 @@ def test_an_isolated_run_is_not_its_namespaces_init(language, code):
         assert (killed.exit_code, killed.signal, killed.stdout) == (137, 9, "x\n"), killed
 
 
+def test_a_child_the_run_forked_does_not_decide_its_exit_code(isolation_level):
+    code = ("import os, sys, time\nif os.fork() == 0:\n    sys.exit(0)\n"
+            "os.wait(); time.sleep(0.3); print('done'); sys.exit(7)")
+    with corral.Pool(size=1) as pool:
+        result = pool.run(code)
+    assert (result.exit_code, result.stdout) == (7, "done\n"), result
+
+
 def test_corral_run_shares_a_warm_sandbox_with_isolated_runs(monkeypatch):
     first = corral.run("open('/tmp/mine', 'w').write('x'); print(1)")
     second = corral.run("import os; print(os.listdir('/tmp'))")

@@ -207,8 +207,10 @@ def serve_isolated_spare(setup, language):
             _reseed_interpreter()
             write_run_files(request["home"], request["files"])
             if request["language"] == "python":
+                run_pid = os.getpid()
                 status = _run_as_main(request["code"], request["env"], request["cwd"])
-                os.write(SESSION_OUT_FD, b"%d\n" % status)
+                if os.getpid() == run_pid:  # not a child the code forked, which returns here too
+                    os.write(SESSION_OUT_FD, b"%d\n" % status)
             else:
                 os.chdir(request["cwd"])
                 argv = program_argv(request["language"], request["code"], "isolated", "/tmp/.corral")

@@ -485,6 +485,11 @@ class Agent:
         elif not enable and self.egress is not None:
             self.egress.close()
             self.egress = None
+        else:
+            return
+        if self.spare is not None and self.spare.isolated:  # it chose its network namespace for the old setting
+            self.spare.discard()
+            self.spare = None
 
     def _reset(self):
         """Kill everything, empty the writable places, forget sessions and the spare."""

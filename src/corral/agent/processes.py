@@ -22,6 +22,8 @@ from corral.agent.runs import EXIT_GRACE_S, exec_done
 from corral.protocol import wire
 
 _READ_CHUNK = 1 << 16
+#: Reads of _READ_CHUNK at most when a pipe is closed: one pipe buffer's worth (64 KiB) and a little more.
+_DRAIN_CHUNKS = 4
 #: Signals ``process_signal`` may send.
 SIGNALS = (1, 2, 9, 15)
 
@@ -194,7 +196,13 @@ class ManagedProcess:
                                  lockdown=agent.lockdown)
         with agent.as_user:
             argv = child.program_argv("shell", self.cmd, f"process-{self.request_id}", agent.scratch_dir)
-        self.pid = os.fork()
+        try:
+            self.pid = os.fork()
+        except OSError:  # out of processes: nothing of this start may stay open
+            for fd in (in_r, in_w, out_r, out_w, err_r, err_w, self.log_fd):
+                if fd is not None:
+                    os.close(fd)
+            raise
         if self.pid == 0:
             child.exec_program(setup, argv)
         for fd in (in_r, out_w, err_w):
@@ -284,7 +292,7 @@ class ManagedProcess:
         fd = self.pipes.pop(stream, None)
         if fd is None:
             return
-        while True:  # what is left in the pipe
+        for _ in range(_DRAIN_CHUNKS):  # what is left in the pipe, bounded: a leftover writer never runs dry
             try:
                 data = os.read(fd, _READ_CHUNK)
             except OSError:

@@ -20,6 +20,8 @@ _READ_CHUNK = 1 << 16
 #: How long output is still collected after a run's main process exited
 #: (a background grandchild may hold the pipe open forever).
 EXIT_GRACE_S = 0.1
+#: Reads of _READ_CHUNK at most when a pipe is drained at a run's end: a pipe buffer's worth and a little more.
+DRAIN_READS = 4
 
 
 class OutputPipe:
@@ -61,9 +63,10 @@ class OutputPipe:
         return True
 
     def drain(self):
-        """Read everything already written to the pipe."""
-        while not self.eof and self.on_readable():
-            pass
+        """Read what is already written to the pipe, bounded: a leftover writer must not keep the agent here."""
+        for _ in range(DRAIN_READS):
+            if self.eof or not self.on_readable():
+                return
 
     def flush_decoder(self):
         """Forward an incomplete trailing character, if any."""

@@ -27,6 +27,8 @@ IN_NONBLOCK, IN_CLOEXEC = 0o4000, 0o2000000
 _MASK = (IN_MODIFY | IN_ATTRIB | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF
          | IN_MOVE_SELF | IN_ONLYDIR | IN_DONT_FOLLOW | IN_EXCL_UNLINK)
 _EVENT = struct.Struct("iIII")
+#: ``create`` events sent at most for what one new directory tree already held (then ``overflow``).
+MAX_ANNOUNCED = 10_000
 #: Which event a change is reported as (the first bit that matches).
 _KINDS = ((IN_CREATE | IN_MOVED_TO, "create"), (IN_MODIFY, "write"), (IN_DELETE, "remove"),
           (IN_MOVED_FROM, "rename"), (IN_ATTRIB, "chmod"))
@@ -58,35 +60,47 @@ class DirectoryWatch:
         agent.send({"type": "watch_started", "id": self.id})
 
     def _add(self, path, relative, required=False, announce=False):
-        """Watch the directory ``path`` (and, recursively, those below it).
+        """Watch the directory ``path`` (and, recursively, those below it: a loop, not recursion,
+        so a tree of any depth stops at MAX_WATCH_DIRS with an ``overflow``).
 
         ``announce``: the directory is new, so what is already in it was made before
         its watch existed and inotify will never report it: send a ``create`` for
-        each entry found (one made in between may then be reported twice).
+        each entry found, at most MAX_ANNOUNCED (then an ``overflow``); one made in
+        between may be reported twice.
         """
-        if len(self.dirs) >= wire.MAX_WATCH_DIRS:
-            self._overflow()
-            return
-        wd = libc().inotify_add_watch(self.fd, os.fsencode(path), _MASK)
-        if wd < 0:
+        pending = [(path, relative)]
+        announced = 0
+        while pending:
+            path, relative = pending.pop()
+            if len(self.dirs) >= wire.MAX_WATCH_DIRS:
+                self._overflow()
+                return
+            wd = libc().inotify_add_watch(self.fd, os.fsencode(path), _MASK)
+            if wd < 0:
+                if required:
+                    raise error_from_os(OSError(_errno(), os.strerror(_errno())), path)
+                continue  # gone already, or not readable: nothing to watch there
+            self.dirs[wd] = relative
             if required:
-                raise error_from_os(OSError(_errno(), os.strerror(_errno())), path)
-            return  # gone already, or not readable: nothing to watch there
-        self.dirs[wd] = relative
-        if required:
-            self.root_wd = wd
-        if self.recursive:
+                self.root_wd = wd
+                required = False
+            if not self.recursive:
+                continue
             try:
                 entries = list(os.scandir(path))
             except OSError:
-                return
+                continue
             for entry in entries:
                 is_dir = entry.is_dir(follow_symlinks=False)
                 if announce:
-                    self.agent.send({"type": "fs_event", "id": self.id, "kind": "create",
-                                     "name": _join(relative, entry.name), "is_dir": is_dir})
+                    if announced < MAX_ANNOUNCED:
+                        announced += 1
+                        self.agent.send({"type": "fs_event", "id": self.id, "kind": "create",
+                                         "name": _join(relative, entry.name), "is_dir": is_dir})
+                    else:
+                        self._overflow()
                 if is_dir:
-                    self._add(entry.path, _join(relative, entry.name), announce=announce)
+                    pending.append((entry.path, _join(relative, entry.name)))
 
     def _overflow(self):
         if not self.overflowed:
