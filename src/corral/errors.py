@@ -134,6 +134,11 @@ class FileOperationError(CorralError, OSError):
     def __str__(self) -> str:
         return str(self.args[0])
 
+    @property
+    def missing(self) -> bool:
+        """True when the error says nothing is at the path (``not_found``, or a file where a directory was named)."""
+        return self.code in ("not_found", "not_directory")
+
 
 __all__ = [
     "AuthenticationError",

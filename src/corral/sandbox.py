@@ -436,7 +436,7 @@ class AsyncFiles:
         try:
             await self.stat(path)
         except FileOperationError as exc:
-            if exc.code in ("not_found", "not_directory"):
+            if exc.missing:
                 return False
             raise
         return True

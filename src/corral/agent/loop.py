@@ -150,13 +150,7 @@ class Agent:
 
     def reap(self):
         """Collect every exited child; tell the owners of the ones we started."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+        for pid, status in tree.exited_children():
             self.child_exited(pid, status)
 
     def child_exited(self, pid, status):

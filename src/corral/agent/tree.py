@@ -107,3 +107,15 @@ def kill_tree(root, agent_pid, known_children, since_ticks, reap, rounds=200):
                 pass
         reap()
     return False
+
+
+def exited_children():
+    """``(pid, wait status)`` of each child of this process that has exited, without waiting for more."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        yield pid, status

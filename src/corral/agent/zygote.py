@@ -192,13 +192,7 @@ def _kill_run(relay_pid):
 
 
 def _report_exits(sock, relays):
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    for pid, status in tree.exited_children():
         relays.discard(pid)
         sock.send(wire.dumps({"exit": pid, "status": status}).encode())
 

@@ -303,7 +303,7 @@ class AsyncHostedFiles:
         try:
             await self.stat(path)
         except FileOperationError as exc:
-            if exc.code in ("not_found", "not_directory"):
+            if exc.missing:
                 return False
             raise
         return True

@@ -39,7 +39,7 @@ EVENT_TYPES = {"create": "EVENT_TYPE_CREATE", "write": "EVENT_TYPE_WRITE", "remo
 
 
 def _missing(exc: FileOperationError, path: str) -> Exception:
-    if exc.code in ("not_found", "not_directory"):
+    if exc.missing:
         return E2BError(404, f"{path}: no such file or directory", "not_found")
     return exc
 
