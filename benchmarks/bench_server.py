@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 
 from corral.client import HostedSandbox
-from corral.server.database import Database
-from corral.server.state_dir import open_state_dir
-from corral.server.keys import KeyStore
+from corral.hosted.database import Database
+from corral.hosted.state_dir import open_state_dir
+from corral.hosted.keys import KeyStore
 
 TEMPLATE = {
     "name": "bench",

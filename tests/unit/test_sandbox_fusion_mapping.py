@@ -9,8 +9,8 @@ import pytest
 
 from corral.batch.verdicts import BatchError, BatchResult, CompileResult
 from corral.models import ExecutionResult, TimingBreakdown
-from corral.server.database import Database
-from corral.server.keys import KeyStore
+from corral.hosted.database import Database
+from corral.hosted.keys import KeyStore
 from corral.server.sandbox_fusion import RunCodeRequest, to_item, to_response
 
 

@@ -11,12 +11,12 @@ from pydantic import BaseModel
 
 from corral import errors
 from corral.server.app import ServerConfig, create_app
-from corral.server.blobs import BlobStore
-from corral.server.database import SCHEMA_VERSION, Database
-from corral.server.errors_http import rebuild, status_of
-from corral.server.keys import KeyStore, new_sandbox_token, split
-from corral.server.lifecycle import TRANSITIONS, SandboxState, allowed
-from corral.server.schemas import CreateSandbox, RequestModel
+from corral.hosted.blobs import BlobStore
+from corral.hosted.database import SCHEMA_VERSION, Database
+from corral.contract.errors import rebuild, status_of
+from corral.hosted.keys import KeyStore, new_sandbox_token, split
+from corral.contract.states import TRANSITIONS, SandboxState, allowed
+from corral.contract.schemas import CreateSandbox, RequestModel
 
 
 def test_database_is_migrated_once_and_refuses_a_newer_schema(tmp_path):

@@ -8,9 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from corral.server.database import Database, default_state_dir
-from corral.server.keys import SCOPES, KeyStore
-from corral.server.state_dir import open_state_dir
+from corral.hosted.database import Database, default_state_dir
+from corral.hosted.keys import SCOPES, KeyStore
+from corral.hosted.state_dir import open_state_dir
 
 app = typer.Typer(help="Manage the API keys of a corral server.", no_args_is_help=True)
 

@@ -12,7 +12,7 @@ import typer
 
 from corral.backends import registry
 from corral.errors import CorralError
-from corral.server.database import default_state_dir
+from corral.hosted.database import default_state_dir
 
 
 def serve(

@@ -18,8 +18,8 @@ from corral.client.transport import OutputCallback, ProgressCallback, Transport
 from corral.commands import SIGNALS
 from corral.errors import FileOperationError, InvalidInputError, ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, Language, OutputEvent, ProcessInfo
-from corral.server.lifecycle import SandboxState
-from corral.server.schemas import (
+from corral.contract.states import SandboxState
+from corral.contract.schemas import (
     CommandRequest,
     CreateSandbox,
     LimitsRequest,

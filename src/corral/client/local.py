@@ -17,10 +17,10 @@ from pathlib import Path
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
 from corral.client.terminal import AsyncHostedTerminal, LocalTerminal
 from corral.client.transport import ProgressCallback, Transport
-from corral.server.database import default_state_dir
-from corral.server.file_transfer import read_whole, write_whole
-from corral.server.lifecycle import SandboxState
-from corral.server.schemas import (
+from corral.hosted.database import default_state_dir
+from corral.hosted.file_transfer import read_whole, write_whole
+from corral.contract.states import SandboxState
+from corral.contract.schemas import (
     CommandRequest,
     CreatedSandbox,
     CreateSandbox,
@@ -32,11 +32,11 @@ from corral.server.schemas import (
     TemplateDefinition,
     TemplateInfo,
 )
-from corral.server.service import SandboxService, ServiceConfig
-from corral.server.snapshots import SnapshotService
-from corral.server.streaming import check_execution, execution_stream, start_execution
-from corral.server.template_build import build_template
-from corral.server.terminal import Terminal
+from corral.hosted.service import SandboxService, ServiceConfig
+from corral.hosted.snapshots import SnapshotService
+from corral.hosted.streaming import check_execution, execution_stream, start_execution
+from corral.hosted.template_build import build_template
+from corral.hosted.terminal import Terminal
 
 #: The owner recorded for sandboxes of local mode.
 LOCAL_OWNER = "local"

@@ -32,10 +32,10 @@ from corral.errors import (
     TransientError,
 )
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
-from corral.server.errors_http import rebuild
-from corral.server.lifecycle import SandboxState
+from corral.contract.errors import rebuild
+from corral.contract.states import SandboxState
 from corral.sync_bridge import bridge
-from corral.server.schemas import (
+from corral.contract.schemas import (
     CommandRequest,
     CreatedSandbox,
     CreateSandbox,

@@ -13,7 +13,7 @@ from corral.client.handle import AsyncHostedSandbox
 from corral.client.terminal import AsyncHostedTerminal
 from corral.client.transport import OutputCallback
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo
-from corral.server.schemas import LogEvent, SandboxInfo, SnapshotInfo, TemplateInfo
+from corral.contract.schemas import LogEvent, SandboxInfo, SnapshotInfo, TemplateInfo
 from corral.sync import Files, consume
 from corral.sync_bridge import bridge
 

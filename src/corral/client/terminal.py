@@ -15,8 +15,8 @@ import json
 from collections.abc import AsyncIterator
 
 from corral.errors import CorralError, ProtocolError, SandboxClosedError
-from corral.server.errors_http import rebuild
-from corral.server.terminal import Terminal, TerminalExit
+from corral.contract.errors import rebuild
+from corral.hosted.terminal import Terminal, TerminalExit
 from corral.terminal import check_size
 
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from corral.client.terminal import AsyncHostedTerminal
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
-from corral.server.lifecycle import SandboxState
-from corral.server.schemas import (
+from corral.contract.states import SandboxState
+from corral.contract.schemas import (
     CommandRequest,
     CreatedSandbox,
     CreateSandbox,

@@ -24,7 +24,7 @@ from corral.errors import SandboxClosedError
 from corral.models import BackgroundCommand, ExecutionResult, Language
 from corral.pool import AsyncPool
 from corral.sandbox import AsyncSandbox
-from corral.server.terminal import Terminal
+from corral.hosted.terminal import Terminal
 from corral.cluster.results import ClusterBatchResult, ClusterExecutionResult, placed_item, placed_run
 
 

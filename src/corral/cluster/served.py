@@ -26,8 +26,8 @@ from corral.cluster.session import AsyncClusterSandbox
 from corral.errors import InvalidInputError, ProtocolError
 from corral.models import BackgroundCommand, ExecutionResult, Language
 from corral.sandbox import AsyncSandbox, OutputCallback
-from corral.server.database import Database
-from corral.server.terminal import TerminalExit
+from corral.hosted.database import Database
+from corral.hosted.terminal import TerminalExit
 
 
 class ClusterSandboxes:
@@ -107,7 +107,7 @@ class ServedSandbox:
                                 f"sandbox's node {self.host.node_id if self.host else '?'}); its files are captured")
 
     def server_terminal(self) -> RemoteTerminal:
-        """A terminal in this sandbox, opened on its node (corral.server.terminal.Terminal's interface)."""
+        """A terminal in this sandbox, opened on its node (corral.hosted.terminal.Terminal's interface)."""
         return RemoteTerminal(self._remote)
 
     def _options(self, *args: Any):

@@ -1,7 +1,7 @@
 """The FastAPI application: routes under ``/v1``, error translation, limits, metrics.
 
 Every error answer is an :class:`ErrorBody`; corral errors keep their class
-name in ``error.type`` (see :mod:`corral.server.errors_http`).
+name in ``error.type`` (see :mod:`corral.contract.errors`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import corral
 from corral.errors import CorralError
 from corral.protocol import wire
 from corral.server.auth import api_key
-from corral.server.errors_http import ERROR_BY_STATUS, status_of
+from corral.contract.errors import ERROR_BY_STATUS, status_of
 from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
@@ -40,9 +40,9 @@ from corral.server.routes import (
     terminal,
 )
 from corral.server.routes.common import reject_unknown_query
-from corral.server.schemas import ErrorBody, ErrorDetail
-from corral.server.service import SandboxService, ServiceConfig
-from corral.server.snapshots import SnapshotService
+from corral.contract.schemas import ErrorBody, ErrorDetail
+from corral.hosted.service import SandboxService, ServiceConfig
+from corral.hosted.snapshots import SnapshotService
 
 log = logging.getLogger("corral.server")
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from corral.server.keys import KEY_PREFIX, TOKEN_PREFIX, matches, split
+from corral.hosted.keys import KEY_PREFIX, TOKEN_PREFIX, matches, split
 
 _bearer = HTTPBearer(auto_error=False, description="an API key (ck_...) or a sandbox access token (st_...)")
 

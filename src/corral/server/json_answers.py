@@ -4,7 +4,7 @@ A string from a sandbox can hold lone surrogates (a file name that is not
 UTF-8, decoded with surrogateescape, or a hostile agent's frame); UTF-8 cannot
 encode them, so an answer holding one would fail as a 500. Here they become
 U+FFFD (the replacement character) instead. Requests never carry them: see
-:class:`corral.server.schemas.RequestModel`.
+:class:`corral.contract.schemas.RequestModel`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import json
 
 from fastapi.responses import JSONResponse
 
-from corral.server.schemas import SURROGATE
+from corral.contract.schemas import SURROGATE
 
 
 def encode_json(value: object) -> bytes:

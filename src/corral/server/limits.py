@@ -12,7 +12,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 
 from corral.server.json_answers import encode_json
-from corral.server.schemas import ErrorBody, ErrorDetail
+from corral.contract.schemas import ErrorBody, ErrorDetail
 
 
 def error_bytes(type_name: str, message: str) -> bytes:

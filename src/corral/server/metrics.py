@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from corral.server.limits import StreamSlots
-from corral.server.service import SandboxService
+from corral.hosted.service import SandboxService
 
 
 class ServiceCollector:

@@ -14,8 +14,8 @@ ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'corr
 
 from corral import Sandbox
 from corral.errors import SandboxCrashedError
-from corral.server.database import Database
-from corral.server.state_dir import open_state_dir
+from corral.hosted.database import Database
+from corral.hosted.state_dir import open_state_dir
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "server"))
 from serverprocess import ServerProcess  # noqa: E402  (the server suite's real `corral serve` child)

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.server.database import Database
-from corral.server.keys import KeyStore
-from corral.server.state_dir import open_state_dir
+from corral.hosted.database import Database
+from corral.hosted.keys import KeyStore
+from corral.hosted.state_dir import open_state_dir
 
 RPCS = [f"/process.Process/{name}" for name in ("Start", "Connect", "List", "SendSignal", "SendInput",
                                                  "StreamInput", "CloseStdin", "Update")]

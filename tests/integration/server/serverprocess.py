@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 
-from corral.server.database import Database
-from corral.server.keys import KeyStore
-from corral.server.state_dir import open_state_dir
+from corral.hosted.database import Database
+from corral.hosted.keys import KeyStore
+from corral.hosted.state_dir import open_state_dir
 
 #: How long a server may take to answer its first health check.
 START_DEADLINE_S = 30.0

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from corral.server.schemas import CreateSandbox, ResumeSnapshot
-from corral.server.service import SandboxService, ServiceConfig
-from corral.server.snapshots import SnapshotService
+from corral.contract.schemas import CreateSandbox, ResumeSnapshot
+from corral.hosted.service import SandboxService, ServiceConfig
+from corral.hosted.snapshots import SnapshotService
 
 pytestmark = pytest.mark.sandbox
 

@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from corral.protocol import wire
-from corral.server.database import Database
-from corral.server.state_dir import open_state_dir
-from corral.server.keys import KeyStore
+from corral.hosted.database import Database
+from corral.hosted.state_dir import open_state_dir
+from corral.hosted.keys import KeyStore
 from serverprocess import ServerProcess
 
 pytestmark = pytest.mark.sandbox

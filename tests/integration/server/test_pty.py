@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from corral import AsyncSandbox
 from corral.protocol import Ack, PingRequest
-from corral.server.terminal import Terminal, TerminalExit
+from corral.hosted.terminal import Terminal, TerminalExit
 from serverprocess import host_processes_with
 
 pytestmark = pytest.mark.sandbox

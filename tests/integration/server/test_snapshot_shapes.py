@@ -15,8 +15,8 @@ import httpx
 import pytest
 
 from corral.sandbox import AsyncSandbox
-from corral.server.blobs import BlobStore
-from corral.server.snapshot_steps import FilesStep
+from corral.hosted.blobs import BlobStore
+from corral.hosted.snapshot_steps import FilesStep
 from serverprocess import ServerProcess
 
 pytestmark = pytest.mark.sandbox

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from corral.host.runtime_dir import data_dir
-from corral.server.blobs import BlobStore
-from corral.server.database import DB_FILE, Database
-from corral.server.keys import KeyStore
+from corral.hosted.blobs import BlobStore
+from corral.hosted.database import DB_FILE, Database
+from corral.hosted.keys import KeyStore
 from serverprocess import ServerProcess
 
 pytestmark = [pytest.mark.sandbox,

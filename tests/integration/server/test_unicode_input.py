@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
 from corral import Sandbox
-from corral.server.database import Database
-from corral.server.keys import KEY_PREFIX, split
-from corral.server.lifecycle import SandboxState
-from corral.server.records import Records
-from corral.server.state_dir import open_state_dir
+from corral.hosted.database import Database
+from corral.hosted.keys import KEY_PREFIX, split
+from corral.contract.states import SandboxState
+from corral.hosted.records import Records
+from corral.hosted.state_dir import open_state_dir
 from serverprocess import ServerProcess
 
 pytestmark = pytest.mark.sandbox

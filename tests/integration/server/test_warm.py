@@ -12,8 +12,8 @@ import pytest
 
 from corral import Sandbox
 from corral.client import HostedSandbox
-from corral.server.schemas import CreateSandbox
-from corral.server.service import SandboxService, ServiceConfig
+from corral.contract.schemas import CreateSandbox
+from corral.hosted.service import SandboxService, ServiceConfig
 from serverprocess import ServerProcess, host_processes_with
 
 pytestmark = pytest.mark.sandbox

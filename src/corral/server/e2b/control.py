@@ -21,8 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from corral.errors import LimitExceededError, NotFoundError
 from corral.server.e2b.errors import E2BError, PlainErrorRoute
 from corral.server.e2b.identity import current, owner_of, root, service_of
-from corral.server.lifecycle import SandboxState
-from corral.server.schemas import DEFAULT_TTL_S, CreateSandbox, ResumeSnapshot, SandboxInfo
+from corral.contract.states import SandboxState
+from corral.contract.schemas import DEFAULT_TTL_S, CreateSandbox, ResumeSnapshot, SandboxInfo
 
 router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
 

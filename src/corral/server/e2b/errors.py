@@ -3,7 +3,7 @@
 The control plane and the plain-HTTP data plane answer ``{"code": <status>,
 "message": ...}``; Connect RPC paths answer ``{"code": "<connect code>",
 "message": ...}`` with the HTTP status of that code. Which corral error means
-which status comes from corral's one table (:mod:`corral.server.errors_http`);
+which status comes from corral's one table (:mod:`corral.contract.errors`);
 this module only reshapes the body.
 """
 
@@ -19,7 +19,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from corral.errors import CorralError
-from corral.server.errors_http import status_of
+from corral.contract.errors import status_of
 
 log = logging.getLogger("corral.server.e2b")
 

@@ -21,10 +21,10 @@ from starlette.formparsers import MultiPartException
 from corral.errors import FileOperationError, LimitExceededError, NotFoundError
 from corral.server.e2b.errors import E2BError, PlainErrorRoute, gone
 from corral.server.e2b.identity import current, data_plane_sandbox, service_of
-from corral.server.lifecycle import SandboxState
+from corral.contract.states import SandboxState
 from corral.server.e2b.paths import absolute
 from corral.server.e2b.rpc import user_of
-from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
+from corral.hosted.file_transfer import FileTooLarge, read_chunks, write_chunks
 
 router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
 

@@ -22,10 +22,10 @@ from fastapi import HTTPException, Request
 from corral.errors import NotFoundError
 from corral.server.auth import authorize_sandbox
 from corral.server.e2b.errors import E2BError, gone
-from corral.server.keys import TOKEN_PREFIX, split
-from corral.server.lifecycle import SandboxState
-from corral.server.schemas import SandboxInfo
-from corral.server.service import SandboxService
+from corral.hosted.keys import TOKEN_PREFIX, split
+from corral.contract.states import SandboxState
+from corral.contract.schemas import SandboxInfo
+from corral.hosted.service import SandboxService
 
 #: Longest resume chain followed (each pause-and-connect adds one link).
 MAX_CHAIN = 1000

@@ -1,4 +1,4 @@
-"""E2B's PTY processes: corral terminals (:class:`corral.server.terminal.Terminal`) run by server tasks.
+"""E2B's PTY processes: corral terminals (:class:`corral.hosted.terminal.Terminal`) run by server tasks.
 
 envd addresses a PTY by pid across calls (``SendInput``, ``Update``,
 ``SendSignal``) and streams. Here a PTY is a task driving a corral terminal,
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from corral.errors import CorralError, LimitExceededError
 from corral.sandbox import AsyncSandbox
-from corral.server.terminal import Terminal, TerminalExit
+from corral.hosted.terminal import Terminal, TerminalExit
 
 #: First PTY pid: above Linux's PID_MAX_LIMIT (4194304), so never a sandbox process's pid.
 FIRST_PID = (1 << 22) + 1

@@ -24,7 +24,7 @@ from corral.server.auth import Caller, api_key
 from corral.server.batch import RETRY_AFTER_S, Overloaded
 from corral.server.limits import ndjson
 from corral.server.routes.common import errors
-from corral.server.schemas import RequestModel
+from corral.contract.schemas import RequestModel
 
 log = logging.getLogger("corral.server")
 router = APIRouter(tags=["batch"])

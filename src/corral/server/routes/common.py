@@ -6,9 +6,9 @@ from fastapi import Request
 
 from corral.errors import InvalidInputError
 
-from corral.server.schemas import ErrorBody
-from corral.server.service import SandboxService
-from corral.server.snapshots import SnapshotService
+from corral.contract.schemas import ErrorBody
+from corral.hosted.service import SandboxService
+from corral.hosted.snapshots import SnapshotService
 
 
 #: Answers any route with input can give: a body that is not JSON (400), too large (413), invalid (422).

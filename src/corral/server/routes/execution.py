@@ -21,8 +21,8 @@ from corral.models import BackgroundCommand, ExecutionResult, OutputEvent
 from corral.server.auth import Caller, sandbox_access
 from corral.server.limits import ndjson
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.server.schemas import CommandRequest, RunRequest
-from corral.server.streaming import check_execution, execution_stream, start_execution
+from corral.contract.schemas import CommandRequest, RunRequest
+from corral.hosted.streaming import check_execution, execution_stream, start_execution
 
 router = APIRouter(tags=["execution"])
 

@@ -13,9 +13,9 @@ from pydantic import BaseModel
 from corral.errors import LimitExceededError
 from corral.models import FileInfo
 from corral.server.auth import Caller, sandbox_access
-from corral.server.file_transfer import FileTooLarge, read_chunks, write_chunks
+from corral.hosted.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.server.schemas import ListedFile, RenameRequest, listed_file
+from corral.contract.schemas import ListedFile, RenameRequest, listed_file
 
 router = APIRouter(tags=["files"])
 

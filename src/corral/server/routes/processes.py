@@ -10,7 +10,7 @@ from corral.models import ProcessInfo
 from corral.protocol import wire
 from corral.server.auth import Caller, sandbox_access
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.server.schemas import SignalAnswer, SignalRequest
+from corral.contract.schemas import SignalAnswer, SignalRequest
 
 router = APIRouter(tags=["processes"])
 

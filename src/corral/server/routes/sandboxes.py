@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from corral.errors import InvalidInputError
 from corral.server.auth import Caller, api_key, sandbox_access
-from corral.server.lifecycle import SandboxState
+from corral.contract.states import SandboxState
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.server.schemas import CreatedSandbox, CreateSandbox, LogEvent, SandboxInfo, SetTimeout
+from corral.contract.schemas import CreatedSandbox, CreateSandbox, LogEvent, SandboxInfo, SetTimeout
 
 router = APIRouter(tags=["sandboxes"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from corral.server.auth import Caller, api_key
 from corral.server.routes.common import AUTH_ERRORS, errors, snapshots
-from corral.server.schemas import CreatedSandbox, ResumeSnapshot, SnapshotInfo
+from corral.contract.schemas import CreatedSandbox, ResumeSnapshot, SnapshotInfo
 
 router = APIRouter(tags=["snapshots"])
 

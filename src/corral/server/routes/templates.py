@@ -13,8 +13,8 @@ from corral.errors import CorralError, LimitExceededError
 from corral.server.auth import Caller, api_key
 from corral.server.limits import ndjson
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.server.schemas import TemplateDefinition, TemplateInfo
-from corral.server.template_build import build_template
+from corral.contract.schemas import TemplateDefinition, TemplateInfo
+from corral.hosted.template_build import build_template
 
 router = APIRouter(tags=["templates"])
 

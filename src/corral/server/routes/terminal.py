@@ -20,9 +20,9 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
 from corral.errors import CorralError
 from corral.server.auth import authorize_sandbox
-from corral.server.errors_http import ERROR_BY_STATUS, status_of
-from corral.server.schemas import unicode_problem
-from corral.server.terminal import Terminal, TerminalExit, open_terminal
+from corral.contract.errors import ERROR_BY_STATUS, status_of
+from corral.contract.schemas import unicode_problem
+from corral.hosted.terminal import Terminal, TerminalExit, open_terminal
 
 router = APIRouter(tags=["terminal"])
 

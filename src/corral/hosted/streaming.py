@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent
 from corral.sandbox import AsyncSandbox
-from corral.server.schemas import CommandRequest, RunRequest
+from corral.contract.schemas import CommandRequest, RunRequest
 
 Start = Callable[[Callable | None, Callable | None], Awaitable[ExecutionResult | BackgroundCommand]]
 

@@ -20,13 +20,13 @@ from pathlib import Path
 
 from corral.backends import registry
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
-from corral.server.blobs import storage_error
-from corral.server.lifecycle import SandboxState
-from corral.server.records import require_state, snapshot_info
-from corral.server.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
-from corral.server.service import SandboxService
-from corral.server.snapshot_steps import DEFAULT_STEPS, FilesStep, SnapshotStep
-from corral.server.templates import ResolvedTemplate
+from corral.hosted.blobs import storage_error
+from corral.contract.states import SandboxState
+from corral.hosted.records import require_state, snapshot_info
+from corral.contract.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
+from corral.hosted.service import SandboxService
+from corral.hosted.snapshot_steps import DEFAULT_STEPS, FilesStep, SnapshotStep
+from corral.hosted.templates import ResolvedTemplate
 
 MANIFEST_VERSION = 1
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from corral.errors import CorralError
 from corral.protocol import Ack, PingRequest
 from corral.sandbox import AsyncSandbox
-from corral.server.templates import ResolvedTemplate
+from corral.hosted.templates import ResolvedTemplate
 
 log = logging.getLogger("corral.server")
 

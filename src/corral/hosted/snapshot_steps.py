@@ -3,7 +3,7 @@
 A snapshot is a manifest (a JSON blob) with one part per :class:`SnapshotStep`.
 :class:`FilesStep` works on every backend because it only speaks the agent
 protocol: it archives the sandbox's home directory with tar inside the sandbox
-and moves the archive in bounded chunks (see :mod:`corral.server.home_archive`),
+and moves the archive in bounded chunks (see :mod:`corral.hosted.home_archive`),
 each chunk a blob. A backend that can capture memory (the microVM backend) adds
 its own step; a step's ``restore`` runs on a sandbox that was started for the
 resume, in the order the steps were captured. Parts written by older corrals
@@ -20,9 +20,9 @@ from typing import Any
 
 from corral.protocol import wire
 from corral.sandbox import AsyncSandbox
-from corral.server import home_archive
-from corral.server.blobs import BlobStore
-from corral.server.file_transfer import shell, write_whole
+from corral.hosted import home_archive
+from corral.hosted.blobs import BlobStore
+from corral.hosted.file_transfer import shell, write_whole
 
 #: Where FilesStep starts; everything a user writes through ``files`` or the
 #: default working directory is under it.

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral.server.database import DB_FILE
+from corral.hosted.database import DB_FILE
 
 log = logging.getLogger("corral.server")
 

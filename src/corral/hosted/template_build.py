@@ -14,10 +14,10 @@ from collections.abc import Callable
 
 from corral.errors import InvalidInputError
 from corral.sandbox import AsyncSandbox
-from corral.server.blobs import BlobStore
-from corral.server.schemas import TemplateDefinition, TemplateInfo, TemplateStep
-from corral.server.snapshot_steps import FilesStep
-from corral.server.templates import TemplateStore
+from corral.hosted.blobs import BlobStore
+from corral.contract.schemas import TemplateDefinition, TemplateInfo, TemplateStep
+from corral.hosted.snapshot_steps import FilesStep
+from corral.hosted.templates import TemplateStore
 
 Progress = Callable[[int, int, str], None]
 

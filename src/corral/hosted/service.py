@@ -26,16 +26,16 @@ from corral.errors import (CorralError, LimitExceededError, SandboxClosedError, 
 from corral.host.sandbox_names import new_name, owner_alive
 from corral.lease import wait_for_teardowns
 from corral.sandbox import AsyncSandbox
-from corral.server.blobs import BlobStore
-from corral.server.database import Database
-from corral.server.keys import KeyStore, new_sandbox_token
-from corral.server.lifecycle import LIVE_STATES, SandboxState
-from corral.server.records import Records, require_state, sandbox_info
-from corral.server.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
-from corral.server.snapshot_steps import DEFAULT_STEPS, FilesStep
-from corral.server.state_dir import open_state_dir
-from corral.server.templates import ResolvedTemplate, TemplateStore, sandbox_env
-from corral.server.warm import WarmSandboxes
+from corral.hosted.blobs import BlobStore
+from corral.hosted.database import Database
+from corral.hosted.keys import KeyStore, new_sandbox_token
+from corral.contract.states import LIVE_STATES, SandboxState
+from corral.hosted.records import Records, require_state, sandbox_info
+from corral.contract.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
+from corral.hosted.snapshot_steps import DEFAULT_STEPS, FilesStep
+from corral.hosted.state_dir import open_state_dir
+from corral.hosted.templates import ResolvedTemplate, TemplateStore, sandbox_env
+from corral.hosted.warm import WarmSandboxes
 
 log = logging.getLogger("corral.server")
 

@@ -34,8 +34,8 @@ from collections.abc import Callable
 
 from corral.errors import FileOperationError, InvalidInputError
 from corral.sandbox import AsyncSandbox
-from corral.server.blobs import BlobStore
-from corral.server.file_transfer import shell
+from corral.hosted.blobs import BlobStore
+from corral.hosted.file_transfer import shell
 
 #: Largest chunk: one file operation of the protocol carries it with room to spare.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024

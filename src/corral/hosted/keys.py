@@ -17,7 +17,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from corral.server.database import Database
+from corral.hosted.database import Database
 
 KEY_PREFIX = "ck_"
 TOKEN_PREFIX = "st_"

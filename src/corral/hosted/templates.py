@@ -1,7 +1,7 @@
 """Templates a sandbox can be created from: the built-in ones, and built ones stored per owner.
 
 A built-in template is a language on the backend's base image. A built
-template (see :mod:`corral.server.template_build`) is a stored layer: the
+template (see :mod:`corral.hosted.template_build`) is a stored layer: the
 files its steps left in the home directory (a files-snapshot manifest in the
 blob store), plus its env, start_cmd and ready_cmd. Its id is the hash of its
 definition without the name, so the same definition builds once.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from corral.errors import NotFoundError
 from corral.models import Language
 from corral.protocol import wire
-from corral.server.database import Database
-from corral.server.schemas import TemplateDefinition, TemplateInfo
+from corral.hosted.database import Database
+from corral.contract.schemas import TemplateDefinition, TemplateInfo
 
 #: Built-in template name -> the language of its sandboxes.
 BUILTIN: dict[str, Language] = {language: language for language in wire.LANGUAGES}

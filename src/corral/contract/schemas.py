@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, mode
 
 from corral.models import FileEntry, Language, check_env
 from corral.protocol import wire
-from corral.server.lifecycle import SandboxState
+from corral.contract.states import SandboxState
 
 #: Bounds on a sandbox's metadata (it is stored and filtered on, not interpreted).
 MAX_METADATA_ITEMS = 32
