@@ -29,7 +29,7 @@ from corral.protocol.messages import ErrorCode
 from corral.server import app as server_app
 
 for _module in pkgutil.walk_packages(corral.__path__, "corral."):
-    if not _module.name.startswith("corral.agent") and not _module.name.endswith("__main__"):
+    if not _module.name.startswith("corral.agent.") and not _module.name.endswith("__main__"):
         importlib.import_module(_module.name)
 
 AGENT_SOURCE = Path(corral.__file__).parent / "agent"
@@ -183,3 +183,78 @@ def test_every_code_the_agent_sends_is_in_the_table():
     sent = _codes_the_agent_sends()
     assert {"invalid", "too_large", "busy", "broken", "unknown_target", "not_found", "internal", "read_only"} <= sent
     assert sent <= set(MEANING), sent - set(MEANING)
+
+
+def _reads_an_error_code(tree: ast.AST) -> list[int]:
+    """Lines where an ``if isinstance(x, Error):`` block, or a function taking ``x: Error``, reads
+    ``x.code`` (a translation of its own)."""
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If):
+            checks = [call for call in ast.walk(node.test) if isinstance(call, ast.Call)
+                      and getattr(call.func, "id", None) == "isinstance" and ast.unparse(call.args[1]) == "Error"]
+            names = {ast.unparse(check.args[0]) for check in checks}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            names = {arg.arg for arg in node.args.args if arg.annotation is not None
+                     and ast.unparse(arg.annotation) == "Error"}
+        else:
+            continue
+        for inner in (part for statement in node.body for part in ast.walk(statement)):
+            if isinstance(inner, ast.Attribute) and inner.attr == "code" and ast.unparse(inner.value) in names:
+                lines.append(inner.lineno)
+    return lines
+
+
+def test_no_host_module_translates_agent_codes_but_agent_errors():
+    root = Path(corral.__file__).parent
+    offenders = {}
+    for path in root.rglob("*.py"):
+        if AGENT_SOURCE in path.parents or path.name == "agent_errors.py":
+            continue
+        source = path.read_text()
+        if "Error" in source and (lines := _reads_an_error_code(ast.parse(source))):
+            offenders[str(path.relative_to(root))] = lines
+    assert offenders == {}
+    old_site = "if isinstance(event, Error):\n    if event.code == 'busy':\n        raise ValueError(event.message)\n"
+    old_function = "def _raise_for(event: Error) -> None:\n    if event.code == 'busy':\n        raise ValueError()\n"
+    assert _reads_an_error_code(ast.parse(old_site)) == [2] and _reads_an_error_code(ast.parse(old_function)) == [2]
+
+
+def _maps_statuses_to_errors(tree: ast.AST) -> list[int]:
+    """Lines mapping an HTTP status to a corral error class: a dict keyed by statuses naming one, a
+    conditional on a status that picks one, or a call given both (``_error(422, "InvalidInputError")``)."""
+    names = {kind.__name__ for kind in ERROR_CLASSES}
+
+    def is_status(node: ast.AST) -> bool:
+        return isinstance(node, ast.Constant) and type(node.value) is int and 400 <= node.value < 600
+
+    def names_an_error(node: ast.AST) -> bool:
+        return any(isinstance(part, ast.Name) and part.id in names
+                   or isinstance(part, ast.Constant) and part.value in names for part in ast.walk(node))
+
+    lines = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict) and any(is_status(key) for key in node.keys if key is not None):
+            if any(names_an_error(value) for value in node.values):
+                lines.append(node.lineno)
+        elif isinstance(node, (ast.IfExp, ast.If)) and any(is_status(part) for part in ast.walk(node.test)):
+            if names_an_error(node.body if isinstance(node, ast.IfExp) else ast.Module(node.body, [])):
+                lines.append(node.lineno)
+        elif isinstance(node, ast.Call) and any(is_status(arg) for arg in node.args):
+            if any(names_an_error(arg) for arg in node.args if not is_status(arg)):
+                lines.append(node.lineno)
+    return lines
+
+
+def test_only_the_contract_maps_http_statuses_to_errors():
+    root = Path(corral.__file__).parent
+    offenders = {}
+    for path in root.rglob("*.py"):
+        if path == root / "contract" / "errors.py" or AGENT_SOURCE in path.parents:
+            continue
+        if lines := _maps_statuses_to_errors(ast.parse(path.read_text())):
+            offenders[str(path.relative_to(root))] = lines
+    assert offenders == {}
+    old_sites = ("kind = TransientError if status == 503 else ProtocolError\nnames = {404: 'NotFoundError'}\n"
+                 "_error(422, 'InvalidInputError', problems)\n")
+    assert _maps_statuses_to_errors(ast.parse(old_sites)) == [1, 2, 3]
