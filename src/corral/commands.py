@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from corral.channel import Channel
-from corral.errors import FileOperationError, InvalidInputError, LimitExceededError, NotFoundError, ProtocolError
+from corral.agent_errors import agent_error
+from corral.errors import InvalidInputError, NotFoundError, ProtocolError
 from corral.execution import Capture
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo, TimingBreakdown
 from corral.protocol import (
@@ -42,19 +43,6 @@ if TYPE_CHECKING:
 OutputCallback = Callable[[str], Any]
 #: Signal names ``kill`` accepts, and their numbers.
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGKILL": 9, "SIGTERM": 15}
-
-
-def _raise_for(event: Error) -> None:
-    """Raise the exception for an agent's answer to a process request."""
-    if event.code in ("invalid", "too_large"):
-        raise InvalidInputError(event.message)
-    if event.code == "not_found":
-        raise NotFoundError(event.message)
-    if event.code == "busy":
-        raise LimitExceededError(event.message)
-    if event.code in ("permission", "no_space", "not_directory"):
-        raise FileOperationError(event.code, event.message)
-    raise ProtocolError(f"the agent refused ({event.code}): {event.message}")
 
 
 class AsyncCommandHandle:
@@ -121,7 +109,7 @@ class AsyncCommandHandle:
                 elif isinstance(event, Ack):  # detached
                     return
                 elif isinstance(event, Error):
-                    self._failure = ProtocolError(f"the agent ended the process stream ({event.code}): {event.message}")
+                    self._failure = agent_error(event, "process")
                 self._wake()
         except asyncio.CancelledError:
             raise
@@ -228,7 +216,7 @@ class AsyncCommands:
             raise
         if isinstance(first, Error):
             await events.aclose()
-            _raise_for(first)
+            raise agent_error(first, "process")
         if not isinstance(first, ProcessStarted):
             await events.aclose()
             raise ProtocolError(f"expected process_started, got {first.type}")
@@ -273,7 +261,7 @@ class AsyncCommands:
         """The processes started with ``start`` (or ``run(..., background=True)``) still running."""
         event = await self._sandbox._ready_lease().channel.call(lambda request_id: ProcessListRequest(id=request_id))
         if isinstance(event, Error):
-            _raise_for(event)
+            raise agent_error(event, "process")
         if not isinstance(event, ProcessListing):
             raise ProtocolError(f"expected process_list, got {event.type}")
         return [ProcessInfo(**process.model_dump()) for process in event.processes]
@@ -281,7 +269,7 @@ class AsyncCommands:
     async def _pid_call(self, build: Callable[[int], Any]) -> None:
         event = await self._sandbox._ready_lease().channel.call(build)
         if isinstance(event, Error):
-            _raise_for(event)
+            raise agent_error(event, "process")
 
     async def kill(self, pid: int, signal: str | int = "SIGKILL") -> bool:
         """Signal process ``pid`` (SIGKILL: its whole tree); False if no such process runs."""

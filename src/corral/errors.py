@@ -6,7 +6,8 @@
     ├── InvalidInputError          fix the input: nothing ran            (also a ValueError)
     ├── TransientError             retry: nothing ran, a retry may succeed
     │   ├── SandboxStartError        the sandbox did not come up
-    │   └── LimitExceededError       a limit (sandboxes per key, streams, processes at once) is reached
+    │   └── LimitExceededError       a limit (sandboxes per key, streams, processes at once) is reached,
+    │                                or something in the sandbox is busy (the agent's ``busy``)
     ├── OutcomeUnknownError        do not retry blindly: the operation may have run
     │   └── SandboxCrashedError      the sandbox or its agent died mid-operation
     │       └── NodeLostError            (corral.cluster) the Ray node holding it died
@@ -61,7 +62,8 @@ class SandboxStartError(TransientError):
 
 class LimitExceededError(TransientError):
     """A corral server limit (sandboxes per key, concurrent streams) or a sandbox's cap on processes at once is
-    reached; retry later."""
+    reached, or something in the sandbox is busy (unread stdin or terminal input, a running session block);
+    retry later."""
 
 
 class AuthenticationError(PermanentError):

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from corral import cpp
 from corral.channel import Channel
-from corral.errors import InvalidInputError, ProtocolError, TransientError
+from corral.agent_errors import agent_error
+from corral.errors import InvalidInputError, ProtocolError
 from corral.models import (
     DisplayResult,
     ExecutionError,
@@ -133,12 +134,8 @@ async def execute(
             elif isinstance(event, ExecDone):
                 done = event
                 break
-            elif isinstance(event, Error):
-                if event.code in ("invalid", "too_large"):
-                    raise InvalidInputError(event.message)
-                if event.code == "broken":  # the sandbox cannot isolate runs any more; nothing ran
-                    raise TransientError(f"the sandbox refused the run: {event.message}")
-                raise ProtocolError(f"the agent refused the run ({event.code}): {event.message}")
+            elif isinstance(event, Error):  # ``broken``: the sandbox cannot isolate runs any more; nothing ran
+                raise agent_error(event, "run")
             else:
                 raise ProtocolError(f"unexpected {event.type!r} event during a run")
     finally:

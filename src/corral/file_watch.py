@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from corral.channel import Channel
-from corral.errors import FileOperationError, InvalidInputError, ProtocolError
+from corral.agent_errors import agent_error
+from corral.errors import ProtocolError
 from corral.models import FileEvent
 from corral.protocol import CancelRequest, Error, FsEvent, WatchStarted, WatchStartRequest
 
@@ -48,9 +49,7 @@ class AsyncFileWatch:
         first = await anext(events)
         if isinstance(first, Error):
             await events.aclose()
-            if first.code == "invalid":
-                raise InvalidInputError(first.message)
-            raise FileOperationError(first.code, first.message)
+            raise agent_error(first, "file")
         if not isinstance(first, WatchStarted):
             await events.aclose()
             raise ProtocolError(f"expected watch_started, got {first.type}")

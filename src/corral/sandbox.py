@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from corral.agent_errors import agent_error
 from corral.errors import (
     FileOperationError,
     InvalidInputError,
@@ -362,9 +363,7 @@ class AsyncSandbox:
     async def _file_call(self, build: Callable[[int], Any]) -> Any:
         event = await self._ready_lease().channel.call(build)
         if isinstance(event, Error):
-            if event.code == "invalid":
-                raise InvalidInputError(event.message)
-            raise FileOperationError(event.code, event.message)
+            raise agent_error(event, "file")
         return event
 
 

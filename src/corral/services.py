@@ -12,7 +12,8 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from corral.channel import Channel
-from corral.errors import InvalidInputError, ProtocolError, SandboxCrashedError
+from corral.agent_errors import agent_error
+from corral.errors import ProtocolError, SandboxCrashedError
 from corral.host.egress_proxy import EgressPolicy, EgressProxy
 from corral.host.port_forward import PortForwarder
 from corral.network import EgressDecision, ExposedPort, Network, PortMapping
@@ -114,10 +115,8 @@ class SandboxServices:
 
     async def _ack(self, build) -> None:
         event = await self.channel.call(build)
-        if isinstance(event, Error):
-            if event.code == "busy":  # the sandbox's own program holds the relay's port
-                raise InvalidInputError(f"the sandbox cannot open its network relay: {event.message}")
-            raise ProtocolError(f"the agent refused ({event.code}): {event.message}")
+        if isinstance(event, Error):  # ``busy``: the sandbox's own program holds the relay's port
+            raise agent_error(event, "network")
         if not isinstance(event, Ack):
             raise ProtocolError(f"expected an ack, got {event.type}")
 

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from corral.channel import Channel
+from corral.agent_errors import agent_error
 from corral.errors import InvalidInputError, ProtocolError, SandboxClosedError
 from corral.protocol import (
     Ack,
@@ -43,14 +44,6 @@ def check_size(cols: object, rows: object) -> None:
     for name, value in (("cols", cols), ("rows", rows)):
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
             raise InvalidInputError(f"{name} must be an integer from 1 to 1000, got {value!r}")
-
-
-def _error(event: Error) -> Exception:
-    if event.code in ("invalid", "too_large"):
-        return InvalidInputError(event.message)
-    if event.code == "unknown_target":
-        return SandboxClosedError(event.message)
-    return ProtocolError(f"the agent refused ({event.code}): {event.message}")
 
 
 class AsyncTerminal:
@@ -117,7 +110,7 @@ class AsyncTerminal:
                 elif isinstance(event, ExecDone):
                     self.exit_code, self.signal = event.exit_code, event.signal
                 elif isinstance(event, Error):
-                    self._failure = _error(event)
+                    self._failure = agent_error(event, "terminal")
                 else:
                     self._failure = ProtocolError(f"unexpected {event.type!r} event from a terminal")
                     return
@@ -233,7 +226,7 @@ class AsyncTerminal:
     async def _call(self, build: Callable[[int], Any]) -> None:
         event = await self._channel.call(build)
         if isinstance(event, Error):
-            raise _error(event)
+            raise agent_error(event, "terminal")
         if not isinstance(event, Ack):
             raise ProtocolError(f"expected an ack, got {event.type}")
 

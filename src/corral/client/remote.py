@@ -1,6 +1,7 @@
 """Remote mode: hosted-sandbox calls over HTTP to a corral server, with safe retries only.
 
-Error answers become the corral exception they name. Retries follow
+Error answers become the corral exception they name (an answer without corral's error
+body, e.g. a proxy's, the class its status means in :mod:`corral.contract.errors`). Retries follow
 ``docs/errors.md``: a call is retried (with backoff) only when nothing can
 have run: the connection could not be opened, or the server answered with a
 TransientError (sandbox start failed, a limit is reached). A connection that
@@ -32,7 +33,7 @@ from corral.errors import (
     TransientError,
 )
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
-from corral.contract.errors import rebuild
+from corral.contract.errors import error_for_status, rebuild
 from corral.contract.states import SandboxState
 from corral.sync_bridge import bridge
 from corral.contract.schemas import (
@@ -284,8 +285,7 @@ def _error(status: int, content: bytes) -> CorralError:
         return rebuild(detail["type"], detail["message"], detail.get("code"))
     except (ValueError, KeyError, TypeError):
         text = content[:300].decode("utf-8", "replace")
-        kind = TransientError if status == 503 else OutcomeUnknownError if status in (502, 504) else ProtocolError
-        return kind(f"HTTP {status} from the server: {text}")
+        return error_for_status(status)(f"HTTP {status} from the server: {text}")
 
 
 def _event(line: str) -> OutputEvent | ExecutionResult:

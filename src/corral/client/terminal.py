@@ -15,7 +15,7 @@ import json
 from collections.abc import AsyncIterator
 
 from corral.errors import CorralError, ProtocolError, SandboxClosedError
-from corral.contract.errors import rebuild
+from corral.contract.errors import error_for_status, rebuild
 from corral.hosted.terminal import Terminal, TerminalExit
 from corral.terminal import check_size
 
@@ -158,6 +158,4 @@ class RemoteTerminal(AsyncHostedTerminal):
 
 
 def _refusal(status: int, reason: str) -> CorralError:
-    names = {401: "AuthenticationError", 403: "AuthenticationError", 404: "NotFoundError",
-             409: "SandboxClosedError", 422: "InvalidInputError", 429: "LimitExceededError"}
-    return rebuild(names.get(status, "CorralError"), reason, None)
+    return error_for_status(status)(reason)

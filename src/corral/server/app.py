@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import corral
-from corral.errors import CorralError
+from corral.errors import CorralError, InvalidInputError
 from corral.protocol import wire
 from corral.server.auth import api_key
-from corral.contract.errors import ERROR_BY_STATUS, status_of
+from corral.contract.errors import error_for_status, status_of, type_name_of
 from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
@@ -144,24 +144,29 @@ def _error(status: int, type_name: str, message: str, code: str | None = None, h
     return UnicodeSafeJSON(body.model_dump(), status_code=status, headers=headers)
 
 
+def _answer(exc: CorralError) -> JSONResponse:
+    """A corral error's answer: its status from the one table, its class name, message and code."""
+    return _error(status_of(exc), type_name_of(exc), str(exc), getattr(exc, "code", None))
+
+
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CorralError)
     async def corral_error(request: Request, exc: CorralError) -> JSONResponse:
-        return _error(status_of(exc), type(exc).__name__, str(exc), getattr(exc, "code", None))
+        return _answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in exc.errors()
         )
-        return _error(422, "InvalidInputError", problems or "invalid request")
+        return _answer(InvalidInputError(problems or "invalid request"))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, ERROR_BY_STATUS.get(exc.status_code, "CorralError"), str(exc.detail),
+        return _error(exc.status_code, error_for_status(exc.status_code).__name__, str(exc.detail),
                       headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def internal_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error answering %s %s", request.method, request.url.path)
-        return _error(500, "CorralError", f"internal error ({type(exc).__name__}); the server log has details")
+        return _answer(CorralError(f"internal error ({type(exc).__name__}); the server log has details"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 from starlette.exceptions import HTTPException
 
 from corral.server.json_answers import encode_json
+from corral.contract.errors import error_for_status
 from corral.contract.schemas import ErrorBody, ErrorDetail
 
 
@@ -59,7 +60,7 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(send, status: int, message: str) -> None:
-        body = error_bytes("InvalidInputError", message)
+        body = error_bytes(error_for_status(status).__name__, message)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})

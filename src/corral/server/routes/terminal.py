@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
 from corral.errors import CorralError
 from corral.server.auth import authorize_sandbox
-from corral.contract.errors import ERROR_BY_STATUS, status_of
+from corral.contract.errors import error_for_status, status_of, type_name_of
 from corral.contract.schemas import unicode_problem
 from corral.hosted.terminal import Terminal, TerminalExit, open_terminal
 
@@ -53,9 +53,9 @@ async def terminal(websocket: WebSocket, sandbox_id: str, cols: int = 80, rows: 
             console = open_terminal(sandbox)
         await _serve(websocket, console, cols, rows, command)
     except HTTPException as exc:
-        await _refuse(websocket, exc.status_code, ERROR_BY_STATUS.get(exc.status_code, "CorralError"), str(exc.detail))
+        await _refuse(websocket, exc.status_code, error_for_status(exc.status_code).__name__, str(exc.detail))
     except CorralError as exc:
-        await _refuse(websocket, status_of(exc), type(exc).__name__, str(exc))
+        await _refuse(websocket, status_of(exc), type_name_of(exc), str(exc))
     except WebSocketDisconnect:
         pass
     finally:
