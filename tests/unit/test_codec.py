@@ -170,6 +170,9 @@ def test_neither_side_can_write_nan_or_infinity(value):
         messages.ExecDone(id=1, exit_code=0, spawn_ms=value)
     with pytest.raises(ValidationError):
         messages.Result(id=1, data={"application/json": [1, {"x": value}]})
+    unchecked = messages.ExecDone.model_construct(id=1, exit_code=0, spawn_ms=value)  # validation bypassed
+    with pytest.raises(ValueError):  # the host writes it as a token, not as null, and the agent refuses it
+        wire.decode_frame(encode_request(unchecked))
 
 
 def test_large_finite_numbers_still_pass():

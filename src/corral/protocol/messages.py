@@ -31,8 +31,10 @@ StreamName = Literal["stdout", "stderr"]
 
 
 class _Message(BaseModel):
-    # strict: a field of the wrong JSON type is an error, never coerced ("1" is not 1)
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False)
+    # strict: a field of the wrong JSON type is an error, never coerced ("1" is not 1); no NaN or Infinity,
+    # and one that bypassed validation (model_construct) is written as the token the agent refuses, not as null
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, defer_build=True, allow_inf_nan=False,
+                              ser_json_inf_nan="constants")
 
 
 # --- host -> agent -------------------------------------------------------
