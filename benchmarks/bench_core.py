@@ -28,9 +28,11 @@ from common import PROGRAM, bare_python, checked, print_table, timed
 def in_bwrap(command: list[str] | None) -> None:
     """Start corral's exact bwrap command line with ``command`` instead of the agent (None: the
     agent itself, until it says hello): the floor under a cold start."""
-    from corral.backends.process import bwrap, seccomp
+    from corral.backends import seccomp
+    from corral.backends.process import bwrap
     from corral.backends.process.backend import _agent_config
-    from corral.backends.process.host_layout import drop_privileges, host_layout
+    from corral.backends.process.host_layout import host_layout
+    from corral.host.sandbox_user import drop_privileges
     from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
 
     runtime = runtime_dir()

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from corral.host.proxy_request import BadRequest, parse_head
-from corral.protocol import parse_event, streams, wire
+from corral.protocol import messages, parse_event, streams, wire
 
 
 def _wire_frame(data: bytes) -> None:
@@ -37,9 +37,15 @@ def _wire_frame(data: bytes) -> None:
 
 def _agent_event(data: bytes) -> None:
     try:
-        parse_event(data)
+        event = parse_event(data)
     except ValueError:
-        pass
+        event = None
+    try:  # the host's parser (pydantic's JSON) reads what the agent's (the stdlib's) reads, the same way
+        expected = wire.decode_frame(data)
+    except ValueError:
+        assert event is None, event  # and refuses what it refuses
+        return
+    assert messages.decode_frame(data) == expected, expected
 
 
 def _stream_frames(data: bytes) -> None:

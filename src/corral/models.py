@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -98,6 +99,15 @@ class SandboxSpec(_Frozen):
     def env_dict(self) -> dict[str, str]:
         """The environment as a dict."""
         return dict(self.env)
+
+
+@dataclass(frozen=True)
+class ResourceUsage:
+    """Resource use of one sandbox so far, as the host measures it (its cgroup); a run reports the difference."""
+
+    cpu_time_ms: float | None
+    memory_peak_mb: float | None
+    oom_kills: int
 
 
 class TimingBreakdown(_Frozen):

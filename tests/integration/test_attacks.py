@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 import corral
-from corral.backends.process.host_layout import NOBODY
+from corral.host.sandbox_user import NOBODY
 
 pytestmark = pytest.mark.sandbox
 

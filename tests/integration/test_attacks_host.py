@@ -22,7 +22,7 @@ from corral.lease import wait_for_teardowns
 
 pytestmark = pytest.mark.sandbox
 
-#: What a sandbox may open; everything else must fail (see backends/process/seccomp.py).
+#: What a sandbox may open; everything else must fail (see backends/seccomp.py).
 ALLOWED_FAMILIES = {1, 2, 10, 16}  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK (NETLINK_ROUTE only)
 
 SOCKET_FAMILY_PROBE = r"""

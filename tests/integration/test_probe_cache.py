@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from corral.backends.process import host_layout, probe
+from corral.backends.process import probe
 from corral.backends.process.backend import ProcessBackend
 from corral.errors import IsolationUnavailableError
+from corral.host import service_dirs
 from corral.host.runtime_dir import BWRAP_PATH, data_dir, runtime_dir
 from corral.models import SandboxSpec
 
@@ -21,7 +22,7 @@ pytestmark = [pytest.mark.sandbox, pytest.mark.levels("process")]
 def _forget_cached_paths() -> None:
     probe.probe.cache_clear()
     runtime_dir.cache_clear()
-    host_layout._service_root.cache_clear()
+    service_dirs._service_root.cache_clear()
 
 
 @pytest.fixture

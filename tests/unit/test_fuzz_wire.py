@@ -1,7 +1,8 @@
 """Fuzzing the protocol's frame decoder: any bytes give a message or the documented ValueError.
 
-The host decodes every line its agent writes (``parse_event``), and the agent every line the host
-writes (``wire.decode_frame``); the agent is untrusted. A crash is any other exception, or a hang.
+The host decodes every line its agent writes (``parse_event``, pydantic's JSON), and the agent every
+line the host writes (``wire.decode_frame``, the stdlib's); the agent is untrusted. A crash is any
+other exception, or a hang. The two parsers agree: what the agent's reads, the host's reads the same.
 A longer run of the same parsers: ``scripts/fuzz.py``.
 """
 
@@ -15,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from corral.protocol import parse_event, wire
+from corral.protocol import messages, parse_event, wire
 
 FUZZ = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EVENT_TYPES = ["hello", "output", "exec_done", "started", "file_data", "dir_listing", "ack", "error", "exec", "x"]
@@ -30,6 +31,13 @@ typed_frames = st.fixed_dictionaries({"type": st.sampled_from(EVENT_TYPES)},
                                                "data": st.text(), "exit_code": st.integers(), "code": st.text(),
                                                "message": st.text(), "entries": json_values})
 frames = typed_frames | st.dictionaries(st.text(max_size=10), json_values, max_size=6)
+#: Text with lone surrogates too (names that are not UTF-8 reach the host in surrogateescape form).
+any_text = st.text(st.characters(codec=None, exclude_categories=())
+                   | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=12)
+surrogate_frames = st.fixed_dictionaries({"type": st.sampled_from(EVENT_TYPES)},
+                                         optional={"id": st.integers(), "data": any_text, "name": any_text,
+                                                   "entries": st.lists(st.dictionaries(any_text, any_text, max_size=3),
+                                                                       max_size=3)})
 
 
 def decodes_or_refuses(line: bytes) -> None:
@@ -47,11 +55,23 @@ def parses_or_refuses(line: bytes) -> None:
         pass
 
 
+def host_agrees_with_agent(line: bytes) -> None:
+    """The host's parser reads a line as the agent's does; what the agent's refuses, the host refuses."""
+    try:
+        expected = wire.decode_frame(line)
+    except ValueError:
+        with pytest.raises(ValueError):
+            parse_event(line)
+        return
+    assert messages.decode_frame(line) == expected
+
+
 @FUZZ
 @given(st.binary(max_size=512))
 def test_any_bytes(line):
     decodes_or_refuses(line)
     parses_or_refuses(line)
+    host_agrees_with_agent(line)
 
 
 @FUZZ
@@ -63,12 +83,21 @@ def test_damaged_frames(message, damage):
         line[position:position + len(junk)] = junk
     decodes_or_refuses(bytes(line))
     parses_or_refuses(bytes(line))
+    host_agrees_with_agent(bytes(line))
 
 
 @FUZZ
 @given(typed_frames)
 def test_every_frame_round_trips(message):
     assert wire.decode_frame(wire.encode_frame(message)) == message
+
+
+@FUZZ
+@given(typed_frames | surrogate_frames)
+def test_the_host_reads_every_frame_the_agent_writes(message):
+    line = wire.encode_frame(message)
+    assert messages.decode_frame(line) == message
+    host_agrees_with_agent(line)
 
 
 @pytest.mark.parametrize("depth", [100, 10_000, 1_000_000])

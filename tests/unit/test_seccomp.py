@@ -14,7 +14,7 @@ import socket
 
 import pytest
 
-from corral.backends.process import seccomp
+from corral.backends import seccomp
 
 pytest.importorskip("pyseccomp")
 

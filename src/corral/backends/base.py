@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.errors import InvalidInputError, SandboxStartError
-from corral.host.cgroups import CgroupUsage
-from corral.models import SandboxSpec
+from corral.models import ResourceUsage, SandboxSpec
 from corral.protocol import Hello, parse_event, wire
 
 
@@ -54,7 +53,7 @@ class Instance(abc.ABC):
         """True while the sandbox's top process runs (cheap; no round trip to the agent)."""
 
     @abc.abstractmethod
-    def usage(self) -> CgroupUsage | None:
+    def usage(self) -> ResourceUsage | None:
         """Resource use so far, or None where the host cannot measure it."""
 
     @abc.abstractmethod

@@ -16,21 +16,13 @@ from functools import lru_cache
 from pathlib import Path
 
 from corral.host.sandbox_names import PREFIX, owner_alive
+from corral.models import ResourceUsage
 
 GROUP_ROOT = "corral"
 _V1_CONTROLLERS = ("memory", "pids", "cpu", "cpuacct", "freezer")
 _REQUIRED = ("memory", "pids")
 #: How long kill_all keeps killing before it gives up on an emptied cgroup.
 KILL_DEADLINE_S = 5.0
-
-
-@dataclass(frozen=True)
-class CgroupUsage:
-    """Resource use of one sandbox so far."""
-
-    cpu_time_ms: float | None
-    memory_peak_mb: float | None
-    oom_kills: int
 
 
 @dataclass(frozen=True)
@@ -155,13 +147,13 @@ class Cgroup:
             return []
         return [int(pid) for pid in text.split()]
 
-    def usage(self) -> CgroupUsage:
+    def usage(self) -> ResourceUsage:
         """CPU time, peak memory and OOM kills so far (read on every run: kept cheap)."""
         cpu_file, cpu_key, cpu_scale, peak_file, oom_file = self._files
         cpu = _read_key(cpu_file, cpu_key) if cpu_key else _read_int(cpu_file)
         peak = _read_int(peak_file)
         oom = _read_key(oom_file, "oom_kill")
-        return CgroupUsage(
+        return ResourceUsage(
             cpu / cpu_scale if cpu is not None else None, peak / 2**20 if peak is not None else None, oom or 0
         )
 

@@ -2,7 +2,11 @@
 
 Stdlib only. Both ends import it: the host through :mod:`corral.protocol`, the
 agent inside the sandbox directly (it must run on any Python >= 3.9, with
-nothing installed). Everything here is a constant or a pure function.
+nothing installed). Everything here is a constant or a pure function. The
+agent reads and writes frames with the codec here; the host uses pydantic's
+JSON (:mod:`corral.protocol.messages`), which writes the same bytes, and falls
+back to this codec for the frames pydantic cannot read or write (text holding
+lone surrogates). Both refuse NaN and Infinity.
 
 Framing: one JSON object per line, UTF-8, ``\\n``-terminated, at most
 :data:`MAX_FRAME_BYTES` long. Every message has ``type``; every message that
@@ -167,14 +171,23 @@ def run_file_problem(path: object) -> str | None:
     return None
 
 
+_INFINITIES = (float("inf"), float("-inf"))
+
+
 class _ScanContext:
     """The attributes CPython's C scanner reads from a JSONDecoder."""
 
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
     parse_int = int
+
+    @staticmethod
+    def parse_float(text):
+        value = float(text)
+        if value in _INFINITIES:  # 1e400: Infinity spelled as a number
+            raise ValueError(f"{text[:40]} is out of range for a protocol frame")
+        return value
 
     @staticmethod
     def parse_constant(name):
@@ -186,12 +199,13 @@ _WHITESPACE = " \t\n\r"
 
 
 def loads(text):
-    """Parse one JSON document (strict: no NaN or Infinity); ValueError on anything else."""
+    """Parse one JSON document (strict: no NaN or Infinity, nor a number too large for a float); ValueError on
+    anything else."""
     if _scan_once is None:  # pragma: no cover - not CPython
         import json
 
         try:
-            return json.loads(text, parse_constant=_ScanContext.parse_constant)
+            return json.loads(text, parse_constant=_ScanContext.parse_constant, parse_float=_ScanContext.parse_float)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
     start = len(text) - len(text.lstrip(_WHITESPACE))
@@ -228,7 +242,7 @@ def _encode(value, parts):
     elif isinstance(value, int):
         parts.append(int.__repr__(value))
     elif isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if value != value or value in _INFINITIES:
             raise ValueError("NaN and Infinity cannot be sent")
         parts.append(float.__repr__(value))
     elif isinstance(value, dict):

@@ -19,6 +19,7 @@ import time
 from functools import lru_cache
 from pathlib import Path
 
+from corral.backends import seccomp
 from corral.backends.base import Backend, ProbeResult, parse_hello
 from corral.backends.microvm import continuation, snapshot
 from corral.backends.microvm.accel import AccelChoice, choose_accelerator, tsc_khz
@@ -27,9 +28,8 @@ from corral.backends.microvm.probe import kvm_proven, probe, qemu_binary
 from corral.backends.microvm.qemu import VmShape, argv_fingerprint
 from corral.backends.microvm.qmp import QmpError
 from corral.backends.microvm.vm import Vm
-from corral.backends.process import seccomp
-from corral.backends.process.host_layout import sandbox_credentials
 from corral.errors import SandboxStartError
+from corral.host.sandbox_user import sandbox_credentials
 from corral.models import SandboxSpec
 from corral.protocol import (Ack, ConfigureRequest, Error, ExecDone, ExecRequest, ReseedRequest, encode_request,
                              parse_event)

@@ -9,7 +9,7 @@ one memory snapshot serve every sandbox.
 
 from __future__ import annotations
 
-from corral.backends.process import bwrap
+from corral.backends import interior
 
 #: Name of the virtio-serial port the agent speaks the protocol on.
 AGENT_PORT_NAME = "corral"
@@ -22,17 +22,17 @@ AGENT_CONFIG_PATH = "/opt/corral/agent.json"
 #: Landlock lets the agent write there, file permissions keep user code out).
 CGROUP_ROOT = "/sys/fs/cgroup"
 #: uid/gid that user code runs as; the agent itself stays root (PID 1 of the VM).
-GUEST_USER = (bwrap.SANDBOX_UID, bwrap.SANDBOX_GID)
+GUEST_USER = (interior.SANDBOX_UID, interior.SANDBOX_GID)
 
 
 def agent_config() -> dict:
     """The agent's start-up configuration inside every microVM guest."""
     return {
-        "home": bwrap.HOME,
-        "env": dict(bwrap.SANDBOX_ENV),
+        "home": interior.HOME,
+        "env": dict(interior.SANDBOX_ENV),
         "rlimits": {"RLIMIT_CORE": 0, "RLIMIT_NOFILE": 4096},
-        "landlock_paths": [*bwrap.WRITABLE_PATHS, CGROUP_ROOT],
-        "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
+        "landlock_paths": [*interior.WRITABLE_PATHS, CGROUP_ROOT],
+        "wipe_paths": [list(entry) for entry in interior.WIPE_PATHS],
         "protect_agent": True,
         "prefork": None,
         "user": list(GUEST_USER),

@@ -20,10 +20,12 @@ from corral.backends.base import Instance, off_loop
 from corral.backends.microvm.qemu import RamFile, VmFiles, VmShape, qemu_argv
 from corral.backends.microvm.host_streams import HostStreams
 from corral.backends.microvm.host_user import TEMPLATE_GID, vm_credentials
-from corral.backends.process.host_layout import drop_privileges, make_service_dir, remove_service_dir
 from corral.errors import SandboxStartError
-from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
+from corral.host.cgroups import Cgroup, CgroupLimits
 from corral.host.sandbox_names import new_name
+from corral.host.sandbox_user import drop_privileges
+from corral.host.service_dirs import make_service_dir, remove_service_dir
+from corral.models import ResourceUsage
 from corral.protocol import wire
 
 #: Memory QEMU itself needs next to guest RAM (TCG's code cache, device state, its own heap).
@@ -176,7 +178,7 @@ class Vm(Instance):
         """True while QEMU runs."""
         return self.process.returncode is None and not self._stopped
 
-    def usage(self) -> CgroupUsage | None:
+    def usage(self) -> ResourceUsage | None:
         """Resource use is inside the guest; the host's cgroup counts QEMU, not the user's code."""
         return None
 

@@ -17,15 +17,18 @@ import os
 import time
 from pathlib import Path
 
+from corral.backends import interior, seccomp
 from corral.backends.base import Backend, Instance, ProbeResult, off_loop, parse_hello
-from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import drop_privileges, host_layout, make_service_dir, remove_service_dir
+from corral.backends.process import bwrap
+from corral.backends.process.host_layout import host_layout
 from corral.backends.process.probe import probe, recheck_after_failed_start
 from corral.errors import IsolationUnavailableError, SandboxStartError
-from corral.host.cgroups import Cgroup, CgroupLimits, CgroupUsage
+from corral.host.cgroups import Cgroup, CgroupLimits
 from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
 from corral.host.sandbox_names import new_name
-from corral.models import SandboxSpec
+from corral.host.sandbox_user import drop_privileges
+from corral.host.service_dirs import make_service_dir, remove_service_dir
+from corral.models import ResourceUsage, SandboxSpec
 from corral.protocol import Hello, wire
 
 #: How long a sandbox may take from launch to the agent's hello.
@@ -64,7 +67,7 @@ class ProcessInstance(Instance):
         """True while bwrap (and so the sandbox) runs."""
         return self.process.returncode is None and not self._stopped
 
-    def usage(self) -> CgroupUsage | None:
+    def usage(self) -> ResourceUsage | None:
         """Resource use from the sandbox's cgroup."""
         return self.cgroup.usage() if self.cgroup is not None else None
 
@@ -237,12 +240,12 @@ def _agent_config(spec: SandboxSpec, has_cgroup: bool) -> dict:
     if not has_cgroup:
         rlimits["RLIMIT_AS"] = spec.limits.memory_mb * 2**20
     return {
-        "home": bwrap.HOME,
-        "env": {**bwrap.SANDBOX_ENV, **spec.env_dict},
+        "home": interior.HOME,
+        "env": {**interior.SANDBOX_ENV, **spec.env_dict},
         "rlimits": rlimits,
-        "landlock_paths": list(bwrap.WRITABLE_PATHS),
+        "landlock_paths": list(interior.WRITABLE_PATHS),
         "user_seccomp_b64": base64.b64encode(seccomp.filter_program()).decode(),
-        "wipe_paths": [[bwrap.HOME, 0o755], ["/tmp", 0o1777], ["/dev/shm", 0o1777]],
+        "wipe_paths": [list(entry) for entry in interior.WIPE_PATHS],
         "protect_agent": True,
         "prefork": spec.language if spec.language in ("python", "javascript") else None,
     }

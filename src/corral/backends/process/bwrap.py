@@ -14,20 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from corral.protocol.wire import SANDBOX_HOME, SERVICE_DIR
+from corral.backends.interior import HOME, SANDBOX_GID, SANDBOX_PATH, SANDBOX_UID
+from corral.protocol.wire import SERVICE_DIR
 
-HOME = SANDBOX_HOME
 AGENT_DIR = "/opt/corral"
-SANDBOX_UID = 1000
-SANDBOX_GID = 1000
-SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
-#: The environment every run starts from (the sandbox's own ``env`` goes on top).
-SANDBOX_ENV = {"HOME": HOME, "PATH": SANDBOX_PATH, "LANG": "C.UTF-8", "USER": "user", "TMPDIR": "/tmp"}
-#: The only places Landlock lets sandboxed code create or change files.
-#: /proc is there so each child can raise its own OOM score (the OOM killer
-#: must pick user code, not the agent); /dev/shm is a sized tmpfs.
-WRITABLE_PATHS = (HOME, "/tmp", "/dev/shm", "/proc", "/dev/null", "/dev/zero", "/dev/full", "/dev/tty",
-                  "/dev/pts", "/dev/ptmx", "/dev/random", "/dev/urandom")
 
 #: Host /etc entries bound read-only when they exist (everything else of the
 #: host's /etc stays invisible; passwd, group, hosts... are corral's own).

@@ -25,10 +25,12 @@ from pathlib import Path
 
 import corral
 from corral.backends.base import ProbeResult
-from corral.backends.process import bwrap, seccomp
-from corral.backends.process.host_layout import drop_privileges, host_layout, sandbox_credentials
+from corral.backends import seccomp
+from corral.backends.process import bwrap
+from corral.backends.process.host_layout import host_layout
 from corral.host import cgroups
 from corral.host.runtime_dir import BWRAP_PATH, data_dir, runtime_dir, traversal_problem
+from corral.host.sandbox_user import drop_privileges, sandbox_credentials
 
 _PROBE_TIMEOUT_S = 20
 #: Kernel settings that decide whether unprivileged user namespaces work (those that exist are read).

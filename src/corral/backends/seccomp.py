@@ -1,4 +1,4 @@
-"""The seccomp-bpf filters every process sandbox (and its user code) runs under.
+"""The seccomp-bpf filters sandboxes run under: a process sandbox whole, and user code on every level.
 
 A deny-list, not an allow-list: allow-lists written by hand kill real runtimes
 on the first syscall nobody thought of (a peer's kills python3 on ``sysinfo``,
@@ -15,6 +15,8 @@ Two layers (per-run isolation, see ``corral.agent.isolation``): bwrap installs
 children make each isolated run's namespaces (``unshare``, ``mount``); every
 child that runs user code then stacks :func:`filter_program` on top of it, which
 denies those again and any ``clone`` that asks for a new namespace.
+A microVM's agent gets :func:`filter_program` with its ``configure`` request and
+stacks it the same way.
 
 One part is an allow-list: the address families of ``socket`` and
 ``socketpair`` (:func:`add_socket_family_rules`). Most families have no network
