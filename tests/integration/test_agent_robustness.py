@@ -55,3 +55,17 @@ def test_hostile_event_frames_are_refused_on_the_host():
                   b'{"type": "hello", "version": "1", "pid": 1, "python": "3"}', b'{"type": "nope"}', b"[]"):
         with pytest.raises(ValueError):
             parse_event(frame)
+
+
+async def test_a_frame_over_the_limit_is_dropped_and_frames_split_in_small_pieces_are_read():
+    async with corral.AsyncSandbox() as sandbox:
+        writer = sandbox._lease.instance.writer
+        oversized = b'{"type": "ping", "id": 1, "pad": "' + b"x" * (25 << 20) + b'"}\n'
+        for start in range(0, len(oversized), 1 << 16):
+            writer.write(oversized[start:start + (1 << 16)])
+            await writer.drain()
+        result = asyncio.ensure_future(sandbox.run("print('split')"))
+        await asyncio.sleep(0)
+        assert (await asyncio.wait_for(result, 30)).stdout == "split\n"
+        ping = await asyncio.wait_for(sandbox._lease.channel.call(lambda i: PingRequest(id=i)), 10)
+        assert isinstance(ping, Ack)

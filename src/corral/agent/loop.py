@@ -96,7 +96,8 @@ class Agent:
         self.children = {}
         self.runs = {}
         self.sessions = {}
-        self._input = b""
+        self._input: list[bytes] = []  # pieces of the frame being read
+        self._input_bytes = 0
         self._discarding = False
         self.running = True
 
@@ -287,20 +288,24 @@ class Agent:
         if not chunk:
             self.running = False
             return
-        self._input += chunk
-        while True:
-            line, newline, rest = self._input.partition(b"\n")
-            if not newline:
-                if len(self._input) > wire.MAX_FRAME_BYTES:
-                    self._input = b""
-                    self._discarding = True
-                    self.send({"type": "error", "id": None, "code": "too_large", "message": "request frame too large"})
-                return
-            self._input = rest
+        # a frame arrives in many small reads (virtio-serial): keep the pieces and look for the
+        # end of a frame only in the new one, so a big frame costs linear, not quadratic, time
+        *complete, tail = chunk.split(b"\n")
+        if complete:
+            complete[0] = b"".join((*self._input, complete[0]))
+            self._input, self._input_bytes = [], 0
+        for line in complete:
             if self._discarding:
                 self._discarding = False
                 continue
             self._handle_line(line)
+        if tail and not self._discarding:
+            self._input.append(tail)
+            self._input_bytes += len(tail)
+            if self._input_bytes > wire.MAX_FRAME_BYTES:
+                self._input, self._input_bytes = [], 0
+                self._discarding = True
+                self.send({"type": "error", "id": None, "code": "too_large", "message": "request frame too large"})
 
     def _handle_line(self, line):
         request_id = None
