@@ -81,7 +81,7 @@ class ServedSandbox:
     @property
     def host(self):
         """The node's host (once started)."""
-        return self._remote._host
+        return self._remote.host
 
     @property
     def isolation(self) -> str | None:
@@ -133,9 +133,6 @@ class ServedSandbox:
 
     async def close(self) -> None:
         """Close it on its node (nothing to do if the node is gone)."""
-        if self.host is not None and self.host.lost is not None:
-            self._remote._closed = True
-            return
         await self._remote.close()
 
 
@@ -143,7 +140,7 @@ class RemoteTerminal:
     """A pseudo-terminal in a served sandbox, run by its node's host; the same calls as Terminal."""
 
     def __init__(self, sandbox: AsyncClusterSandbox):
-        self._hosts = sandbox._hosts
+        self._hosts = sandbox.hosts
         self._host, self._session_id = sandbox.ready_host()
         self._id = secrets.token_hex(8)
 
