@@ -200,7 +200,8 @@ async def _delivered(result: ExecutionResult, on_stdout: OutputCallback | None,
     return _plain(result)
 
 
-async def _plain_stream(events: AsyncIterator[OutputEvent | ExecutionResult]) -> AsyncIterator[OutputEvent | ExecutionResult]:
+async def _plain_stream(
+        events: AsyncIterator[OutputEvent | ExecutionResult]) -> AsyncIterator[OutputEvent | ExecutionResult]:
     try:
         async for item in events:
             yield _plain(item) if isinstance(item, ExecutionResult) else item

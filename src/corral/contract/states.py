@@ -6,7 +6,7 @@
         │           │
         ├──────► Stopping ──► Stopped
         │           │
-        └──────► Broken ────► Stopped             (killed, expired, or its corral process exited)
+        └──────► Broken ────► Stopped             (killed, expired, or its process exited)
 
 Broken: the sandbox's host side failed for good (its agent died, a run crashed it, its
 start broke half-way); what was left of it is torn down, its record stays visible, and a

@@ -124,7 +124,8 @@ async def _healthy(sandbox: AsyncSandbox) -> bool:
     if sandbox.closed:
         return False
     try:
-        event = await asyncio.wait_for(sandbox.channel.call(lambda request_id: PingRequest(id=request_id)), PING_TIMEOUT_S)
+        event = await asyncio.wait_for(sandbox.channel.call(lambda request_id: PingRequest(id=request_id)),
+                                       PING_TIMEOUT_S)
     except (asyncio.TimeoutError, CorralError):
         return False
     return isinstance(event, Ack)
