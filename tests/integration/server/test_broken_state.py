@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -10,7 +11,9 @@ import time
 import pytest
 
 from corral import Sandbox
+from corral.contract.schemas import CreateSandbox
 from corral.errors import SandboxClosedError, SandboxCrashedError
+from corral.hosted.service import ServiceConfig, SandboxService
 
 pytestmark = pytest.mark.sandbox
 
@@ -71,3 +74,29 @@ def test_a_sandbox_whose_agent_died_is_broken_listed_and_can_only_be_killed(wher
                                                                              ("killed", "stopped")]
     sandbox.kill()  # idempotent
     assert sandbox.refresh().state == "stopped"
+
+
+async def test_a_create_whose_agent_dies_half_way_is_broken_until_its_time_to_live_passes(tmp_path):
+    service = await SandboxService(ServiceConfig(tmp_path, reap_interval_s=3600)).start()  # reaped below
+    marker = f"{secrets.randbelow(10**6)}.{secrets.randbelow(10**6):06d}"
+
+    async def restore(sandbox) -> None:  # runs after the start, before the template's start_cmd
+        await sandbox.commands.run(f"exec sleep {marker}", background=True)
+        assert await asyncio.to_thread(_kill_the_agent_of, marker)
+        await sandbox.run("1")
+
+    try:
+        with pytest.raises(SandboxCrashedError):
+            await service.create("owner", CreateSandbox(timeout=1, metadata={"case": "half"}), restore=restore)
+        [info] = service.list("owner", metadata={"case": "half"})
+        assert info.state == "broken" and not service.live  # torn down at once; the record stays
+        assert [(event.kind, event.state) for event in service.records.events(info.id)] == [
+            ("created", "creating"), ("start_failed", "broken")]
+        with pytest.raises(SandboxClosedError, match="broken"):
+            service.set_timeout(info.id, "owner", 600)
+        await asyncio.sleep(1.1)
+        assert await service.reap() == 1
+        assert service.get(info.id, "owner").state == "stopped"
+        assert service.records.events(info.id)[-1].kind == "expired"
+    finally:
+        await service.close()
