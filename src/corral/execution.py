@@ -91,8 +91,7 @@ async def execute(
     def build(request_id: int) -> ExecRequest:
         sent.append(request_id)
         compiled = options.language == "cpp"  # one shell script: compile, then run
-        # RunOptions were checked once where the run entered (AsyncSandbox.run_options): not validated again
-        return ExecRequest.model_construct(
+        return ExecRequest(
             id=request_id,
             language="shell" if compiled else options.language,
             code=cpp.oneshot_script(options.code) if compiled else options.code,
@@ -105,8 +104,7 @@ async def execute(
             stderr_limit=options.stderr_limit,
             retire=options.retire,
             isolated=options.isolated,
-            files=[RunFile.model_construct(path=path, data_b64=base64.b64encode(data).decode())
-                   for path, data in options.files],
+            files=[RunFile(path=path, data_b64=base64.b64encode(data).decode()) for path, data in options.files],
         )
 
     captured = {"stdout": Capture(options.stdout_limit), "stderr": Capture(options.stderr_limit)}

@@ -297,10 +297,10 @@ class AsyncSandbox:
         """Check one run's input and bind it to this sandbox's limits; what :meth:`events` and
         :meth:`execute` take (pools, batches and the hosted service build their runs with it).
 
-        The sandbox's one check of a run's input (``run``, ``stream`` and ``commands`` go through
-        it once; nothing on the way to the agent checks it again): InvalidInputError on bad input,
-        before anything is sent. ``session``: in the session interpreter (Python, JavaScript), else a fresh process;
-        ``timeout`` None: the sandbox's.
+        The sandbox's one check of a run's input (``run``, ``stream`` and ``commands`` go through it
+        once; :meth:`events` takes what it returns as it is): InvalidInputError on bad input, before
+        anything is sent. ``session``: in the session interpreter (Python, JavaScript), else a fresh
+        process; ``timeout`` None: the sandbox's.
         """
         language = language or self.spec.language
         if language not in (*wire.LANGUAGES, "cpp"):
