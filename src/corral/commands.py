@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from corral.channel import Channel
 from corral.agent_errors import agent_error
 from corral.errors import InvalidInputError, NotFoundError, ProtocolError
-from corral.execution import Capture
+from corral.execution import Capture, RunOptions
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo, TimingBreakdown
 from corral.protocol import (
     Ack,
@@ -207,7 +207,7 @@ class AsyncCommands:
             sent.append(request_id)
             return build(request_id)
 
-        channel = self._sandbox._ready_lease().channel
+        channel = self._sandbox.channel
         events = channel.request(numbered)
         try:
             first = await anext(events)
@@ -235,8 +235,8 @@ class AsyncCommands:
         sandbox = self._sandbox
         if not isinstance(stdin, bool):
             raise InvalidInputError("stdin of a started command is True (a pipe for send_stdin) or False")
-        options = sandbox._options(cmd, "shell", False, timeout, env, cwd, None)
-        run_env = sandbox._run_env(options.env)
+        options = sandbox.run_options(cmd, language="shell", timeout=timeout, env=env, cwd=cwd)
+        run_env = sandbox.run_env(options.env)
         timeout_ms = max(1, int(timeout * 1000)) if timeout is not None else 0
         if tag is not None and (not isinstance(tag, str) or len(tag) > 256):
             raise InvalidInputError("tag must be a string of at most 256 characters")
@@ -259,7 +259,7 @@ class AsyncCommands:
 
     async def list(self) -> list[ProcessInfo]:
         """The processes started with ``start`` (or ``run(..., background=True)``) still running."""
-        event = await self._sandbox._ready_lease().channel.call(lambda request_id: ProcessListRequest(id=request_id))
+        event = await self._sandbox.channel.call(lambda request_id: ProcessListRequest(id=request_id))
         if isinstance(event, Error):
             raise agent_error(event, "process")
         if not isinstance(event, ProcessListing):
@@ -267,7 +267,7 @@ class AsyncCommands:
         return [ProcessInfo(**process.model_dump()) for process in event.processes]
 
     async def _pid_call(self, build: Callable[[int], Any]) -> None:
-        event = await self._sandbox._ready_lease().channel.call(build)
+        event = await self._sandbox.channel.call(build)
         if isinstance(event, Error):
             raise agent_error(event, "process")
 
@@ -307,8 +307,22 @@ class AsyncCommands:
                 raise InvalidInputError("a background command takes no stdin data: start(..., stdin=True) and "
                                         "send_stdin")
             return await self.start(cmd, cwd=cwd, env=env, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
-        options = self._sandbox._options(cmd, "shell", False, timeout, env, cwd, stdin)
-        return await self._sandbox._run_oneshot(options, on_stdout, on_stderr)
+        return await self._sandbox.execute(self._options(cmd, cwd, env, stdin, timeout), on_stdout=on_stdout,
+                                           on_stderr=on_stderr)
+
+    def stream(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+               stdin: bytes | str | None = None,
+               timeout: float | None = None) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """Run ``cmd`` with bash like :meth:`run`; yield OutputEvents as they come, then the ExecutionResult.
+
+        Input is checked at the call (InvalidInputError before anything runs); closing the
+        iterator early kills the command.
+        """
+        return self._sandbox.events(self._options(cmd, cwd, env, stdin, timeout))
+
+    def _options(self, cmd: str, cwd: str | None, env: dict[str, str] | None, stdin: bytes | str | None,
+                 timeout: float | None) -> RunOptions:
+        return self._sandbox.run_options(cmd, language="shell", timeout=timeout, env=env, cwd=cwd, stdin=stdin)
 
 
 def _check_pid(pid: object) -> None:

@@ -91,13 +91,13 @@ async def arun(
                               on_stdout=on_stdout, on_stderr=on_stderr)
     sandbox = AsyncSandbox(language, isolation=isolation, env=env, timeout=timeout, network=network, expose=expose,
                            packages=packages, index_url=index_url, **limits)
-    options = dataclasses.replace(sandbox._options(code, language, False, None, None, None, stdin), retire=True)
+    options = dataclasses.replace(sandbox.run_options(code, language=language, stdin=stdin), retire=True)
     async with sandbox:
         for path, data in checked_files:
             await sandbox.files.write(path, data)
         if on_exposed is not None and sandbox.exposed_ports:
             on_exposed(sandbox.exposed_ports)
-        return await sandbox._run_oneshot(options, on_stdout, on_stderr)
+        return await sandbox.execute(options, on_stdout=on_stdout, on_stderr=on_stderr)
 
 
 async def default_pool(size: int, **config: Any) -> AsyncPool:
@@ -125,7 +125,7 @@ async def default_pool(size: int, **config: Any) -> AsyncPool:
 async def _keep_shared(key: tuple[asyncio.AbstractEventLoop, SandboxSpec, int], pool: AsyncPool) -> None:
     """Close the shared sandbox once it idled SHARED_IDLE_S, or when this task is cancelled."""
     try:
-        while pool._serving or time.monotonic() - _last_used.get(key, 0.0) < SHARED_IDLE_S:
+        while pool.serving or time.monotonic() - _last_used.get(key, 0.0) < SHARED_IDLE_S:
             await asyncio.sleep(SHARED_IDLE_S)
     finally:
         if _default_pools.get(key) is pool:

@@ -103,6 +103,11 @@ class AsyncPool:
         return {"ready": self._ready.qsize(), "starting": self._starting, "hits": self.hits, "misses": self.misses,
                 "recycled": self.recycled}
 
+    @property
+    def serving(self) -> int:
+        """Sandboxes busy with a :meth:`run` right now (they come back when it ends)."""
+        return self._serving
+
     async def lease(self) -> Lease:
         """A ready, healthy sandbox (or a cold-started one if none is ready)."""
         if self._closed:
@@ -142,6 +147,12 @@ class AsyncPool:
         """Refill after the current run had its turn: starting a sandbox blocks the loop for ~2 ms."""
         asyncio.get_running_loop().call_later(REFILL_DELAY_S, self._wake.set)
 
+    def retire(self, lease: Lease) -> None:
+        """Hand back a sandbox taken with :meth:`lease` that will not serve again (a session sandbox
+        that closed): it is torn down in the background and the pool refills."""
+        discard(lease)
+        self._wake_soon()
+
     async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
                   env: dict[str, str] | None = None, stdin: bytes | str | None = None,
                   files: dict[str, bytes | str] | None = None,
@@ -153,8 +164,8 @@ class AsyncPool:
         the next on the same sandbox. ``files`` (relative path -> content) are
         written into the run's fresh home before the code starts.
         """
-        options = dataclasses.replace(AsyncSandbox(pool=self)._options(code, language, False, timeout, env, None, stdin),
-                                      isolated=True, files=run_files(files))
+        options = AsyncSandbox(pool=self).run_options(code, language=language, timeout=timeout, env=env, stdin=stdin)
+        options = dataclasses.replace(options, isolated=True, files=run_files(files))
         try:
             return await self._run_isolated(options, on_stdout, on_stderr)
         except TransientError:  # the sandbox could no longer isolate runs (nothing ran): once more, on another
@@ -168,7 +179,7 @@ class AsyncPool:
         try:
             await sandbox.start()
             try:
-                result = await sandbox._run_oneshot(options, on_stdout, on_stderr)
+                result = await sandbox.execute(options, on_stdout=on_stdout, on_stderr=on_stderr)
             except BaseException:
                 await sandbox.close()
                 raise

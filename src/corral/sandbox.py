@@ -30,6 +30,7 @@ from corral.packages import check_index, check_packages, index_hosts, install_co
 from corral.services import SandboxServices
 from corral.terminal import AsyncTerminal
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
+from corral.channel import Channel
 from corral.lease import Lease, cold_start, discard, pause_memory, resume_start
 from corral.commands import AsyncCommands
 from corral.file_watch import AsyncFileWatch
@@ -219,6 +220,12 @@ class AsyncSandbox:
         the process sandbox's stderr. Available while the sandbox runs."""
         return self._ready_lease().instance.console_log()
 
+    @property
+    def channel(self) -> Channel:
+        """The channel to the started sandbox's agent, for what is built on it (commands, terminals,
+        file watches, health checks); SandboxClosedError unless the sandbox runs."""
+        return self._ready_lease().channel
+
     async def install(self, packages: list[str], *, language: Language | None = None, index_url: str | None = None,
                       timeout: float = 300.0, on_stdout: OutputCallback | None = None,
                       on_stderr: OutputCallback | None = None) -> ExecutionResult:
@@ -247,9 +254,10 @@ class AsyncSandbox:
             return
         self._state = State.CLOSED
         if self._lease is not None:
-            discard(self._lease)
             if self._pool is not None:
-                self._pool._wake_soon()
+                self._pool.retire(self._lease)
+            else:
+                discard(self._lease)
 
     async def pause_memory(self, directory: Path) -> None:
         """Save the whole sandbox, memory included, into ``directory`` and close it.
@@ -284,8 +292,17 @@ class AsyncSandbox:
 
     # --- running code --------------------------------------------------------------
 
-    def _options(self, code: object, language: str | None, session: bool, timeout: float | None,
-                 env: dict | None, cwd: str | None, stdin: bytes | str | None) -> RunOptions:
+    def run_options(self, code: str, *, language: str | None = None, session: bool = False,
+                    timeout: float | None = None, env: dict[str, str] | None = None, cwd: str | None = None,
+                    stdin: bytes | str | None = None) -> RunOptions:
+        """Check one run's input and bind it to this sandbox's limits; what :meth:`events` and
+        :meth:`execute` take (pools, batches and the hosted service build their runs with it).
+
+        The sandbox's one check of a run's input (``run``, ``stream`` and ``commands`` go through it
+        once; :meth:`events` takes what it returns as it is): InvalidInputError on bad input, before
+        anything is sent. ``session``: in the session interpreter (Python, JavaScript), else a fresh
+        process; ``timeout`` None: the sandbox's.
+        """
         language = language or self.spec.language
         if language not in (*wire.LANGUAGES, "cpp"):
             raise InvalidInputError(f"unknown language {language!r}; choose one of {', '.join(wire.LANGUAGES)}, cpp")
@@ -301,14 +318,16 @@ class AsyncSandbox:
             stderr_limit=self.spec.limits.stderr_limit,
         )
 
-    def _run_env(self, env: dict[str, str]) -> dict[str, str]:
+    def run_env(self, env: dict[str, str]) -> dict[str, str]:
         """A run's env: with network, the proxy settings underneath the sandbox's and the run's own."""
         proxy = self._services.run_env() if self._services is not None else {}
         return {**proxy, **self.spec.env_dict, **env} if proxy else env
 
-    async def _events(self, options: RunOptions) -> AsyncIterator[OutputEvent | ExecutionResult]:
+    async def events(self, options: RunOptions) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """Run ``options`` (from :meth:`run_options`, not checked again); yield OutputEvents as they
+        come, then the ExecutionResult. Closing the iterator early cancels the run."""
         lease = self._ready_lease()
-        options = dataclasses.replace(options, env=self._run_env(options.env))
+        options = dataclasses.replace(options, env=self.run_env(options.env))
         startup = self._startup_pending
         self._startup_pending = False
         lock = self._session_lock if options.session else None
@@ -339,29 +358,30 @@ class AsyncSandbox:
     def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
                env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncIterator[OutputEvent | ExecutionResult]:
         """Run ``code`` in the session; yield OutputEvents as they come, then the ExecutionResult."""
-        return self._events(self._options(code, language, True, timeout, env, cwd, None))
+        return self.events(self.run_options(code, language=language, session=True, timeout=timeout, env=env, cwd=cwd))
 
     async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
                   env: dict[str, str] | None = None, cwd: str | None = None,
                   on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
         """Run ``code`` in the session interpreter (state is kept between calls)."""
-        options = self._options(code, language, True, timeout, env, cwd, None)
-        return await _consume(self._events(options), on_stdout, on_stderr)
+        options = self.run_options(code, language=language, session=True, timeout=timeout, env=env, cwd=cwd)
+        return await self.execute(options, on_stdout=on_stdout, on_stderr=on_stderr)
 
-    async def _run_oneshot(self, options: RunOptions, on_stdout: OutputCallback | None,
-                           on_stderr: OutputCallback | None) -> ExecutionResult:
-        return await _consume(self._events(options), on_stdout, on_stderr)
+    async def execute(self, options: RunOptions, *, on_stdout: OutputCallback | None = None,
+                      on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run ``options`` (from :meth:`run_options`) to its end: :meth:`events` with the output
+        handed to the callbacks (called on the loop; a coroutine they return is awaited)."""
+        return await _consume(self.events(options), on_stdout, on_stderr)
 
     async def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
                        env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncTerminal:
         """A program on a pseudo-terminal (``command`` None: an interactive bash); use it with ``async with``."""
-        lease = self._ready_lease()
-        return await AsyncTerminal.open(lease.channel, cols, rows, command, self._run_env(dict(env or {})), cwd)
+        return await AsyncTerminal.open(self.channel, cols, rows, command, self.run_env(dict(env or {})), cwd)
 
     # --- files ---------------------------------------------------------------------
 
     async def _file_call(self, build: Callable[[int], Any]) -> Any:
-        event = await self._ready_lease().channel.call(build)
+        event = await self.channel.call(build)
         if isinstance(event, Error):
             raise agent_error(event, "file")
         return event
@@ -464,7 +484,7 @@ class AsyncFiles:
         ones); the watch is in place when this returns.
         """
         _check_path(path)
-        return await AsyncFileWatch.start(self._sandbox._ready_lease().channel, path, recursive)
+        return await AsyncFileWatch.start(self._sandbox.channel, path, recursive)
 
 
 def _check_network(network: object) -> Network:

@@ -31,6 +31,10 @@ class _Bridge:
                 atexit.register(self._shutdown)
             return self._loop
 
+    def owns_running_loop(self) -> bool:
+        """True when called from a coroutine on the bridge's loop (never starts the loop)."""
+        return self._loop is not None and _running_on(self._loop)
+
     def call(self, awaitable: Awaitable[_T]) -> _T:
         loop = self.loop()
         if _running_on(loop):

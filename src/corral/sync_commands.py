@@ -121,3 +121,9 @@ class Commands:
                                                          background=background, on_stdout=on_stdout,
                                                          on_stderr=on_stderr))
         return CommandHandle(outcome) if isinstance(outcome, AsyncCommandHandle) else outcome
+
+    def stream(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+               stdin: bytes | str | None = None,
+               timeout: float | None = None) -> Iterator[OutputEvent | ExecutionResult]:
+        """Run ``cmd`` with bash; yield OutputEvents as they come, then the ExecutionResult."""
+        return bridge.iterate(self._sandbox.commands.stream(cmd, cwd=cwd, env=env, stdin=stdin, timeout=timeout))

@@ -258,13 +258,12 @@ print("KILLED", killed)
     async def both() -> tuple[corral.ExecutionResult, corral.ExecutionResult]:
         async with AsyncSandbox() as sandbox:
             def isolated(code: str):
-                options = sandbox._options(code, None, False, 10, None, None, None)
-                return sandbox._run_oneshot(dataclasses.replace(options, isolated=True), None, None)
+                options = sandbox.run_options(code, timeout=10)
+                return sandbox.execute(dataclasses.replace(options, isolated=True))
 
             results = await asyncio.gather(isolated(holder), isolated(attacker))
-            after = await sandbox._run_oneshot(
-                dataclasses.replace(sandbox._options("print('still fine')", None, False, 10, None, None, None),
-                                    isolated=True), None, None)
+            after = await sandbox.execute(
+                dataclasses.replace(sandbox.run_options("print('still fine')", timeout=10), isolated=True))
             assert after.stdout == "still fine\n", after
             return results
 

@@ -15,6 +15,7 @@ from corral.hosted.blobs import BlobStore
 from corral.hosted.database import SCHEMA_VERSION, Database
 from corral.contract.errors import rebuild, status_of
 from corral.hosted.keys import KeyStore, new_sandbox_token, split
+from corral.hosted.records import Records
 from corral.contract.states import TRANSITIONS, SandboxState, allowed
 from corral.contract.schemas import CreateSandbox, RequestModel
 
@@ -64,6 +65,28 @@ def test_lifecycle_table():
     assert not TRANSITIONS[SandboxState.STOPPED]
     for state in SandboxState:  # every state can end, except the end
         assert state is SandboxState.STOPPED or allowed(state, SandboxState.STOPPED)
+
+
+def test_a_broken_sandbox_can_only_stop():
+    assert allowed(SandboxState.RUNNING, SandboxState.BROKEN) and allowed(SandboxState.CREATING, SandboxState.BROKEN)
+    assert TRANSITIONS[SandboxState.BROKEN] == {SandboxState.STOPPED}
+    for state in (SandboxState.PAUSED, SandboxState.STOPPING, SandboxState.STOPPED):  # nothing breaks after that
+        assert not allowed(state, SandboxState.BROKEN)
+
+
+def test_records_change_a_state_only_along_the_table(tmp_path):
+    records = Records(Database(tmp_path / "corral.db"))
+    records.insert_sandbox(sandbox_id="sbx_1", owner="k", template="python", spec={"language": "python"},
+                           metadata={}, token_hash="h", process_tag="p", expires_at=time.time() + 60,
+                           resumed_from=None)
+    assert not records.transition("sbx_1", SandboxState.PAUSED, "paused", "not from creating")
+    assert records.transition("sbx_1", SandboxState.BROKEN, "start_failed", "its agent died")
+    for refused in (SandboxState.RUNNING, SandboxState.PAUSED, SandboxState.STOPPING, SandboxState.BROKEN):
+        assert not records.transition("sbx_1", refused, "x", "a broken sandbox only stops")
+    assert records.transition("sbx_1", SandboxState.STOPPED, "killed", "killed while broken")
+    assert [(event.kind, event.state) for event in records.events("sbx_1")] == [
+        ("created", SandboxState.CREATING), ("start_failed", SandboxState.BROKEN), ("killed", SandboxState.STOPPED)]
+    assert not records.transition("missing", SandboxState.STOPPED, "x", "no such row")
 
 
 def test_blob_store_is_content_addressed_and_checks_what_it_reads(tmp_path):

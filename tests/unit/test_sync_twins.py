@@ -19,7 +19,7 @@ def _parameters(function):
 
 
 @pytest.mark.parametrize(("async_class", "sync_class", "methods"), [
-    (AsyncCommands, Commands, ["start", "connect", "list", "kill", "send_stdin", "close_stdin", "run"]),
+    (AsyncCommands, Commands, ["start", "connect", "list", "kill", "send_stdin", "close_stdin", "run", "stream"]),
     (AsyncCommandHandle, CommandHandle, ["wait", "kill", "send_stdin", "close_stdin", "disconnect"]),
     (AsyncFiles, Files, ["write", "read", "read_text", "list", "remove", "stat", "exists", "make_dir", "rename",
                          "watch"]),

@@ -123,8 +123,8 @@ async def _run_program(sandbox: AsyncSandbox, item: BatchItem, stdin: str | byte
         return await sandbox.commands.run(cpp.RUN_COMMAND, cwd=wire.SANDBOX_HOME, stdin=stdin, timeout=item.timeout)
     # a one-shot run on the item's own sandbox, not isolated from it: the files it writes must stay
     # there to be fetched
-    options = sandbox._options(item.code, item.language, False, item.timeout, None, None, stdin)
-    return await sandbox._run_oneshot(options, None, None)
+    return await sandbox.execute(sandbox.run_options(item.code, language=item.language, timeout=item.timeout,
+                                                     stdin=stdin))
 
 
 async def _fetch(sandbox: AsyncSandbox, paths: list[str]) -> dict[str, bytes]:

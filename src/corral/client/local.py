@@ -34,7 +34,7 @@ from corral.contract.schemas import (
 )
 from corral.hosted.service import SandboxService, ServiceConfig
 from corral.hosted.snapshots import SnapshotService
-from corral.hosted.streaming import check_execution, execution_stream, start_execution
+from corral.hosted import streaming
 from corral.hosted.template_build import build_template
 from corral.hosted.terminal import Terminal
 
@@ -91,8 +91,7 @@ class LocalTransport(Transport):
                      request: RunRequest | CommandRequest) -> AsyncIterator[OutputEvent | ExecutionResult]:
         service, _ = await _service()
         async with service.use(sandbox_id, LOCAL_OWNER) as sandbox:
-            check_execution(sandbox, request)
-            events = execution_stream(start_execution(sandbox, request))
+            events = streaming.stream(sandbox, request)
             try:
                 async for item in events:
                     yield item
@@ -102,7 +101,7 @@ class LocalTransport(Transport):
     async def execute(self, sandbox_id: str, request: RunRequest | CommandRequest) -> ExecutionResult | BackgroundCommand:
         service, _ = await _service()
         async with service.use(sandbox_id, LOCAL_OWNER) as sandbox:
-            return await start_execution(sandbox, request)(None, None)
+            return await streaming.execute(sandbox, request)
 
     async def write_file(self, sandbox_id: str, path: str, data: bytes, mode: int) -> int:
         async with (await _service())[0].use(sandbox_id, LOCAL_OWNER) as sandbox:

@@ -91,7 +91,7 @@ class RemoteTransport(Transport):
     async def _session(self):
         """A client for one call: the shared pool on corral's loop, else a fresh one closed afterwards."""
         global _pooled
-        if asyncio.get_running_loop() is bridge._loop:  # the sync API's loop (never created here)
+        if bridge.owns_running_loop():  # the sync API's loop
             if _pooled is None:
                 _pooled = _new_client()
             yield _pooled

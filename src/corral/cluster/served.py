@@ -24,7 +24,7 @@ import ray
 from corral.cluster.nodes import Hosts
 from corral.cluster.session import AsyncClusterSandbox
 from corral.errors import InvalidInputError, ProtocolError
-from corral.models import BackgroundCommand, ExecutionResult, Language
+from corral.models import BackgroundCommand, ExecutionResult, Language, OutputEvent
 from corral.sandbox import AsyncSandbox, OutputCallback
 from corral.hosted.database import Database
 from corral.hosted.terminal import TerminalExit
@@ -81,7 +81,7 @@ class ServedSandbox:
     @property
     def host(self):
         """The node's host (once started)."""
-        return self._remote._host
+        return self._remote.host
 
     @property
     def isolation(self) -> str | None:
@@ -110,8 +110,11 @@ class ServedSandbox:
         """A terminal in this sandbox, opened on its node (corral.hosted.terminal.Terminal's interface)."""
         return RemoteTerminal(self._remote)
 
-    def _options(self, *args: Any):
-        return self._local._options(*args)  # validation only (the routes check input before streaming)
+    def stream(self, code: str, **options: Any) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """A block in the session interpreter on the node: its output as it comes, then its result
+        (input checked here, at the call, as a local sandbox does)."""
+        self._local.run_options(code, session=True, **options)
+        return _plain_stream(self._remote.stream(code, **options))
 
     async def run(self, code: str, *, on_stdout: OutputCallback | None = None,
                   on_stderr: OutputCallback | None = None, **options: Any) -> ExecutionResult:
@@ -130,9 +133,6 @@ class ServedSandbox:
 
     async def close(self) -> None:
         """Close it on its node (nothing to do if the node is gone)."""
-        if self.host is not None and self.host.lost is not None:
-            self._remote._closed = True
-            return
         await self._remote.close()
 
 
@@ -140,7 +140,7 @@ class RemoteTerminal:
     """A pseudo-terminal in a served sandbox, run by its node's host; the same calls as Terminal."""
 
     def __init__(self, sandbox: AsyncClusterSandbox):
-        self._hosts = sandbox._hosts
+        self._hosts = sandbox.hosts
         self._host, self._session_id = sandbox.ready_host()
         self._id = secrets.token_hex(8)
 
@@ -176,6 +176,18 @@ class _Commands:
     async def start(self, cmd: str, **options: Any) -> BackgroundCommand:
         return await self._sandbox._remote.commands.run(cmd, background=True, **options)
 
+    def stream(self, cmd: str, **options: Any) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """The command's output (in one piece, when it ends: a node answers commands whole), then its result."""
+        self._sandbox._local.run_options(cmd, language="shell", **options)
+        return self._streamed(cmd, options)
+
+    async def _streamed(self, cmd: str, options: dict[str, Any]) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        result = _plain(await self._sandbox._remote.commands.run(cmd, **options))
+        for stream, text in (("stdout", result.stdout), ("stderr", result.stderr)):
+            if text:
+                yield OutputEvent(stream=stream, data=text)
+        yield result
+
 
 async def _delivered(result: ExecutionResult, on_stdout: OutputCallback | None,
                      on_stderr: OutputCallback | None) -> ExecutionResult:
@@ -186,6 +198,15 @@ async def _delivered(result: ExecutionResult, on_stdout: OutputCallback | None,
             if hasattr(outcome, "__await__"):
                 await outcome
     return _plain(result)
+
+
+async def _plain_stream(
+        events: AsyncIterator[OutputEvent | ExecutionResult]) -> AsyncIterator[OutputEvent | ExecutionResult]:
+    try:
+        async for item in events:
+            yield _plain(item) if isinstance(item, ExecutionResult) else item
+    finally:
+        await events.aclose()
 
 
 def _plain(result: ExecutionResult) -> ExecutionResult:

@@ -43,6 +43,16 @@ class AsyncClusterSandbox:
         """True once closed."""
         return self._closed
 
+    @property
+    def host(self) -> Host | None:
+        """The host of the node the sandbox lives on (None before start)."""
+        return self._host
+
+    @property
+    def hosts(self) -> Hosts:
+        """The cluster's hosts this sandbox's calls go through."""
+        return self._hosts
+
     async def start(self) -> AsyncClusterSandbox:
         """Open the sandbox on its node (the least loaded one unless one was named)."""
         if self._closed or self._host is not None:

@@ -29,7 +29,7 @@ from corral.sandbox import AsyncSandbox
 from corral.hosted.blobs import BlobStore
 from corral.hosted.database import Database
 from corral.hosted.keys import KeyStore, new_sandbox_token
-from corral.contract.states import LIVE_STATES, SandboxState
+from corral.contract.states import UNFINISHED_STATES, SandboxState
 from corral.hosted.records import Records, require_state, sandbox_info
 from corral.contract.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
 from corral.hosted.snapshot_steps import DEFAULT_STEPS, FilesStep
@@ -106,9 +106,9 @@ class SandboxService:
         return self
 
     def recover(self) -> int:
-        """Mark Stopped every live-state sandbox whose owning process is gone; returns how many."""
+        """Mark Stopped every live or broken sandbox whose owning process is gone; returns how many."""
         dead = 0
-        for state in LIVE_STATES:
+        for state in UNFINISHED_STATES:
             for row in self.records.sandboxes(None, state):
                 if row["process_tag"] != self._process_tag and not owner_alive(row["process_tag"]):
                     if self.records.transition(row["id"], SandboxState.STOPPED, "died",
@@ -208,8 +208,12 @@ class SandboxService:
             if sandbox is not None:
                 await asyncio.shield(sandbox.close())
             with contextlib.suppress(Exception):  # the record may be what failed (a full disk)
-                self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed",
-                                        f"the sandbox did not start: {exc}")
+                # its agent died half-way (not a kill, not a failing template): Broken, else Stopped
+                broke = isinstance(exc, SandboxCrashedError) and self.records.transition(
+                    sandbox_id, SandboxState.BROKEN, "start_failed", f"the sandbox broke while starting: {exc}")
+                if not broke:
+                    self.records.transition(sandbox_id, SandboxState.STOPPED, "start_failed",
+                                            f"the sandbox did not start: {exc}")
             raise
         finally:
             release()
@@ -287,6 +291,8 @@ class SandboxService:
         if state is SandboxState.PAUSED:
             self.records.transition(sandbox_id, SandboxState.STOPPED, "killed",
                                     f"killed while paused; snapshot {row['snapshot_id']} is kept")
+        elif state is SandboxState.BROKEN:
+            self.records.transition(sandbox_id, SandboxState.STOPPED, "killed", "killed while broken")
         elif state is SandboxState.CREATING and row["process_tag"] == self._process_tag:
             # its create sees this state when the start is done, and stops it there
             self.records.transition(sandbox_id, SandboxState.STOPPING, "killed", "killed while it was being created")
@@ -316,14 +322,14 @@ class SandboxService:
             yield live.sandbox
         except SandboxCrashedError as exc:
             self.stats["crashed"] += 1
-            await self._stop(sandbox_id, "crashed", f"the sandbox crashed: {exc}")
+            await self._break(sandbox_id, "crashed", f"the sandbox crashed: {exc}")
             raise
         finally:
             live.operations -= 1
             async with live.idle:
                 live.idle.notify_all()
             if live.sandbox.closed and sandbox_id in self.live:
-                await self._stop(sandbox_id, "crashed", "the sandbox was torn down after a broken run")
+                await self._break(sandbox_id, "crashed", "the sandbox was torn down after a broken run")
 
     # --- internals -----------------------------------------------------------------
 
@@ -359,6 +365,13 @@ class SandboxService:
             await live.sandbox.close()
         self.records.transition(sandbox_id, SandboxState.STOPPED, "stopped", "its processes were killed")
 
+    async def _break(self, sandbox_id: str, kind: str, message: str) -> None:
+        """Record a sandbox whose host side failed for good as Broken and tear down what is left of it."""
+        live = self.live.pop(sandbox_id, None)
+        self.records.transition(sandbox_id, SandboxState.BROKEN, kind, message)  # a kill that came first wins
+        if live is not None:
+            await live.sandbox.close()
+
     async def _reap_forever(self) -> None:
         while True:
             await asyncio.sleep(self.config.reap_interval_s)
@@ -368,15 +381,21 @@ class SandboxService:
                 log.exception("reaper pass failed")
 
     async def reap(self) -> int:
-        """Kill this process's sandboxes whose time to live passed; returns how many."""
+        """Kill this process's sandboxes whose time to live passed (broken ones too); returns how many."""
         now, reaped = time.time(), 0
         for sandbox_id, live in list(self.live.items()):
             if live.sandbox.closed:
-                await self._stop(sandbox_id, "crashed", "the sandbox died")
+                await self._break(sandbox_id, "crashed", "the sandbox died")
                 continue
             row = self.records.sandbox_row(sandbox_id, None)
             if row["expires_at"] is not None and row["expires_at"] <= now and not live.pausing:
                 await self._stop(sandbox_id, "expired", "its time to live passed")
+                self.stats["expired"] += 1
+                reaped += 1
+        for row in self.records.sandboxes(None, SandboxState.BROKEN):
+            if (row["process_tag"] == self._process_tag and row["expires_at"] is not None
+                    and row["expires_at"] <= now and self.records.transition(
+                        row["id"], SandboxState.STOPPED, "expired", "its time to live passed while broken")):
                 self.stats["expired"] += 1
                 reaped += 1
         return reaped

@@ -1,68 +1,44 @@
-"""Runs and commands as one async stream of output events followed by the result.
+"""A hosted sandbox's runs and commands: to their end, or as a stream of output events then the result.
 
-:func:`execution_stream` turns a run that reports output through callbacks
-into an async iterator; closing the iterator early cancels the run.
-:func:`start_execution` starts what a RunRequest or CommandRequest asks for.
+:func:`execute` does what a RunRequest or CommandRequest asks and returns its
+result; :func:`stream` yields the output as it comes, then the ExecutionResult,
+straight from the sandbox's own streams (``AsyncSandbox.stream``,
+``commands.stream``). The request was validated where it entered (the route's
+or the client's schema); the sandbox checks its run input once more, at the
+call, so bad input is refused before anything runs or streams. Closing a
+stream early cancels the run.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
+from corral.contract.schemas import CommandRequest, RunRequest
+from corral.errors import InvalidInputError
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent
 from corral.sandbox import AsyncSandbox
-from corral.contract.schemas import CommandRequest, RunRequest
-
-Start = Callable[[Callable | None, Callable | None], Awaitable[ExecutionResult | BackgroundCommand]]
 
 
-def check_execution(sandbox: AsyncSandbox, request: RunRequest | CommandRequest) -> None:
-    """Refuse bad input (InvalidInputError) before anything runs."""
+def stream(sandbox: AsyncSandbox, request: RunRequest | CommandRequest) -> AsyncIterator[OutputEvent | ExecutionResult]:
+    """Output events of ``request`` as they come, then its result (InvalidInputError here, on bad input)."""
     if isinstance(request, RunRequest):
-        sandbox._options(request.code, request.language, True, request.timeout, request.env, request.cwd, None)
-    elif not request.background:
-        sandbox._options(request.cmd, "shell", False, request.timeout, request.env, request.cwd, request.stdin)
-
-
-def start_execution(sandbox: AsyncSandbox, request: RunRequest | CommandRequest) -> Start:
-    """A function that runs ``request`` in ``sandbox`` with the given output callbacks."""
-    if isinstance(request, RunRequest):
-        return lambda on_stdout, on_stderr: sandbox.run(
-            request.code, language=request.language, timeout=request.timeout, env=request.env, cwd=request.cwd,
-            on_stdout=on_stdout, on_stderr=on_stderr,
-        )
+        return sandbox.stream(request.code, language=request.language, timeout=request.timeout, env=request.env,
+                              cwd=request.cwd)
     if request.background:
-        return lambda on_stdout, on_stderr: _start_background(sandbox, request)
-    return lambda on_stdout, on_stderr: sandbox.commands.run(
-        request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin, timeout=request.timeout,
-        on_stdout=on_stdout, on_stderr=on_stderr,
-    )
+        raise InvalidInputError("a background command answers at once: it has no stream")
+    return sandbox.commands.stream(request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin,
+                                   timeout=request.timeout)
 
 
-async def _start_background(sandbox: AsyncSandbox, request: CommandRequest) -> BackgroundCommand:
-    """Start a background command and let it run on its own (its output goes to its log file)."""
-    handle = await sandbox.commands.start(request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin_pipe,
-                                          timeout=request.timeout)
-    await handle.disconnect()
-    return handle.info
-
-
-async def execution_stream(start: Start) -> AsyncIterator[OutputEvent | ExecutionResult]:
-    """Yield OutputEvents as the run reports them, then its ExecutionResult (or raise its error)."""
-    queue: asyncio.Queue = asyncio.Queue()
-    task = asyncio.ensure_future(start(
-        lambda data: queue.put_nowait(OutputEvent(stream="stdout", data=data)),
-        lambda data: queue.put_nowait(OutputEvent(stream="stderr", data=data)),
-    ))
-    task.add_done_callback(lambda _: queue.put_nowait(None))
-    try:
-        while (item := await queue.get()) is not None:
-            yield item
-        yield task.result()
-    finally:
-        if not task.done():
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+async def execute(sandbox: AsyncSandbox, request: RunRequest | CommandRequest) -> ExecutionResult | BackgroundCommand:
+    """Run ``request`` to its end (a background command: start it and answer its pid and log file)."""
+    if isinstance(request, RunRequest):
+        return await sandbox.run(request.code, language=request.language, timeout=request.timeout, env=request.env,
+                                 cwd=request.cwd)
+    if request.background:
+        handle = await sandbox.commands.start(request.cmd, cwd=request.cwd, env=request.env,
+                                              stdin=request.stdin_pipe, timeout=request.timeout)
+        await handle.disconnect()  # it runs on by itself; its output goes to its log file
+        return handle.info
+    return await sandbox.commands.run(request.cmd, cwd=request.cwd, env=request.env, stdin=request.stdin,
+                                      timeout=request.timeout)

@@ -124,8 +124,8 @@ async def _healthy(sandbox: AsyncSandbox) -> bool:
     if sandbox.closed:
         return False
     try:
-        channel = sandbox._ready_lease().channel
-        event = await asyncio.wait_for(channel.call(lambda request_id: PingRequest(id=request_id)), PING_TIMEOUT_S)
+        event = await asyncio.wait_for(sandbox.channel.call(lambda request_id: PingRequest(id=request_id)),
+                                       PING_TIMEOUT_S)
     except (asyncio.TimeoutError, CorralError):
         return False
     return isinstance(event, Ack)

@@ -105,7 +105,7 @@ def test_a_served_sandbox_on_a_lost_node_is_reported_and_recorded(cluster_server
     assert victim in str(caught.value)
     with cluster_server.client() as client:
         events = client.get(f"/sandboxes/{on_victim.id}/events").json()
-        assert client.get(f"/sandboxes/{on_victim.id}").json()["state"] == "stopped"
+        assert client.get(f"/sandboxes/{on_victim.id}").json()["state"] == "broken"
     assert any(event["kind"] == "crashed" and victim in event["message"] for event in events), events
     for sandbox in created:
         if sandbox is not on_victim:

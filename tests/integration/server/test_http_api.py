@@ -270,3 +270,16 @@ def test_revoking_a_key_revokes_the_tokens_of_its_sandboxes(server: ServerProces
         _error(token.get(f"/sandboxes/{created['id']}"), 401)
     with server.client() as api:  # the sandbox itself is not another key's to kill; it expires with its TTL
         _error(api.delete(f"/sandboxes/{created['id']}"), 404)
+
+
+def test_a_streamed_command_whose_client_leaves_is_killed(api: httpx.Client, sandbox: dict):
+    base = f"/sandboxes/{sandbox['id']}"
+    with api.stream("POST", f"{base}/commands", json={"cmd": "echo up; exec sleep 304.75", "stream": True}) as response:
+        assert json.loads(next(response.iter_lines())) == {"type": "output", "stream": "stdout", "data": "up\n"}
+    deadline = time.monotonic() + 15
+    while "sleep 304.75" in api.post(f"{base}/commands", json={"cmd": "ps -eo args"}).json()["stdout"]:
+        assert time.monotonic() < deadline, "the command outlived the stream its client closed"
+        time.sleep(0.1)
+    refused = api.post(f"{base}/runs", json={"code": "1", "cwd": "/tmp/\u0000", "stream": True})  # the sandbox's check
+    assert refused.headers["content-type"].startswith("application/json")  # an error, not a stream
+    assert "cwd" in _error(refused, 422)["message"]

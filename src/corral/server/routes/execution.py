@@ -22,7 +22,7 @@ from corral.server.auth import Caller, sandbox_access
 from corral.server.limits import ndjson
 from corral.server.routes.common import AUTH_ERRORS, errors, service
 from corral.contract.schemas import CommandRequest, RunRequest
-from corral.hosted.streaming import check_execution, execution_stream, start_execution
+from corral.hosted import streaming
 
 router = APIRouter(tags=["execution"])
 
@@ -48,7 +48,7 @@ async def run_command(sandbox_id: str, body: CommandRequest, request: Request,
 async def _execute(request: Request, sandbox_id: str, caller: Caller, body: RunRequest | CommandRequest):
     if not body.stream or getattr(body, "background", False):
         async with service(request).use(sandbox_id, caller.owner) as sandbox:
-            return await start_execution(sandbox, body)(None, None)
+            return await streaming.execute(sandbox, body)
     slots = request.app.state.streams
     if not slots.try_acquire():
         raise LimitExceededError(f"{slots.limit} streams are open on this server (the limit): retry shortly "
@@ -57,12 +57,11 @@ async def _execute(request: Request, sandbox_id: str, caller: Caller, body: RunR
     try:
         stack.callback(slots.release)
         sandbox = await stack.enter_async_context(service(request).use(sandbox_id, caller.owner))
-        check_execution(sandbox, body)  # bad input is a 4xx, before the stream begins
+        events = streaming.stream(sandbox, body)  # bad input is a 4xx, before the stream begins
     except BaseException:
         await stack.aclose()
         raise
-    return StreamingResponse(_lines(stack, execution_stream(start_execution(sandbox, body))),
-                             media_type="application/x-ndjson")
+    return StreamingResponse(_lines(stack, events), media_type="application/x-ndjson")
 
 
 async def _lines(stack: contextlib.AsyncExitStack, events: AsyncIterator) -> AsyncIterator[bytes]:
