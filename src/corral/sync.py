@@ -66,6 +66,11 @@ class Sandbox:
         return self._async.spec
 
     @property
+    def language(self) -> Language:
+        """Default language of ``run``."""
+        return self._async.language
+
+    @property
     def isolation(self) -> str | None:
         """The isolation level in use (known once started)."""
         return self._async.isolation
