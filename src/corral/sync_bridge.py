@@ -79,6 +79,8 @@ class _Bridge:
         this thread as the loop hands them over (a callback that raises cancels the call)."""
         loop = self.loop()
         if _running_on(loop):
+            if asyncio.iscoroutine(awaitable):
+                awaitable.close()  # never to run: no "never awaited" warning
             raise RuntimeError("the synchronous corral API cannot be called from its own event loop")
         future = asyncio.run_coroutine_threadsafe(_await(awaitable), loop)
         try:
