@@ -13,7 +13,7 @@ from corral import Sandbox
 
 server = {"server": sys.argv[1]} if len(sys.argv) > 1 else {}
 
-sandbox = Sandbox.create(template="python", timeout=300, metadata={"example": "hosted"}, **server)
+sandbox = Sandbox.create(template="python", ttl=300, metadata={"example": "hosted"}, **server)
 print("created", sandbox.id)
 sandbox.run("import json; notes = {'step': 1}")
 sandbox.run("open('notes.json', 'w').write(json.dumps(notes))")

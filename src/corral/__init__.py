@@ -30,6 +30,7 @@ from corral.errors import (
     SandboxStartError,
     TransientError,
 )
+from corral.version import __version__ as __version__
 
 if TYPE_CHECKING:
     from corral.models import (
@@ -47,12 +48,12 @@ if TYPE_CHECKING:
     from corral.network import EgressDecision, ExposedPort, Network, PortMapping
     from corral.oneshot import arun
     from corral.pool import AsyncPool
-    from corral.sandbox import AsyncSandbox
+    from corral.public import AsyncSandbox, Sandbox
     from corral.batch.items import BatchItem, TestCase
     from corral.batch.many import arun_many
     from corral.batch.verdicts import BatchResult, TestResult
     from corral.commands import AsyncCommandHandle
-    from corral.sync import Pool, Sandbox, run, run_many
+    from corral.sync import Pool, run, run_many
     from corral.sync_commands import CommandHandle
 
 #: Public names imported on first use (PEP 562), so ``import corral`` does not pay for
@@ -68,8 +69,8 @@ _LAZY = {
     "AsyncPool": "corral.pool",
     "AsyncCommandHandle": "corral.commands",
     "CommandHandle": "corral.sync_commands",
-    "AsyncSandbox": "corral.sandbox",
-    **dict.fromkeys(("Pool", "Sandbox", "run", "run_many"), "corral.sync"),
+    **dict.fromkeys(("AsyncSandbox", "Sandbox"), "corral.public"),
+    **dict.fromkeys(("Pool", "run", "run_many"), "corral.sync"),
     **dict.fromkeys(("BatchItem", "TestCase"), "corral.batch.items"),
     "arun_many": "corral.batch.many",
     **dict.fromkeys(("BatchResult", "TestResult"), "corral.batch.verdicts"),
@@ -87,8 +88,6 @@ def __getattr__(name: str) -> object:
 def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncCommandHandle",

@@ -20,6 +20,7 @@ from corral.backends.base import Instance
 from corral.channel import Channel
 from corral.errors import InvalidInputError
 from corral.models import SandboxSpec
+from corral.sync_bridge import bridge
 
 #: Teardown waits this long first, so the code waiting for the result runs first.
 TEARDOWN_DELAY_S = 0.01
@@ -130,3 +131,6 @@ async def wait_for_teardowns(timeout: float = 30.0) -> None:
     while teardowns.tasks and time.monotonic() < end:
         with contextlib.suppress(Exception):
             await asyncio.wait(set(teardowns.tasks), timeout=max(end - time.monotonic(), 0.001))
+
+
+bridge.at_exit(wait_for_teardowns)  # the sync API's sandboxes are torn down before the program ends

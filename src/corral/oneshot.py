@@ -27,6 +27,7 @@ from corral.models import ExecutionResult, Language, SandboxSpec
 from corral.network import ExposedPort, Network, PortMapping
 from corral.pool import AsyncPool, run_files
 from corral.sandbox import AsyncSandbox, OutputCallback, make_spec
+from corral.sync_bridge import bridge
 
 #: A shared warm sandbox is closed after this many seconds without a run.
 SHARED_IDLE_S = 60.0
@@ -153,3 +154,14 @@ def _stop_leftover_sandboxes() -> None:
     """At exit, stop the sandboxes of shared pools whose loop is gone (``asyncio.run`` returned)."""
     for pool in _default_pools.values():
         pool.stop_now()
+
+
+def _forget_parent_pools() -> None:
+    """In a forked child: the shared pools are the parent's (its sandboxes, its loops); never stop them here."""
+    _default_pools.clear()
+    _last_used.clear()
+    _keepers.clear()
+
+
+bridge.at_exit(close_default_pools)  # registered after lease's teardown wait, so it runs before it
+os.register_at_fork(after_in_child=_forget_parent_pools)

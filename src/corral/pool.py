@@ -21,7 +21,6 @@ import dataclasses
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 from corral.batch.runner import Items, pool_map
 from corral.batch.verdicts import BatchResult
@@ -59,14 +58,21 @@ class AsyncPool:
         isolation: str = "auto",
         env: dict[str, str] | None = None,
         recycle: bool = False,
-        **limits: Any,
+        timeout: float | None = None,
+        memory_mb: int | None = None,
+        pids: int | None = None,
+        cpus: float | None = None,
+        disk_mb: int | None = None,
+        stdout_limit: int | None = None,
+        stderr_limit: int | None = None,
     ):
         if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 1024:
             raise InvalidInputError(f"pool size must be an integer in [0, 1024], got {size!r}")
         self.size = size
         #: Deprecated and ignored: every pool reuses its sandboxes, with per-run isolation.
         self.recycle = recycle
-        self.spec = make_spec(language, isolation, env, **limits)
+        self.spec = make_spec(language, isolation, env, timeout=timeout, memory_mb=memory_mb, pids=pids, cpus=cpus,
+                              disk_mb=disk_mb, stdout_limit=stdout_limit, stderr_limit=stderr_limit)
         self._ready: asyncio.Queue[Lease] = asyncio.Queue()
         self._starting = 0
         #: Sandboxes busy with a Pool.run right now (they come back when it ends).

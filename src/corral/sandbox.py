@@ -26,6 +26,7 @@ from corral.errors import (
     SandboxCrashedError,
 )
 from corral.network import EgressDecision, ExposedPort, Network, PortMapping
+from corral.output import OutputCallback, consume
 from corral.packages import check_index, check_packages, index_hosts, install_command
 from corral.services import SandboxServices
 from corral.terminal import AsyncTerminal
@@ -61,10 +62,7 @@ from corral.protocol import (
 )
 
 if TYPE_CHECKING:
-    from corral.client.handle import AsyncHostedSandbox
     from corral.pool import AsyncPool
-
-OutputCallback = Callable[[str], Any]
 
 
 class State(enum.Enum):
@@ -133,37 +131,6 @@ class AsyncSandbox:
         self._unreported_reset = False
         self.files = AsyncFiles(self)
         self.commands = AsyncCommands(self)
-
-    # hosted sandboxes (corral.client): an id, pause/resume, on a corral server (server=URL) or in process.
-    # corral.client is built on this module (and costs ~90 ms to import), so it is imported when first used.
-
-    @staticmethod
-    async def create(template: str = "python", **options: Any) -> AsyncHostedSandbox:
-        """Start a hosted sandbox (``server=``, ``api_key=``, ``timeout=``, ``metadata=``); see corral.client."""
-        from corral.client.handle import AsyncHostedSandbox
-
-        return await AsyncHostedSandbox.create(template, **options)
-
-    @staticmethod
-    async def connect(sandbox_id: str, **options: Any) -> AsyncHostedSandbox:
-        """Attach to a hosted sandbox by id (``server=``, ``api_key=`` or ``access_token=``)."""
-        from corral.client.handle import AsyncHostedSandbox
-
-        return await AsyncHostedSandbox.connect(sandbox_id, **options)
-
-    @staticmethod
-    async def list(**options: Any) -> list:
-        """Hosted sandboxes whose metadata matches (``server=``, ``api_key=``, ``metadata=``, ``state=``)."""
-        from corral.client.handle import AsyncHostedSandbox
-
-        return await AsyncHostedSandbox.list(**options)
-
-    @staticmethod
-    async def resume(snapshot_id: str, **options: Any) -> AsyncHostedSandbox:
-        """A new hosted sandbox continuing a snapshot that ``pause()`` left."""
-        from corral.client.handle import AsyncHostedSandbox
-
-        return await AsyncHostedSandbox.resume(snapshot_id, **options)
 
     @property
     def language(self) -> Language:
@@ -248,8 +215,12 @@ class AsyncSandbox:
             raise PackageInstallError(specs, result)
         return result
 
+    async def kill(self) -> None:
+        """Stop the sandbox; teardown finishes in the background. Idempotent."""
+        await self.close()
+
     async def close(self) -> None:
-        """Kill the sandbox; teardown finishes in the background. Idempotent."""
+        """The same as :meth:`kill` (a local sandbox cannot outlive its object); ``async with`` calls it."""
         if self._state is State.CLOSED:
             return
         self._state = State.CLOSED
@@ -371,7 +342,7 @@ class AsyncSandbox:
                       on_stderr: OutputCallback | None = None) -> ExecutionResult:
         """Run ``options`` (from :meth:`run_options`) to its end: :meth:`events` with the output
         handed to the callbacks (called on the loop; a coroutine they return is awaited)."""
-        return await _consume(self.events(options), on_stdout, on_stderr)
+        return await consume(self.events(options), on_stdout, on_stderr)
 
     async def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
                        env: dict[str, str] | None = None, cwd: str | None = None) -> AsyncTerminal:
@@ -385,19 +356,6 @@ class AsyncSandbox:
         if isinstance(event, Error):
             raise agent_error(event, "file")
         return event
-
-
-async def _consume(events: AsyncIterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
-                   on_stderr: OutputCallback | None) -> ExecutionResult:
-    async for item in events:
-        if isinstance(item, ExecutionResult):
-            return item
-        callback = on_stdout if item.stream == "stdout" else on_stderr
-        if callback is not None:
-            outcome = callback(item.data)
-            if asyncio.iscoroutine(outcome):
-                await outcome
-    raise ProtocolError("the run ended without a result")
 
 
 class AsyncFiles:

@@ -2,89 +2,73 @@
 
 Same names, same arguments, same results as :mod:`corral.sandbox`,
 :mod:`corral.pool` and :mod:`corral.oneshot`; each call runs on the shared
-background loop of :mod:`corral.sync_bridge`. Output callbacks are called in
-the caller's thread.
+background loop of :mod:`corral.sync_bridge`. Output callbacks given to a
+call run in the calling thread, before the call returns (see docs/api.md,
+"Callbacks and threads").
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corral.batch.many import arun_many
 from corral.batch.runner import Items
 from corral.batch.verdicts import BatchResult
-from corral.errors import ProtocolError
-from corral.file_watch import AsyncFileWatch
-from corral.models import ExecutionResult, FileEntry, FileEvent, FileInfo, Language, OutputEvent
-from corral.network import EgressDecision, ExposedPort
+from corral.models import ExecutionResult, Language, OutputEvent, SandboxSpec
+from corral.network import EgressDecision, ExposedPort, Network, PortMapping
 from corral.oneshot import arun
+from corral.output import OutputCallback
 from corral.pool import AsyncPool
-from corral.sandbox import AsyncSandbox, OutputCallback
-from corral.sync_bridge import bridge
+from corral.sandbox import AsyncSandbox
+from corral.sync_bridge import Relay, bridge
 from corral.sync_commands import Commands
+from corral.sync_files import FileWatch, Files
 from corral.terminal import AsyncTerminal
 
-if TYPE_CHECKING:
-    from corral.client.sync import HostedSandbox
-
-
-def consume(items: Iterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
-            on_stderr: OutputCallback | None) -> ExecutionResult:
-    """Call the callbacks for each output event of a stream, in this thread; return its result."""
-    for item in items:
-        if isinstance(item, ExecutionResult):
-            return item
-        callback = on_stdout if item.stream == "stdout" else on_stderr
-        if callback is not None:
-            callback(item.data)
-    raise ProtocolError("the run ended without a result")
+__all__ = ["FileWatch", "Files", "Pool", "Sandbox", "Terminal", "run", "run_many"]
 
 
 class Sandbox:
     """A sandbox that lives until closed; ``with`` starts and closes it. See AsyncSandbox."""
 
-    def __init__(self, language: Language = "python", *, pool: Pool | None = None, **options: Any):
-        self._async = bridge.call(_construct(language, pool._async if pool else None, options))
-        self.files = Files(self._async)
+    def __init__(
+        self,
+        language: Language = "python",
+        *,
+        isolation: str = "auto",
+        timeout: float | None = None,
+        memory_mb: int | None = None,
+        pids: int | None = None,
+        cpus: float | None = None,
+        disk_mb: int | None = None,
+        stdout_limit: int | None = None,
+        stderr_limit: int | None = None,
+        env: dict[str, str] | None = None,
+        network: Network | None = None,
+        expose: list[PortMapping | int] | None = None,
+        packages: list[str] | None = None,
+        index_url: str | None = None,
+        pool: Pool | None = None,
+    ):
+        self._async = bridge.call(_construct(AsyncSandbox, language, isolation=isolation, timeout=timeout,
+                                             memory_mb=memory_mb, pids=pids, cpus=cpus, disk_mb=disk_mb,
+                                             stdout_limit=stdout_limit, stderr_limit=stderr_limit, env=env,
+                                             network=network, expose=expose, packages=packages, index_url=index_url,
+                                             pool=pool._async if pool else None))
+        self.files = Files(self._async.files)
         self.commands = Commands(self._async)
 
-    # hosted sandboxes (corral.client): an id, pause/resume, on a corral server (server=URL) or in process.
-    # corral.client (with httpx, ~90 ms) is imported when first used, not by every `import corral`.
-
-    @staticmethod
-    def create(template: str = "python", **options: Any) -> HostedSandbox:
-        """Start a hosted sandbox (``server=``, ``api_key=``, ``timeout=``, ``metadata=``); see corral.client."""
-        from corral.client.sync import HostedSandbox
-
-        return HostedSandbox.create(template, **options)
-
-    @staticmethod
-    def connect(sandbox_id: str, **options: Any) -> HostedSandbox:
-        """Attach to a hosted sandbox by id (``server=``, ``api_key=`` or ``access_token=``)."""
-        from corral.client.sync import HostedSandbox
-
-        return HostedSandbox.connect(sandbox_id, **options)
-
-    @staticmethod
-    def list(**options: Any) -> list:
-        """Hosted sandboxes whose metadata matches (``server=``, ``api_key=``, ``metadata=``, ``state=``)."""
-        from corral.client.sync import HostedSandbox
-
-        return HostedSandbox.list(**options)
-
-    @staticmethod
-    def resume(snapshot_id: str, **options: Any) -> HostedSandbox:
-        """A new hosted sandbox continuing a snapshot that ``pause()`` left."""
-        from corral.client.sync import HostedSandbox
-
-        return HostedSandbox.resume(snapshot_id, **options)
-
     @property
-    def spec(self):
+    def spec(self) -> SandboxSpec:
         """The validated configuration."""
         return self._async.spec
+
+    @property
+    def language(self) -> Language:
+        """Default language of ``run``."""
+        return self._async.language
 
     @property
     def isolation(self) -> str | None:
@@ -109,9 +93,14 @@ class Sandbox:
         """A microVM's serial console, the process sandbox's stderr (while the sandbox runs)."""
         return self._async.console_log()
 
-    def install(self, packages: list[str], **options: Any) -> ExecutionResult:
-        """Install pinned packages into the sandbox (see AsyncSandbox.install)."""
-        return bridge.call(self._async.install(packages, **options))
+    def install(self, packages: list[str], *, language: Language | None = None, index_url: str | None = None,
+                timeout: float = 300.0, on_stdout: OutputCallback | None = None,
+                on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Install pinned packages into the sandbox (see AsyncSandbox.install); callbacks run in this thread."""
+        relay = Relay()
+        return bridge.call(self._async.install(packages, language=language, index_url=index_url, timeout=timeout,
+                                               on_stdout=relay.wrap(on_stdout), on_stderr=relay.wrap(on_stderr)),
+                           relay)
 
     def start(self, *, memory_snapshot: Path | None = None) -> Sandbox:
         """Start the sandbox (``with`` does it for you); ``memory_snapshot``: continue a paused one."""
@@ -122,8 +111,12 @@ class Sandbox:
         """Save the whole sandbox, memory included, into ``directory`` and close it (``microvm``)."""
         bridge.call(self._async.pause_memory(directory))
 
+    def kill(self) -> None:
+        """Stop the sandbox; teardown finishes in the background. Idempotent."""
+        bridge.call(self._async.kill())
+
     def close(self) -> None:
-        """Kill the sandbox; teardown finishes in the background."""
+        """The same as :meth:`kill` (a local sandbox cannot outlive its object); ``with`` calls it."""
         bridge.call(self._async.close())
 
     def __enter__(self) -> Sandbox:
@@ -132,29 +125,31 @@ class Sandbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def stream(self, code: str, **options: Any) -> Iterator[OutputEvent | ExecutionResult]:
+    def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+               env: dict[str, str] | None = None, cwd: str | None = None) -> Iterator[OutputEvent | ExecutionResult]:
         """Run ``code`` in the session; yield OutputEvents, then the ExecutionResult."""
-        return bridge.iterate(self._async.stream(code, **options))
+        return bridge.iterate(self._async.stream(code, language=language, timeout=timeout, env=env, cwd=cwd))
 
     def terminal(self, *, cols: int = 80, rows: int = 24, command: str | None = None,
                  env: dict[str, str] | None = None, cwd: str | None = None) -> Terminal:
         """A program on a pseudo-terminal (``command`` None: an interactive bash); use it with ``with``."""
         return Terminal(bridge.call(self._async.terminal(cols=cols, rows=rows, command=command, env=env, cwd=cwd)))
 
-    def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-            **options: Any) -> ExecutionResult:
+    def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+            env: dict[str, str] | None = None, cwd: str | None = None,
+            on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
         """Run ``code`` in the session interpreter (state is kept between calls).
 
         Callbacks are called in this thread, as the output arrives.
         """
-        if on_stdout is None and on_stderr is None:
-            return bridge.call(self._async.run(code, **options))  # one round trip to the loop
-        return consume(self.stream(code, **options), on_stdout, on_stderr)
+        relay = Relay()
+        return bridge.call(self._async.run(code, language=language, timeout=timeout, env=env, cwd=cwd,
+                                           on_stdout=relay.wrap(on_stdout), on_stderr=relay.wrap(on_stderr)), relay)
 
 
-async def _construct(language: str, pool: AsyncPool | None, options: dict[str, Any]) -> AsyncSandbox:
-    # built on the bridge's loop so its asyncio objects belong there
-    return AsyncSandbox(language, pool=pool, **options)
+async def _construct(cls: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``cls(*args, **kwargs)`` built on the bridge's loop, so that its asyncio objects belong there."""
+    return cls(*args, **kwargs)
 
 
 class Terminal:
@@ -221,86 +216,17 @@ class Terminal:
         self.close()
 
 
-class Files:
-    """Files inside the sandbox. See AsyncFiles."""
-
-    def __init__(self, sandbox: AsyncSandbox):
-        self._files = sandbox.files
-
-    def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
-        """Create or replace ``path``; returns the bytes written."""
-        return bridge.call(self._files.write(path, data, mode=mode))
-
-    def read(self, path: str) -> bytes:
-        """The whole contents of a regular file."""
-        return bridge.call(self._files.read(path))
-
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        """A file decoded as text."""
-        return bridge.call(self._files.read_text(path, encoding))
-
-    def list(self, path: str = ".") -> list[FileEntry]:
-        """Entries of a directory."""
-        return bridge.call(self._files.list(path))
-
-    def remove(self, path: str, *, recursive: bool = False) -> None:
-        """Remove a file or directory."""
-        bridge.call(self._files.remove(path, recursive=recursive))
-
-    def stat(self, path: str) -> FileInfo:
-        """What ``path`` is (a symlink is described, not followed)."""
-        return bridge.call(self._files.stat(path))
-
-    def exists(self, path: str) -> bool:
-        """True if something is at ``path``."""
-        return bridge.call(self._files.exists(path))
-
-    def make_dir(self, path: str, *, parents: bool = False) -> FileInfo:
-        """Create a directory (``parents``: with its missing parents)."""
-        return bridge.call(self._files.make_dir(path, parents=parents))
-
-    def rename(self, source: str, destination: str) -> FileInfo:
-        """Move ``source`` to ``destination``."""
-        return bridge.call(self._files.rename(source, destination))
-
-    def watch(self, path: str = ".", *, recursive: bool = False) -> FileWatch:
-        """Watch a directory: iterate the returned watch for FileEvents until it is closed."""
-        return FileWatch(bridge.call(self._files.watch(path, recursive=recursive)))
-
-
-class FileWatch:
-    """A directory watch: ``for event in watch`` until :meth:`close` (or ``with``). See AsyncFileWatch."""
-
-    def __init__(self, watch: AsyncFileWatch):
-        self._async = watch
-
-    def __iter__(self) -> Iterator[FileEvent]:
-        return bridge.iterate(aiter(self._async))
-
-    def pending(self) -> list[FileEvent]:
-        """The events that arrived and were not consumed yet (without waiting)."""
-        return bridge.call(_pending(self._async))
-
-    def close(self) -> None:
-        """Stop watching."""
-        bridge.call(self._async.close())
-
-    def __enter__(self) -> FileWatch:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-async def _pending(watch: AsyncFileWatch) -> list[FileEvent]:
-    return watch.pending()
-
-
 class Pool:
     """Warm sandboxes for one configuration. See AsyncPool."""
 
-    def __init__(self, size: int = 4, **config: Any):
-        self._async = bridge.call(_construct_pool(size, config))
+    def __init__(self, size: int = 4, *, language: Language = "python", isolation: str = "auto",
+                 env: dict[str, str] | None = None, recycle: bool = False, timeout: float | None = None,
+                 memory_mb: int | None = None, pids: int | None = None, cpus: float | None = None,
+                 disk_mb: int | None = None, stdout_limit: int | None = None, stderr_limit: int | None = None):
+        self._async = bridge.call(_construct(AsyncPool, size, language=language, isolation=isolation, env=env,
+                                             recycle=recycle, timeout=timeout, memory_mb=memory_mb, pids=pids,
+                                             cpus=cpus, disk_mb=disk_mb, stdout_limit=stdout_limit,
+                                             stderr_limit=stderr_limit))
 
     def start(self, *, wait: bool = True) -> Pool:
         """Begin filling; with ``wait`` return once the pool is full."""
@@ -313,10 +239,15 @@ class Pool:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def run(self, code: str, *, on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-            **options: Any) -> ExecutionResult:
-        """Run ``code`` once in a fresh process on a warm sandbox (callbacks run on corral's loop thread)."""
-        return bridge.call(self._async.run(code, on_stdout=on_stdout, on_stderr=on_stderr, **options))
+    def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+            env: dict[str, str] | None = None, stdin: bytes | str | None = None,
+            files: dict[str, bytes | str] | None = None,
+            on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run ``code`` once in a fresh process on a warm sandbox; callbacks run in this thread."""
+        relay = Relay()
+        return bridge.call(self._async.run(code, language=language, timeout=timeout, env=env, stdin=stdin,
+                                           files=files, on_stdout=relay.wrap(on_stdout),
+                                           on_stderr=relay.wrap(on_stderr)), relay)
 
     def map(self, items: Items, *, concurrency: int | None = None, ordered: bool = False) -> Iterator[BatchResult]:
         """Run batch items on this pool; BatchResults as they complete (see AsyncPool.map)."""
@@ -335,19 +266,41 @@ class Pool:
         bridge.call(self._async.close())
 
 
-async def _construct_pool(size: int, config: dict[str, Any]) -> AsyncPool:
-    return AsyncPool(size, **config)
-
-
-def run(code: str, language: Language = "python", *, pool: Pool | None = None,
-        on_stdout: OutputCallback | None = None, on_stderr: OutputCallback | None = None,
-        **options: Any) -> ExecutionResult:
+def run(
+    code: str,
+    language: Language = "python",
+    *,
+    isolation: str = "auto",
+    timeout: float | None = None,
+    memory_mb: int | None = None,
+    pids: int | None = None,
+    cpus: float | None = None,
+    disk_mb: int | None = None,
+    env: dict[str, str] | None = None,
+    stdin: bytes | str | None = None,
+    network: Network | None = None,
+    expose: list[PortMapping | int] | None = None,
+    packages: list[str] | None = None,
+    index_url: str | None = None,
+    files: dict[str, bytes | str] | None = None,
+    fresh: bool = False,
+    pool: Pool | None = None,
+    pool_size: int | None = None,
+    on_stdout: OutputCallback | None = None,
+    on_stderr: OutputCallback | None = None,
+    on_exposed: Callable[[list[ExposedPort]], Any] | None = None,
+) -> ExecutionResult:
     """Run ``code`` once in a fresh sandbox (or on ``pool``/``pool_size=N``). See ``corral.arun``.
 
-    Output callbacks, if given, are called on corral's background loop thread.
+    The callbacks (``on_stdout``, ``on_stderr``, ``on_exposed``) are called in this thread.
     """
-    return bridge.call(arun(code, language, pool=pool._async if pool else None,
-                            on_stdout=on_stdout, on_stderr=on_stderr, **options))
+    relay = Relay()
+    return bridge.call(arun(code, language, isolation=isolation, timeout=timeout, memory_mb=memory_mb, pids=pids,
+                            cpus=cpus, disk_mb=disk_mb, env=env, stdin=stdin, network=network, expose=expose,
+                            packages=packages, index_url=index_url, files=files, fresh=fresh,
+                            pool=pool._async if pool else None, pool_size=pool_size,
+                            on_stdout=relay.wrap(on_stdout), on_stderr=relay.wrap(on_stderr),
+                            on_exposed=relay.wrap(on_exposed)), relay)
 
 
 def run_many(items: Items, *, concurrency: int = 4, ordered: bool = False, isolation: str = "auto",

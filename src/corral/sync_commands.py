@@ -1,7 +1,9 @@
 """The synchronous twins of :mod:`corral.commands`: ``Sandbox.commands`` and its command handles.
 
-Each call runs on the shared background loop of :mod:`corral.sync_bridge`;
-output callbacks given to ``start``/``connect``/``run`` run on that loop's thread.
+Each call runs on the shared background loop of :mod:`corral.sync_bridge`.
+Output callbacks of ``run`` are called in the calling thread before it returns;
+those of ``start``/``connect``/``run(background=True)`` outlive the call, so they
+run on that loop's thread (keep them short; they cannot call the sync API).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from corral.commands import AsyncCommandHandle, OutputCallback
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo
-from corral.sync_bridge import bridge
+from corral.sync_bridge import Relay, bridge
 
 if TYPE_CHECKING:
     from corral.sandbox import AsyncSandbox
@@ -116,10 +118,16 @@ class Commands:
             stdin: bytes | str | None = None, timeout: float | None = None, background: bool = False,
             on_stdout: OutputCallback | None = None,
             on_stderr: OutputCallback | None = None) -> ExecutionResult | CommandHandle:
-        """Run ``cmd`` with bash; returns its output and exit code (callbacks run on corral's loop thread)."""
+        """Run ``cmd`` with bash; returns its output and exit code.
+
+        Callbacks are called in this thread; with ``background`` (the handle outlives the call) on corral's loop.
+        """
+        relay = Relay()
+        if not background:
+            on_stdout, on_stderr = relay.wrap(on_stdout), relay.wrap(on_stderr)
         outcome = bridge.call(self._sandbox.commands.run(cmd, cwd=cwd, env=env, stdin=stdin, timeout=timeout,
                                                          background=background, on_stdout=on_stdout,
-                                                         on_stderr=on_stderr))
+                                                         on_stderr=on_stderr), relay)
         return CommandHandle(outcome) if isinstance(outcome, AsyncCommandHandle) else outcome
 
     def stream(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,

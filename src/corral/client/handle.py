@@ -8,15 +8,17 @@ both modes. :class:`corral.client.HostedSandbox` mirrors it synchronously.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import AsyncIterator
 from typing import Any
 
 from corral.client.local import LocalTransport
 from corral.client.remote import RemoteTransport
 from corral.client.terminal import AsyncHostedTerminal, check_size
-from corral.client.transport import OutputCallback, ProgressCallback, Transport
+from corral.client.transport import ProgressCallback, Transport
 from corral.commands import SIGNALS
-from corral.errors import FileOperationError, InvalidInputError, ProtocolError
+from corral.errors import FileOperationError, InvalidInputError
+from corral.output import OutputCallback, consume
 from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, Language, OutputEvent, ProcessInfo
 from corral.contract.states import SandboxState
 from corral.contract.schemas import (
@@ -68,17 +70,20 @@ class AsyncHostedSandbox:
 
     @classmethod
     async def create(cls, template: str = "python", *, server: str | None = None, api_key: str | None = None,
-                     timeout: float = DEFAULT_TTL_S, metadata: dict[str, str] | None = None,
-                     env: dict[str, str] | None = None, **limits: Any) -> AsyncHostedSandbox:
-        """Start a sandbox from ``template`` that lives ``timeout`` seconds unless extended.
+                     ttl: float | None = None, metadata: dict[str, str] | None = None,
+                     env: dict[str, str] | None = None, run_timeout: float | None = None,
+                     memory_mb: int | None = None, pids: int | None = None, cpus: float | None = None,
+                     disk_mb: int | None = None, timeout: float | None = None) -> AsyncHostedSandbox:
+        """Start a sandbox from ``template`` that lives ``ttl`` seconds (default 300) unless extended.
 
-        ``limits`` are those of corral.Limits (``memory_mb``, ``run_timeout`` for the default
-        per-run timeout, ``pids``, ``cpus``, ``disk_mb``).
+        ``run_timeout`` is the default limit of one run or command (as ``timeout`` of a local
+        ``Sandbox``); ``memory_mb``, ``pids``, ``cpus``, ``disk_mb`` are those of corral.Limits.
+        ``timeout`` is the deprecated name of ``ttl``.
         """
-        if "run_timeout" in limits:
-            limits["timeout"] = limits.pop("run_timeout")
-        request = validated(CreateSandbox, template=template, timeout=timeout, metadata=metadata or {},
-                            env=env or {}, limits=validated(LimitsRequest, **limits))
+        ttl = resolve_ttl(ttl, timeout, "create")
+        given = {"timeout": run_timeout, "memory_mb": memory_mb, "pids": pids, "cpus": cpus, "disk_mb": disk_mb}
+        request = validated(CreateSandbox, template=template, timeout=ttl, metadata=metadata or {}, env=env or {},
+                            limits=validated(LimitsRequest, **{k: v for k, v in given.items() if v is not None}))
         transport = _transport(server, api_key)
         try:
             created = await transport.create(request)
@@ -111,9 +116,13 @@ class AsyncHostedSandbox:
 
     @classmethod
     async def resume(cls, snapshot_id: str, *, server: str | None = None, api_key: str | None = None,
-                     timeout: float = DEFAULT_TTL_S, metadata: dict[str, str] | None = None) -> AsyncHostedSandbox:
-        """A new running sandbox continuing the snapshot a pause left."""
-        request = validated(ResumeSnapshot, timeout=timeout, metadata=metadata)
+                     ttl: float | None = None, metadata: dict[str, str] | None = None,
+                     timeout: float | None = None) -> AsyncHostedSandbox:
+        """A new running sandbox continuing the snapshot a pause left, living ``ttl`` seconds (default 300).
+
+        ``timeout`` is the deprecated name of ``ttl``.
+        """
+        request = validated(ResumeSnapshot, timeout=resolve_ttl(ttl, timeout, "resume"), metadata=metadata)
         transport = _transport(server, api_key)
         try:
             created = await transport.resume(snapshot_id, request)
@@ -141,10 +150,15 @@ class AsyncHostedSandbox:
         self.info = await self._transport.get(self.id)
         return self.info
 
-    async def set_timeout(self, seconds: float) -> SandboxInfo:
+    async def set_ttl(self, seconds: float) -> SandboxInfo:
         """Keep the sandbox alive ``seconds`` more, counted from now."""
         self.info = await self._transport.set_timeout(self.id, seconds)
         return self.info
+
+    async def set_timeout(self, seconds: float) -> SandboxInfo:
+        """Deprecated name of :meth:`set_ttl`."""
+        deprecated("set_timeout() is deprecated: call set_ttl()")
+        return await self.set_ttl(seconds)
 
     async def events(self) -> list[LogEvent]:
         """The sandbox's lifecycle events, oldest first."""
@@ -161,11 +175,16 @@ class AsyncHostedSandbox:
         try:
             self.info = await self._transport.kill(self.id)
         finally:
-            await self.close()
+            await self.disconnect()
 
-    async def close(self) -> None:
+    async def disconnect(self) -> None:
         """Release this object's connections; the sandbox itself keeps running (see kill)."""
         await self._transport.close()
+
+    async def close(self) -> None:
+        """Deprecated name of :meth:`disconnect` (a local sandbox's ``close`` kills it: call kill or disconnect)."""
+        deprecated("close() of a hosted sandbox is deprecated: call disconnect() (it keeps running) or kill()")
+        await self.disconnect()
 
     async def __aenter__(self) -> AsyncHostedSandbox:
         return self
@@ -196,21 +215,19 @@ class AsyncHostedSandbox:
         return self._transport.stream(self.id, request)
 
 
-async def consume(events: AsyncIterator[OutputEvent | ExecutionResult], on_stdout: OutputCallback | None,
-                  on_stderr: OutputCallback | None) -> ExecutionResult:
-    """Feed output events to the callbacks; return the result."""
-    try:
-        async for item in events:
-            if isinstance(item, ExecutionResult):
-                return item
-            callback = on_stdout if item.stream == "stdout" else on_stderr
-            if callback is not None:
-                outcome = callback(item.data)
-                if hasattr(outcome, "__await__"):
-                    await outcome
-    finally:
-        await events.aclose()
-    raise ProtocolError("the run ended without a result")
+def resolve_ttl(ttl: float | None, timeout: float | None, call: str) -> float:
+    """The time to live given as ``ttl`` or, deprecated, as ``timeout`` (DEFAULT_TTL_S if neither)."""
+    if timeout is None:
+        return DEFAULT_TTL_S if ttl is None else ttl
+    if ttl is not None:
+        raise InvalidInputError(f"{call}: ttl= and its deprecated name timeout= were both given")
+    deprecated(f"{call}(timeout=...) is deprecated: the time to live is ttl= (a run's limit is run_timeout=)", 4)
+    return timeout
+
+
+def deprecated(message: str, stacklevel: int = 3) -> None:
+    """Warn of a deprecated spelling (DeprecationWarning, pointing at the caller's line)."""
+    warnings.warn(f"corral deprecation: {message}", DeprecationWarning, stacklevel=stacklevel)
 
 
 class AsyncHostedCommands:

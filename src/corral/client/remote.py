@@ -60,7 +60,8 @@ _IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 #: Idle pooled connections are dropped before the server's keep-alive timeout (uvicorn: 5 s) ends them,
 #: so a request never goes out on a connection the server is closing.
 KEEPALIVE_S = 4.0
-_pooled: httpx.AsyncClient | None = None
+#: The keep-alive client of the sync API's loop, with that loop.
+_pooled: tuple[asyncio.AbstractEventLoop, httpx.AsyncClient] | None = None
 
 
 @lru_cache(maxsize=1)
@@ -92,9 +93,9 @@ class RemoteTransport(Transport):
         """A client for one call: the shared pool on corral's loop, else a fresh one closed afterwards."""
         global _pooled
         if bridge.owns_running_loop():  # the sync API's loop
-            if _pooled is None:
-                _pooled = _new_client()
-            yield _pooled
+            if _pooled is None or _pooled[0] is not asyncio.get_running_loop():  # none yet, or a forked parent's
+                _pooled = (asyncio.get_running_loop(), _new_client())
+            yield _pooled[1]
         else:
             async with _new_client() as client:
                 yield client

@@ -26,7 +26,6 @@ from corral.contract.schemas import (
     TemplateInfo,
 )
 
-OutputCallback = Callable[[str], Any]
 #: Called with (step, total, message) while a template builds.
 ProgressCallback = Callable[[int, int, str], Any]
 

@@ -24,6 +24,7 @@ from corral.cluster.results import ClusterBatchResult, ClusterExecutionResult, l
 from corral.cluster.session import AsyncClusterSandbox
 from corral.errors import InvalidInputError, NodeLostError, SandboxClosedError
 from corral.models import Language
+from corral.network import Network, PortMapping
 from corral.sandbox import make_spec
 
 #: Times a ``retry_safe`` run or item is started at most when its nodes keep dying.
@@ -42,11 +43,16 @@ class AsyncPool:
 
     def __init__(self, address: str | None = "auto", *, per_node: int = 4, language: Language = "python",
                  isolation: str = "auto", env: dict[str, str] | None = None, min_nodes: int = 1,
-                 start_timeout: float = 120.0, resource: str = HOST_RESOURCE, **limits: Any):
+                 start_timeout: float = 120.0, resource: str = HOST_RESOURCE, timeout: float | None = None,
+                 memory_mb: int | None = None, pids: int | None = None, cpus: float | None = None,
+                 disk_mb: int | None = None, stdout_limit: int | None = None, stderr_limit: int | None = None):
         if not isinstance(per_node, int) or isinstance(per_node, bool) or not 1 <= per_node <= 1024:
             raise InvalidInputError(f"per_node must be an integer in [1, 1024], got {per_node!r}")
         if not isinstance(min_nodes, int) or min_nodes < 0:
             raise InvalidInputError(f"min_nodes must be a non-negative integer, got {min_nodes!r}")
+        given = {"timeout": timeout, "memory_mb": memory_mb, "pids": pids, "cpus": cpus, "disk_mb": disk_mb,
+                 "stdout_limit": stdout_limit, "stderr_limit": stderr_limit}
+        limits = {name: value for name, value in given.items() if value is not None}
         self.spec = make_spec(language, isolation, env, **limits)  # InvalidInputError here, before any node
         self.per_node = per_node
         self.min_nodes = min_nodes
@@ -137,11 +143,15 @@ class AsyncPool:
 
     map = run_many
 
-    def sandbox(self, *, node_id: str | None = None, **options: Any) -> AsyncClusterSandbox:
+    def sandbox(self, *, node_id: str | None = None, network: Network | None = None,
+                expose: list[PortMapping | int] | None = None, packages: list[str] | None = None,
+                index_url: str | None = None) -> AsyncClusterSandbox:
         """A session sandbox on one node (``node_id``, or the least loaded when it starts); use ``async with``.
 
-        ``options`` are ``corral.AsyncSandbox``'s for a pooled sandbox (``network``, ``expose``, ``packages``...).
+        The other arguments are ``corral.AsyncSandbox``'s for a pooled sandbox.
         """
+        given = {"network": network, "expose": expose, "packages": packages, "index_url": index_url}
+        options = {name: value for name, value in given.items() if value is not None}
         self._check_open()
         return AsyncClusterSandbox(self.hosts, options, node_id)
 

@@ -23,9 +23,10 @@ import ray
 
 from corral.cluster.nodes import Hosts
 from corral.cluster.session import AsyncClusterSandbox
-from corral.errors import InvalidInputError, ProtocolError
+from corral.errors import InvalidInputError
 from corral.models import BackgroundCommand, ExecutionResult, Language, OutputEvent
-from corral.sandbox import AsyncSandbox, OutputCallback
+from corral.output import OutputCallback, consume
+from corral.sandbox import AsyncSandbox
 from corral.hosted.database import Database
 from corral.hosted.terminal import TerminalExit
 
@@ -121,15 +122,7 @@ class ServedSandbox:
         """A block in the session interpreter on the node; with callbacks, its output is streamed to them."""
         if on_stdout is None and on_stderr is None:
             return _plain(await self._remote.run(code, **options))
-        async for item in self._remote.stream(code, **options):
-            if isinstance(item, ExecutionResult):
-                return _plain(item)
-            callback = on_stdout if item.stream == "stdout" else on_stderr
-            if callback is not None:
-                outcome = callback(item.data)
-                if hasattr(outcome, "__await__"):
-                    await outcome
-        raise ProtocolError("the streamed run ended without a result")
+        return _plain(await consume(self._remote.stream(code, **options), on_stdout, on_stderr))
 
     async def close(self) -> None:
         """Close it on its node (nothing to do if the node is gone)."""

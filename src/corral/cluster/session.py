@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.cluster.results import ClusterExecutionResult
 from corral.errors import SandboxClosedError
-from corral.models import BackgroundCommand, FileEntry, OutputEvent
+from corral.models import BackgroundCommand, FileEntry, Language, OutputEvent
 
 if TYPE_CHECKING:
     from corral.cluster.nodes import Host, Hosts
@@ -74,14 +74,19 @@ class AsyncClusterSandbox:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def run(self, code: str, **options: Any) -> ClusterExecutionResult:
+    async def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+                  env: dict[str, str] | None = None, cwd: str | None = None) -> ClusterExecutionResult:
         """A block in the session interpreter (state is kept between calls)."""
+        options = {"language": language, "timeout": timeout, "env": env, "cwd": cwd}
         host = self._ready_host()
         return await self._hosts.call(host, host.actor.session_run.remote(self._session_id, code, options),
                                       f"a run in session {self._session_id}")
 
-    async def stream(self, code: str, **options: Any) -> AsyncIterator[OutputEvent | ClusterExecutionResult]:
+    async def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+                     env: dict[str, str] | None = None,
+                     cwd: str | None = None) -> AsyncIterator[OutputEvent | ClusterExecutionResult]:
         """The same block as :meth:`run`, streamed from its node: OutputEvents as they come, then the result."""
+        options = {"language": language, "timeout": timeout, "env": env, "cwd": cwd}
         host = self._ready_host()
         generator = host.actor.session_stream.remote(self._session_id, code, options)
         async for item in self._hosts.stream(host, generator, f"a run in session {self._session_id}"):
@@ -126,8 +131,11 @@ class ClusterCommands:
     def __init__(self, sandbox: AsyncClusterSandbox):
         self._sandbox = sandbox
 
-    async def run(self, cmd: str, **options: Any) -> ClusterExecutionResult | BackgroundCommand:
-        """``bash -c cmd`` in the sandbox (``cwd``, ``env``, ``stdin``, ``timeout``, ``background``)."""
+    async def run(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+                  stdin: bytes | str | bool | None = None, timeout: float | None = None,
+                  background: bool = False) -> ClusterExecutionResult | BackgroundCommand:
+        """``bash -c cmd`` in the sandbox (``stdin``: data, or with ``background`` True for a pipe)."""
+        options = {"cwd": cwd, "env": env, "stdin": stdin, "timeout": timeout, "background": background}
         return await self._sandbox._command(cmd, options)
 
 

@@ -6,18 +6,27 @@ from collections.abc import Iterator
 from typing import Any
 
 from corral.batch.runner import Items
+from corral.cluster.nodes import HOST_RESOURCE
 from corral.cluster.pool import AsyncPool
 from corral.cluster.results import ClusterBatchResult, ClusterExecutionResult
 from corral.cluster.session import AsyncClusterSandbox
-from corral.models import BackgroundCommand, FileEntry, OutputEvent
+from corral.models import BackgroundCommand, FileEntry, Language, OutputEvent
+from corral.network import Network, PortMapping
 from corral.sync_bridge import bridge
 
 
 class Pool:
     """Warm sandboxes on every Ray node that can sandbox. See corral.cluster.AsyncPool."""
 
-    def __init__(self, address: str | None = "auto", **config: Any):
-        self._async = bridge.call(_construct(address, config))
+    def __init__(self, address: str | None = "auto", *, per_node: int = 4, language: Language = "python",
+                 isolation: str = "auto", env: dict[str, str] | None = None, min_nodes: int = 1,
+                 start_timeout: float = 120.0, resource: str = HOST_RESOURCE, timeout: float | None = None,
+                 memory_mb: int | None = None, pids: int | None = None, cpus: float | None = None,
+                 disk_mb: int | None = None, stdout_limit: int | None = None, stderr_limit: int | None = None):
+        self._async = bridge.call(_construct(address, dict(
+            per_node=per_node, language=language, isolation=isolation, env=env, min_nodes=min_nodes,
+            start_timeout=start_timeout, resource=resource, timeout=timeout, memory_mb=memory_mb, pids=pids,
+            cpus=cpus, disk_mb=disk_mb, stdout_limit=stdout_limit, stderr_limit=stderr_limit)))
 
     def start(self) -> Pool:
         """Start a host on every node with the resource; return once ``min_nodes`` are ready."""
@@ -30,19 +39,27 @@ class Pool:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def run(self, code: str, **options: Any) -> ClusterExecutionResult:
+    def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+            env: dict[str, str] | None = None, stdin: bytes | str | None = None,
+            retry_safe: bool = False) -> ClusterExecutionResult:
         """Run ``code`` once on the least loaded node (see AsyncPool.run)."""
-        return bridge.call(self._async.run(code, **options))
+        return bridge.call(self._async.run(code, language=language, timeout=timeout, env=env, stdin=stdin,
+                                           retry_safe=retry_safe))
 
-    def run_many(self, items: Items, **options: Any) -> Iterator[ClusterBatchResult]:
+    def run_many(self, items: Items, *, concurrency: int | None = None, ordered: bool = False,
+                 retry_safe: bool = False) -> Iterator[ClusterBatchResult]:
         """Batch items over the nodes; results as they complete (see AsyncPool.run_many)."""
-        return bridge.iterate(self._async.run_many(items, **options))
+        return bridge.iterate(self._async.run_many(items, concurrency=concurrency, ordered=ordered,
+                                                   retry_safe=retry_safe))
 
     map = run_many
 
-    def sandbox(self, **options: Any) -> Sandbox:
+    def sandbox(self, *, node_id: str | None = None, network: Network | None = None,
+                expose: list[PortMapping | int] | None = None, packages: list[str] | None = None,
+                index_url: str | None = None) -> Sandbox:
         """A session sandbox pinned to one node (use it with ``with``)."""
-        return Sandbox(self._async.sandbox(**options))
+        return Sandbox(self._async.sandbox(node_id=node_id, network=network, expose=expose, packages=packages,
+                                           index_url=index_url))
 
     def nodes(self) -> list[dict[str, Any]]:
         """Each ready host and its load."""
@@ -74,6 +91,11 @@ class Sandbox:
         """The Ray node the sandbox lives on."""
         return self._async.node_id
 
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        return self._async.closed
+
     def start(self) -> Sandbox:
         """Open the sandbox on the least loaded node."""
         bridge.call(self._async.start())
@@ -85,13 +107,16 @@ class Sandbox:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def run(self, code: str, **options: Any) -> ClusterExecutionResult:
+    def run(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+            env: dict[str, str] | None = None, cwd: str | None = None) -> ClusterExecutionResult:
         """A block in the session interpreter."""
-        return bridge.call(self._async.run(code, **options))
+        return bridge.call(self._async.run(code, language=language, timeout=timeout, env=env, cwd=cwd))
 
-    def stream(self, code: str, **options: Any) -> Iterator[OutputEvent | ClusterExecutionResult]:
+    def stream(self, code: str, *, language: Language | None = None, timeout: float | None = None,
+               env: dict[str, str] | None = None,
+               cwd: str | None = None) -> Iterator[OutputEvent | ClusterExecutionResult]:
         """The block streamed from its node: OutputEvents as they come, then the result."""
-        return bridge.iterate(self._async.stream(code, **options))
+        return bridge.iterate(self._async.stream(code, language=language, timeout=timeout, env=env, cwd=cwd))
 
     def close(self) -> None:
         """Close the sandbox."""
@@ -102,9 +127,12 @@ class _Commands:
     def __init__(self, sandbox: AsyncClusterSandbox):
         self._sandbox = sandbox
 
-    def run(self, cmd: str, **options: Any) -> ClusterExecutionResult | BackgroundCommand:
+    def run(self, cmd: str, *, cwd: str | None = None, env: dict[str, str] | None = None,
+            stdin: bytes | str | bool | None = None, timeout: float | None = None,
+            background: bool = False) -> ClusterExecutionResult | BackgroundCommand:
         """``bash -c cmd`` in the sandbox."""
-        return bridge.call(self._sandbox.commands.run(cmd, **options))
+        return bridge.call(self._sandbox.commands.run(cmd, cwd=cwd, env=env, stdin=stdin, timeout=timeout,
+                                                      background=background))
 
 
 class _Files:

@@ -70,7 +70,7 @@ class Sandboxes:
         limits = {name: value for name, value in (("memory_mb", memory_mb), ("run_timeout", run_timeout))
                   if value is not None}
         try:
-            sandbox = Sandbox.create(template, timeout=self.config.sandbox_ttl_s, metadata=METADATA, env=env,
+            sandbox = Sandbox.create(template, ttl=self.config.sandbox_ttl_s, metadata=METADATA, env=env,
                                      **limits, **self._where())
         finally:
             with self._lock:

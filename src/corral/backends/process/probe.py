@@ -23,12 +23,12 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 
-import corral
 from corral.backends.base import ProbeResult
 from corral.backends import seccomp
 from corral.backends.process import bwrap
 from corral.backends.process.host_layout import host_layout
 from corral.host import cgroups
+from corral.version import __version__ as corral_version
 from corral.host.runtime_dir import BWRAP_PATH, data_dir, runtime_dir, traversal_problem
 from corral.host.sandbox_user import drop_privileges, sandbox_credentials
 
@@ -160,7 +160,7 @@ def _trial_record(argv: list[str], seccomp_fd: int, bwrap_binary: Path) -> Path 
             continue
     inputs = {
         "boot": boot_id,
-        "corral": corral.__version__,
+        "corral": corral_version,
         "user": [os.geteuid(), os.getegid(), os.getgroups()],
         "argv": ["FD" if before == "--seccomp" else arg for before, arg in zip(["", *argv], argv)],
         "binaries": binaries,
