@@ -3,6 +3,8 @@
 The host side (Channel, execute, the pool's health checks) runs unchanged over a real
 asyncio stream; the test reads each request frame the host sent and writes the event
 frames an agent would answer with, in the agent's own codec (``corral.protocol.wire``).
+:class:`ScriptedBackend` is an isolation level whose sandboxes are such instances, each
+answered by a function of the request, so a pool can start, check and recycle them.
 Nothing is isolated and no process starts, so these tests run anywhere, fast.
 """
 
@@ -10,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
-from corral.backends.base import CgroupUsage, Instance
+from corral.backends.base import Backend, CgroupUsage, Instance, ProbeResult
+from corral.models import SandboxSpec
 from corral.protocol import wire
 
 
@@ -85,3 +89,49 @@ class ScriptedInstance(Instance):
 def exec_done(request_id: int, **fields) -> dict:
     """An ``exec_done`` frame for ``request_id`` (exit code 0 unless given)."""
     return {"type": "exec_done", "id": request_id, "exit_code": 0, **fields}
+
+
+def default_answer(request: dict) -> list[dict]:
+    """What a healthy agent answers: ``ack`` to a ping, the code itself as stdout to an ``exec``."""
+    if request["type"] == "exec":
+        return [{"type": "output", "id": request["id"], "stream": "stdout", "data": request["code"]},
+                exec_done(request["id"])]
+    return [{"type": "ack", "id": request["id"]}]
+
+
+class ScriptedBackend(Backend):
+    """An isolation level named ``scripted`` whose sandboxes are ScriptedInstances answered by ``answer``.
+
+    ``answer(instance, request)`` returns the frames to send back (none: the request stays unanswered).
+    """
+
+    name = "scripted"
+
+    def __init__(self, answer: Callable[[ScriptedInstance, dict], list[dict]] | None = None):
+        self.answer = answer or (lambda instance, request: default_answer(request))
+        self.instances: list[ScriptedInstance] = []
+        self.requests: list[dict] = []
+        self._agents: set[asyncio.Task] = set()
+
+    def probe(self) -> ProbeResult:
+        return ProbeResult(True, "scripted in the test")
+
+    def may_be_hardware_isolated(self) -> bool:
+        return False
+
+    async def start(self, spec: SandboxSpec) -> Instance:
+        instance = await ScriptedInstance.open()
+        self.instances.append(instance)
+        task = asyncio.ensure_future(self._serve(instance))
+        self._agents.add(task)
+        task.add_done_callback(self._agents.discard)
+        return instance
+
+    async def _serve(self, instance: ScriptedInstance) -> None:
+        while line := await instance.agent_reader.readline():
+            request = wire.decode_frame(line)
+            self.requests.append(request)
+            try:
+                await instance.send(*self.answer(instance, request))
+            except ConnectionError:
+                return
