@@ -37,8 +37,9 @@ class Import:
     kind: str  # "module", "function" (inside a def) or "type-checking" (under ``if TYPE_CHECKING:``)
 
     def where(self) -> str:
-        """``src/corral/x.py:12`` for a failure message."""
-        return f"{self.path.relative_to(SRC.parent)}:{self.line}"
+        """``src/corral/x.py:12`` for a failure message (the full path outside this checkout)."""
+        path = self.path.relative_to(SRC.parent) if self.path.is_relative_to(SRC.parent) else self.path
+        return f"{path}:{self.line}"
 
     def __str__(self) -> str:
         note = "" if self.kind == "module" else f" ({self.kind})"
