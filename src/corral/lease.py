@@ -121,6 +121,10 @@ def discard(lease: Lease) -> None:
     task = asyncio.ensure_future(teardowns._stop(lease))
     teardowns.tasks.add(task)
     task.add_done_callback(teardowns.tasks.discard)
+    # a task cancelled before its first step (a shutdown that cancels every task in the same loop
+    # iteration as the close) never enters _stop, so its ``finally`` cannot stop the sandbox: stop
+    # it here (stop_now is idempotent)
+    task.add_done_callback(lambda done: lease.instance.stop_now() if done.cancelled() else None)
 
 
 async def wait_for_teardowns(timeout: float = 30.0) -> None:

@@ -32,17 +32,15 @@ def test_call_raises_the_coroutine_exception_itself():
         bridge.call(fail())
 
 
-def test_call_accepts_any_awaitable():
+def test_call_accepts_a_task_as_well_as_a_coroutine():
     async def seven():
         return 7
 
-    future_holder = {}
+    async def schedule():
+        return asyncio.ensure_future(seven())
 
-    async def make_task():
-        future_holder["task"] = asyncio.ensure_future(seven())
-
-    bridge.call(make_task())
-    assert bridge.call(future_holder["task"]) == 7
+    task = bridge.call(schedule())  # a task on the bridge's loop, awaited from this thread
+    assert isinstance(task, asyncio.Task) and bridge.call(task) == 7
 
 
 def test_calling_from_the_loop_itself_is_refused_rather_than_deadlocking():
