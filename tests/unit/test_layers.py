@@ -109,13 +109,13 @@ def test_agent_imports_only_the_standard_library_outside_corral():
     outside = []
     for module, path in MODULES.items():
         if _under(module, "corral.agent"):
-            outside.extend(f"{path.relative_to(_SCRIPT.parents[1])}: {name}"
-                           for name in _third_party(path) if name.split(".")[0].lstrip("_") not in stdlib
-                           and name.split(".")[0] not in stdlib)
+            outside.extend(f"{path.relative_to(_SCRIPT.parents[1])}: {name}" for name in _outside_corral(path)
+                           if not {name.split(".")[0], name.split(".")[0].lstrip("_")} & stdlib)
     assert not outside, "the agent imports a package that is not in the standard library:\n" + "\n".join(outside)
 
 
-def _third_party(path: Path):
+def _outside_corral(path: Path):
+    """Names of every module ``path`` imports that is not part of corral (``_json`` is the stdlib's)."""
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             yield from (alias.name for alias in node.names if alias.name.split(".")[0] != "corral")
