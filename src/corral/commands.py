@@ -13,13 +13,14 @@ import asyncio
 import base64
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from corral.channel import Channel
 from corral.agent_errors import agent_error
 from corral.errors import InvalidInputError, NotFoundError, ProtocolError
 from corral.execution import Capture, RunOptions
-from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo, TimingBreakdown
+from corral.output import OutputCallback
+from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo, SandboxSpec, TimingBreakdown
 from corral.protocol import (
     Ack,
     CancelRequest,
@@ -37,12 +38,44 @@ from corral.protocol import (
     wire,
 )
 
-if TYPE_CHECKING:
-    from corral.sandbox import AsyncSandbox
-
-OutputCallback = Callable[[str], Any]
 #: Signal names ``kill`` accepts, and their numbers.
 SIGNALS = {"SIGHUP": 1, "SIGINT": 2, "SIGKILL": 9, "SIGTERM": 15}
+
+
+class CommandHost(Protocol):
+    """What commands need from the sandbox they run in (``AsyncSandbox`` is one)."""
+
+    spec: SandboxSpec
+    commands: AsyncCommands
+
+    @property
+    def isolation(self) -> str | None:
+        """The isolation level in use."""
+        ...
+
+    @property
+    def channel(self) -> Channel:
+        """The started sandbox's channel to its agent."""
+        ...
+
+    def run_options(self, code: str, *, language: str | None = None, session: bool = False,
+                    timeout: float | None = None, env: dict[str, str] | None = None, cwd: str | None = None,
+                    stdin: bytes | str | None = None) -> RunOptions:
+        """One run's checked input."""
+        ...
+
+    def run_env(self, env: dict[str, str]) -> dict[str, str]:
+        """A run's environment with the egress proxy's settings."""
+        ...
+
+    def events(self, options: RunOptions) -> AsyncIterator[OutputEvent | ExecutionResult]:
+        """Run prepared options: output as it comes, then the result."""
+        ...
+
+    async def execute(self, options: RunOptions, *, on_stdout: OutputCallback | None = None,
+                      on_stderr: OutputCallback | None = None) -> ExecutionResult:
+        """Run prepared options to their end."""
+        ...
 
 
 class AsyncCommandHandle:
@@ -52,7 +85,7 @@ class AsyncCommandHandle:
     ``wait()`` returns and iteration yields); callbacks see all of it.
     """
 
-    def __init__(self, sandbox: AsyncSandbox, channel: Channel, events: AsyncIterator[Any], request_id: int,
+    def __init__(self, sandbox: CommandHost, channel: Channel, events: AsyncIterator[Any], request_id: int,
                  started: ProcessStarted, on_stdout: OutputCallback | None, on_stderr: OutputCallback | None):
         self._sandbox = sandbox
         self._channel = channel
@@ -196,7 +229,7 @@ class AsyncCommandHandle:
 class AsyncCommands:
     """Shell commands in the sandbox: each one a fresh process, sharing the sandbox's files."""
 
-    def __init__(self, sandbox: AsyncSandbox):
+    def __init__(self, sandbox: CommandHost):
         self._sandbox = sandbox
 
     async def _attach(self, build: Callable[[int], Any], on_stdout: OutputCallback | None,

@@ -13,7 +13,7 @@ import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from corral.backends import registry
 from corral.backends.base import Instance
@@ -26,6 +26,7 @@ from corral.sync_bridge import bridge
 TEARDOWN_DELAY_S = 0.01
 #: Sandboxes being torn down at once, per event loop.
 MAX_CONCURRENT_TEARDOWNS = 8
+
 
 
 @dataclass
@@ -78,6 +79,19 @@ async def pause_memory(lease: Lease, directory: Path) -> None:
     await backend.pause(lease.instance, directory)
 
 
+class LeaseSource(Protocol):
+    """Where a sandbox started on a pool takes its lease and hands it back (``AsyncPool`` is one)."""
+
+    spec: SandboxSpec
+
+    async def lease(self) -> Lease:
+        """A ready sandbox's lease."""
+        ...
+
+    def retire(self, lease: Lease) -> None:
+        """Take back a lease that will not serve again."""
+        ...
+
 class _Teardowns:
     """Background stops, bounded, awaitable as a group (one per event loop)."""
 
@@ -122,6 +136,10 @@ def discard(lease: Lease) -> None:
     task = asyncio.ensure_future(teardowns._stop(lease))
     teardowns.tasks.add(task)
     task.add_done_callback(teardowns.tasks.discard)
+    # a task cancelled before its first step (a shutdown that cancels every task in the same loop
+    # iteration as the close) never enters _stop, so its ``finally`` cannot stop the sandbox: stop
+    # it here (stop_now is idempotent)
+    task.add_done_callback(lambda done: lease.instance.stop_now() if done.cancelled() else None)
 
 
 async def wait_for_teardowns(timeout: float = 30.0) -> None:

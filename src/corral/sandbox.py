@@ -14,7 +14,7 @@ import dataclasses
 import enum
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corral.agent_errors import agent_error
 from corral.errors import (
@@ -32,7 +32,7 @@ from corral.services import SandboxServices
 from corral.terminal import AsyncTerminal
 from corral.execution import HostDeadlineExceeded, RunOptions, check_run, execute
 from corral.channel import Channel
-from corral.lease import Lease, cold_start, discard, pause_memory, resume_start
+from corral.lease import Lease, LeaseSource, cold_start, discard, pause_memory, resume_start
 from corral.commands import AsyncCommands
 from corral.file_watch import AsyncFileWatch
 from corral.models import (
@@ -60,9 +60,6 @@ from corral.protocol import (
     FileWriteRequest,
     wire,
 )
-
-if TYPE_CHECKING:
-    from corral.pool import AsyncPool
 
 
 class State(enum.Enum):
@@ -108,7 +105,7 @@ class AsyncSandbox:
         expose: list[PortMapping | int] | None = None,
         packages: list[str] | None = None,
         index_url: str | None = None,
-        pool: AsyncPool | None = None,
+        pool: LeaseSource | None = None,
     ):
         self.spec = pool.spec if pool is not None else make_spec(
             language, isolation, env, timeout=timeout, memory_mb=memory_mb, pids=pids, cpus=cpus,

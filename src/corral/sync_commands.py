@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from corral.commands import AsyncCommandHandle, OutputCallback
+from corral.commands import AsyncCommandHandle
+from corral.output import OutputCallback
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent, ProcessInfo
 from corral.sync_bridge import Relay, bridge
 

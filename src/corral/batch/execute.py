@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from corral import cpp
 from corral.batch.compare import outputs_match
@@ -20,10 +20,9 @@ from corral.batch.verdicts import (BatchError, BatchResult, CompileResult, TestR
 from corral.errors import CorralError, FileOperationError, InvalidInputError
 from corral.models import ExecutionResult
 from corral.protocol import wire
+from corral.lease import LeaseSource
 from corral.sandbox import AsyncSandbox
 
-if TYPE_CHECKING:
-    from corral.pool import AsyncPool
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,17 @@ def _error(exc: BaseException) -> BatchError:
     return BatchError(type=type(exc).__name__, message=str(exc) or type(exc).__name__)
 
 
-async def run_item(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
+class ItemPool(LeaseSource, Protocol):
+    """What a batch item needs from the pool it runs on (``AsyncPool`` is one)."""
+
+    size: int
+
+    async def run(self, code: str, **options: Any) -> ExecutionResult:
+        """One isolated run on a warm sandbox."""
+        ...
+
+
+async def run_item(pool: ItemPool, item: BatchItem, index: int) -> BatchResult:
     """Run ``item`` on ``pool``; every failure is data in the result."""
     try:
         if _holds_sandbox(item):
@@ -59,7 +68,7 @@ def _holds_sandbox(item: BatchItem) -> bool:
     return bool(item.fetch_files) or item.language == "cpp"
 
 
-async def _on_pool(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
+async def _on_pool(pool: ItemPool, item: BatchItem, index: int) -> BatchResult:
     if not item.tests:
         result = await pool.run(item.code, language=item.language, timeout=item.timeout, stdin=item.stdin,
                                 files=item.files or None)
@@ -78,7 +87,7 @@ async def _on_pool(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
     return _with_tests(index, tests)
 
 
-async def _in_session(pool: AsyncPool, item: BatchItem, index: int) -> BatchResult:
+async def _in_session(pool: ItemPool, item: BatchItem, index: int) -> BatchResult:
     async with AsyncSandbox(pool=pool) as sandbox:
         for path, data in item.files.items():
             await sandbox.files.write(path, data)

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from corral.batch.execute import invalid, run_item
+from corral.batch.execute import ItemPool, invalid, run_item
 from corral.batch.items import BatchItem, parse_item
 from corral.batch.verdicts import BatchResult
 from corral.errors import InvalidInputError
 
-if TYPE_CHECKING:
-    from corral.pool import AsyncPool
 
 #: Largest concurrency of one batch.
 MAX_CONCURRENCY = 256
@@ -80,7 +78,7 @@ async def _aiter(items: Items) -> AsyncIterator[Any]:
             yield item
 
 
-def pool_map(pool: AsyncPool, items: Items, *, concurrency: int | None = None,
+def pool_map(pool: ItemPool, items: Items, *, concurrency: int | None = None,
              ordered: bool = False) -> AsyncIterator[BatchResult]:
     """``AsyncPool.map``: every item on ``pool`` (an item's ``memory_mb`` must be the pool's)."""
     concurrency = check_concurrency(concurrency if concurrency is not None else max(pool.size, 1))
