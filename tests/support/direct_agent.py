@@ -1,0 +1,54 @@
+"""Start the real corral agent as a plain host process, for the direct test backend.
+
+UNSAFE: NO ISOLATION. Whatever the agent runs, runs on the host as the user of the tests.
+
+The agent is written to be PID 1 of its own sandbox. Here it is an ordinary
+host process, so before it starts, its view of "every process in the sandbox"
+(``corral.agent.tree.process_table``, which a reset and the killing of a run's
+tree walk) is narrowed to its own descendants, and it becomes a child
+subreaper so that orphans of its runs stay its descendants, as they would in
+a PID namespace. Removing System V IPC objects on reset is turned off: on the
+host they are everybody's. Everything else is the agent as it runs in a
+sandbox, speaking the real protocol on stdin/stdout.
+
+Usage: ``python3 -I direct_agent.py CONFIG_JSON``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+
+from corral.agent import loop, reset, tree
+
+_PR_SET_CHILD_SUBREAPER = 36
+_AGENT_PID = os.getpid()
+_host_process_table = tree.process_table
+
+
+def own_process_table() -> dict[int, tuple[int, str, int]]:
+    """The host's process table restricted to the agent and its descendants."""
+    table = _host_process_table()
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    own, pending = {}, [_AGENT_PID]
+    while pending:
+        pid = pending.pop()
+        if pid in table and pid not in own:
+            own[pid] = table[pid]
+            pending.extend(children.get(pid, ()))
+    return own
+
+
+def main() -> None:
+    """Narrow the agent's reach to its own process tree, then run it."""
+    if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "cannot become a child subreaper")
+    tree.process_table = own_process_table
+    reset.remove_sysv_ipc = lambda: None
+    loop.main()
+
+
+if __name__ == "__main__":
+    main()
