@@ -81,14 +81,32 @@ def https_server(tls_dir: Path) -> Iterator[LocalServer]:
     server.close()
 
 
+#: Backends registered by test fixtures only (tests/support): not isolation levels of their own here.
+TEST_ONLY_BACKENDS = ("direct",)
+
+
 def _levels() -> list[str]:
-    """Isolation levels that work here, or those named in ``CORRAL_TEST_LEVELS`` (comma-separated)."""
+    """Every isolation level, or those named in ``CORRAL_TEST_LEVELS`` (comma-separated).
+
+    A level that does not work here is still a parameter: its tests skip with the probe's reason.
+    """
     from corral.backends import registry
 
     named = os.environ.get("CORRAL_TEST_LEVELS")
     if named:
         return [level.strip() for level in named.split(",") if level.strip()]
-    return registry.available() or ["process"]
+    return [name for name in registry.names() if name not in TEST_ONLY_BACKENDS]
+
+
+def skip_unless_available(level: str) -> None:
+    """Skip the test with the probe's own reason (what ``corral doctor`` says) if ``level`` does not work here."""
+    from corral.backends import registry
+
+    result = registry.probe_all().get(level)
+    if result is None:
+        pytest.skip(f"isolation={level!r} is not a registered level (choose from {', '.join(registry.names())})")
+    if not result.available:
+        pytest.skip(f"isolation={level!r} unavailable here: {result.reason}")
 
 
 def own_qemu_processes() -> set[int]:
@@ -111,11 +129,15 @@ def own_qemu_processes() -> set[int]:
 def isolation_level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Every integration test runs once per isolation level that works here (``auto`` pinned to it).
 
-    ``@pytest.mark.levels("process")`` limits a test to the levels that have its feature.
+    ``@pytest.mark.levels("process")`` limits a test to the levels that have its feature. A level that
+    does not work here skips with the probe's reason, except for tests marked ``direct``, whose
+    sandboxes come from the test-only direct backend (tests/support/direct_backend.py).
     """
     marker = request.node.get_closest_marker("levels")
     if marker is not None and request.param not in marker.args:
         pytest.skip(f"not available with isolation={request.param!r}")
+    if request.node.get_closest_marker("direct") is None:  # a direct test's sandboxes need no level of this host
+        skip_unless_available(request.param)
     monkeypatch.setenv("CORRAL_ISOLATION", request.param)
     before = own_qemu_processes() if request.param == "microvm" else set()
     yield request.param

@@ -11,15 +11,19 @@ a PID namespace. Removing System V IPC objects on reset is turned off: on the
 host they are everybody's. Everything else is the agent as it runs in a
 sandbox, speaking the real protocol on stdin/stdout.
 
-Usage: ``python3 -I direct_agent.py CONFIG_JSON``.
+Usage: ``python3 -I direct_agent.py BUNDLE_DIR CONFIG_JSON``, where BUNDLE_DIR is the agent bundle
+the sandboxes mount (:func:`corral.host.runtime_dir.runtime_dir`: the agent and the protocol's
+plain-data part, without the host package's dependencies).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import sys
 
-from corral.agent import loop, reset, tree
+sys.path.insert(0, sys.argv.pop(1))
+from corral.agent import loop, reset, tree  # noqa: E402  (from the bundle on the path above)
 
 _PR_SET_CHILD_SUBREAPER = 36
 _AGENT_PID = os.getpid()

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 from corral.backends import registry
 from corral.backends.base import Backend, Instance, ProbeResult, parse_hello
 from corral.errors import SandboxStartError
+from corral.host.runtime_dir import runtime_dir
 from corral.models import SandboxSpec
 from corral.protocol import wire
 
@@ -36,13 +36,16 @@ NAME = "direct"
 #: How long the agent may take from launch to its hello.
 BOOT_TIMEOUT_S = 20.0
 _AGENT = Path(__file__).with_name("direct_agent.py")
+#: The interpreter the sandboxes run the agent and Python code with.
+_PYTHON = "/usr/bin/python3"
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 _DIAGNOSTICS_BYTES = 16 * 1024
 
 
 def descendants(root: int) -> list[int]:
-    """Pids of every living descendant of ``root`` (from the host's /proc)."""
+    """Pids of every descendant of ``root`` that has not exited yet (from the host's /proc)."""
     children: dict[int, list[int]] = {}
+    exited = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
@@ -50,12 +53,15 @@ def descendants(root: int) -> list[int]:
                     stat = handle.read()
             except OSError:
                 continue
-            parent = int(stat[stat.rfind(b")") + 2:].split()[1])
-            children.setdefault(parent, []).append(int(entry))
+            fields = stat[stat.rfind(b")") + 2:].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+            if fields[0] in (b"Z", b"X"):
+                exited.add(int(entry))
     found, pending = [], list(children.get(root, ()))
     while pending:
         pid = pending.pop()
-        found.append(pid)
+        if pid not in exited:
+            found.append(pid)
         pending.extend(children.get(pid, ()))
     return found
 
@@ -162,7 +168,7 @@ class DirectBackend(Backend):
                   "prefork": spec.language if spec.language in ("python", "javascript") else None}
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", str(_AGENT), json.dumps(config),
+                _PYTHON, "-I", str(_AGENT), str(runtime_dir()), json.dumps(config),
                 stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
                 cwd=home, env=env, start_new_session=True, limit=wire.MAX_FRAME_BYTES + 1,
             )
