@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from corral.backends import registry
-from corral.backends.base import Backend, Instance, ProbeResult, parse_hello
+from corral.backends.base import Backend, Instance, ProbeResult, off_loop, parse_hello
 from corral.errors import SandboxStartError
 from corral.host.runtime_dir import runtime_dir
 from corral.models import SandboxSpec
@@ -104,16 +104,16 @@ class DirectInstance(Instance):
     async def stop(self) -> None:
         """Kill the agent and everything it started, and remove the sandbox's directory."""
         if not self._stopped:
-            self._kill()
+            self._stopped = True
+            await off_loop(self._kill)
             await self.process.wait()
             with contextlib.suppress(asyncio.TimeoutError, Exception):
                 await asyncio.wait_for(self._stderr_task, 1.0)
             self._close()
 
     def stop_now(self) -> None:
-        """The same as :meth:`stop`, without awaiting."""
-        if not self._stopped:
-            self._kill()
+        """The same as :meth:`stop`, without awaiting (idempotent: it also completes an interrupted stop)."""
+        self._kill()
         self._stderr_task.cancel()
         self._close()
 
