@@ -86,6 +86,13 @@ def test_an_isolated_run_leaves_nothing_for_the_next(level: str):
     assert second.stdout == "[] False\nFalse\n" and "NameError" in second.stderr
 
 
+def test_without_per_run_isolation_an_isolated_run_is_refused(level: str):
+    if "per_run_isolation" in registry.resolve(level).capabilities:
+        pytest.skip(f"isolation={level!r} isolates runs: see test_an_isolated_run_leaves_nothing_for_the_next")
+    with corral.Pool(size=1, isolation=level) as pool, pytest.raises(InvalidInputError, match="per-run isolation"):
+        pool.run("print(1)")
+
+
 @pytest.mark.slow
 @pytest.mark.needs("memory_snapshot")
 def test_a_memory_snapshot_continues_where_it_stopped(level: str, tmp_path: Path):

@@ -8,7 +8,8 @@ host process, so before it starts, its view of "every process in the sandbox"
 tree walk) is narrowed to its own descendants, and it becomes a child
 subreaper so that orphans of its runs stay its descendants, as they would in
 a PID namespace. Removing System V IPC objects on reset is turned off: on the
-host they are everybody's. Everything else is the agent as it runs in a
+host they are everybody's. Isolated runs (fresh namespaces per run) are refused
+as invalid: this backend makes no namespaces at all. Everything else is the agent as it runs in a
 sandbox, speaking the real protocol on stdin/stdout.
 
 Usage: ``python3 -I direct_agent.py BUNDLE_DIR CONFIG_JSON``, where BUNDLE_DIR is the agent bundle
@@ -45,12 +46,24 @@ def own_process_table() -> dict[int, tuple[int, str, int]]:
     return own
 
 
+_checked_exec = loop.Agent._checked_exec
+
+
+def refuse_isolated_runs(agent: loop.Agent, request: dict) -> dict:
+    """The agent's own check of an exec request, refusing isolated runs (they would make namespaces)."""
+    if request.get("isolated"):
+        raise loop.RequestError("invalid", "isolated runs need per-run isolation, which the direct test backend "
+                                "does not have (it makes no namespaces)")
+    return _checked_exec(agent, request)
+
+
 def main() -> None:
-    """Narrow the agent's reach to its own process tree, then run it."""
+    """Narrow the agent's reach to its own process tree and refuse isolated runs, then run it."""
     if ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "cannot become a child subreaper")
     tree.process_table = own_process_table
     reset.remove_sysv_ipc = lambda: None
+    loop.Agent._checked_exec = refuse_isolated_runs
     loop.main()
 
 
