@@ -16,10 +16,10 @@ from collections.abc import Iterator
 
 import pytest
 from support import direct_backend
+from support.levels import backend_or_skip
 
 import corral
-from corral.backends import registry
-from corral.backends.base import CAPABILITIES, Backend
+from corral.backends.base import CAPABILITIES
 
 #: The isolation levels the suite runs on.
 LEVELS = ("process", "microvm", direct_backend.NAME)
@@ -27,22 +27,10 @@ LEVELS = ("process", "microvm", direct_backend.NAME)
 SANDBOX_ENV = {"CONFORMANCE": "every level"}
 
 
-def backend_of(level: str) -> Backend:
-    """The backend of ``level``, or skip with the probe's reason when it does not work here."""
-    if level == direct_backend.NAME:
-        direct_backend.register()
-    result = registry.probe_all().get(level)
-    if result is None:
-        pytest.skip(f"isolation={level!r} is not registered here")
-    if not result.available:
-        pytest.skip(f"isolation={level!r} unavailable here: {result.reason}")
-    return registry.resolve(level)
-
-
 @pytest.fixture(scope="module", params=LEVELS)
 def level(request: pytest.FixtureRequest) -> str:
     """The isolation level under test (skipped with the probe's reason where it does not work)."""
-    backend_of(request.param)
+    backend_or_skip(request.param)
     return request.param
 
 
@@ -53,7 +41,7 @@ def _capabilities(request: pytest.FixtureRequest) -> None:
     if marker is None:
         return
     level_name = request.getfixturevalue("level")
-    backend = backend_of(level_name)
+    backend = backend_or_skip(level_name)
     for capability in marker.args:
         if capability not in CAPABILITIES:
             raise pytest.UsageError(f"unknown capability {capability!r}; known: {', '.join(sorted(CAPABILITIES))}")

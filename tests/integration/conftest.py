@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import direct_backend
+from support.levels import backend_or_skip
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -82,7 +84,7 @@ def https_server(tls_dir: Path) -> Iterator[LocalServer]:
 
 
 #: Backends registered by test fixtures only (tests/support): not isolation levels of their own here.
-TEST_ONLY_BACKENDS = ("direct",)
+TEST_ONLY_BACKENDS = (direct_backend.NAME,)
 
 
 def _levels() -> list[str]:
@@ -96,17 +98,6 @@ def _levels() -> list[str]:
     if named:
         return [level.strip() for level in named.split(",") if level.strip()]
     return [name for name in registry.names() if name not in TEST_ONLY_BACKENDS]
-
-
-def skip_unless_available(level: str) -> None:
-    """Skip the test with the probe's own reason (what ``corral doctor`` says) if ``level`` does not work here."""
-    from corral.backends import registry
-
-    result = registry.probe_all().get(level)
-    if result is None:
-        pytest.skip(f"isolation={level!r} is not a registered level (choose from {', '.join(registry.names())})")
-    if not result.available:
-        pytest.skip(f"isolation={level!r} unavailable here: {result.reason}")
 
 
 def own_qemu_processes() -> set[int]:
@@ -137,7 +128,7 @@ def isolation_level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
     if marker is not None and request.param not in marker.args:
         pytest.skip(f"not available with isolation={request.param!r}")
     if request.node.get_closest_marker("direct") is None:  # a direct test's sandboxes need no level of this host
-        skip_unless_available(request.param)
+        backend_or_skip(request.param)
     monkeypatch.setenv("CORRAL_ISOLATION", request.param)
     before = own_qemu_processes() if request.param == "microvm" else set()
     yield request.param
