@@ -1,4 +1,8 @@
-"""Shared test configuration: sandbox tests are skipped with the probe's reason where they cannot run."""
+"""Shared test configuration: sandbox tests are skipped with the probe's reason where they cannot run.
+
+Tests marked ``direct`` run their sandboxes on the test-only direct backend (tests/support/), which
+needs no isolation from the host, so they run everywhere.
+"""
 
 from __future__ import annotations
 
@@ -15,5 +19,5 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     skip = pytest.mark.skip(reason=f"process sandbox unavailable here: {result.reason}")
     for item in items:
-        if item.get_closest_marker("sandbox"):
+        if item.get_closest_marker("sandbox") and not item.get_closest_marker("direct"):  # direct: no isolation needed
             item.add_marker(skip)

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import direct_backend
+from support.levels import backend_or_skip
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -81,14 +83,21 @@ def https_server(tls_dir: Path) -> Iterator[LocalServer]:
     server.close()
 
 
+#: Backends registered by test fixtures only (tests/support): not isolation levels of their own here.
+TEST_ONLY_BACKENDS = (direct_backend.NAME,)
+
+
 def _levels() -> list[str]:
-    """Isolation levels that work here, or those named in ``CORRAL_TEST_LEVELS`` (comma-separated)."""
+    """Every isolation level, or those named in ``CORRAL_TEST_LEVELS`` (comma-separated).
+
+    A level that does not work here is still a parameter: its tests skip with the probe's reason.
+    """
     from corral.backends import registry
 
     named = os.environ.get("CORRAL_TEST_LEVELS")
     if named:
         return [level.strip() for level in named.split(",") if level.strip()]
-    return registry.available() or ["process"]
+    return [name for name in registry.names() if name not in TEST_ONLY_BACKENDS]
 
 
 def own_qemu_processes() -> set[int]:
@@ -111,11 +120,15 @@ def own_qemu_processes() -> set[int]:
 def isolation_level(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """Every integration test runs once per isolation level that works here (``auto`` pinned to it).
 
-    ``@pytest.mark.levels("process")`` limits a test to the levels that have its feature.
+    ``@pytest.mark.levels("process")`` limits a test to the levels that have its feature. A level that
+    does not work here skips with the probe's reason, except for tests marked ``direct``, whose
+    sandboxes come from the test-only direct backend (tests/support/direct_backend.py).
     """
     marker = request.node.get_closest_marker("levels")
     if marker is not None and request.param not in marker.args:
         pytest.skip(f"not available with isolation={request.param!r}")
+    if request.node.get_closest_marker("direct") is None:  # a direct test's sandboxes need no level of this host
+        backend_or_skip(request.param)
     monkeypatch.setenv("CORRAL_ISOLATION", request.param)
     before = own_qemu_processes() if request.param == "microvm" else set()
     yield request.param

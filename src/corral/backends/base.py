@@ -95,13 +95,31 @@ class Instance(abc.ABC):
             raise
 
 
+#: What a level can do beyond what every level does the same way (run, sessions, files,
+#: commands, env, errors: see tests/conformance/). A backend lists those it has in
+#: :attr:`Backend.capabilities`.
+CAPABILITIES = {
+    "confinement": "untrusted code is confined: it cannot read or change the host (namespaces, seccomp, a VM)",
+    "resource_limits": "memory and process-count limits are enforced on the sandbox",
+    "network_namespace": "the sandbox has a network stack of its own: no network unless egress is allowed",
+    "per_run_isolation": "a one-shot run can get fresh namespaces of its own (pools, corral.run)",
+    "pty": "terminals: a shell on a pseudo-terminal",
+    "memory_snapshot": "pause() saves the running sandbox's memory, and resume continues it",
+}
+
+
 class Backend(abc.ABC):
     """An isolation level. Implementations register themselves by name."""
 
     #: Name users pass as ``isolation=``.
     name: str
-    #: True where :meth:`pause` can save a running sandbox's memory.
-    captures_memory: bool = False
+    #: The :data:`CAPABILITIES` this level has.
+    capabilities: frozenset[str] = frozenset()
+
+    @property
+    def captures_memory(self) -> bool:
+        """True where :meth:`pause` can save a running sandbox's memory (the ``memory_snapshot`` capability)."""
+        return "memory_snapshot" in self.capabilities
 
     @abc.abstractmethod
     def probe(self) -> ProbeResult:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from serverprocess import ServerProcess
+from support import direct_backend
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -20,14 +21,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.levels("process"))
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """One server for a test module."""
+def _module_server(tmp_path_factory: pytest.TempPathFactory, direct: bool) -> Iterator[ServerProcess]:
     process = ServerProcess(tmp_path_factory.mktemp("server"), "--max-sandboxes-per-key", "6", "--max-streams", "2",
-                            "--max-file-mb", "24")
+                            "--max-file-mb", "24", direct=direct)
     process.start()
     yield process
     process.stop()
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for a test module; on the direct backend where the module is marked ``direct``."""
+    yield from _module_server(tmp_path_factory, request.node.get_closest_marker("direct") is not None)
+
+
+@pytest.fixture(scope="module")
+def direct_server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server on the direct backend, for the tests marked ``direct`` in a module that is not."""
+    if request.node.get_closest_marker("direct") is not None:
+        yield request.getfixturevalue("server")
+    else:
+        yield from _module_server(tmp_path_factory, True)
 
 
 @pytest.fixture
@@ -48,9 +62,16 @@ def api(server: ServerProcess) -> Iterator[httpx.Client]:
 
 @pytest.fixture(params=["local", "remote"])
 def where(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> dict:
-    """Keyword arguments that pick the mode: none for local, server= and api_key= for remote."""
+    """Keyword arguments that pick the mode: none for local, server= and api_key= for remote.
+
+    A test marked ``direct`` gets its sandboxes from the direct backend in both modes.
+    """
+    direct = request.node.get_closest_marker("direct") is not None
     if request.param == "local":
         monkeypatch.setenv("CORRAL_LOCAL_DIR", str(tmp_path / "local"))
+        if direct:
+            direct_backend.register()
+            monkeypatch.setenv("CORRAL_ISOLATION", direct_backend.NAME)
         return {}
-    server = request.getfixturevalue("server")
+    server = request.getfixturevalue("direct_server" if direct else "server")
     return {"server": server.url, "api_key": server.key}

@@ -18,6 +18,8 @@ from corral.hosted.state_dir import open_state_dir
 
 #: How long a server may take to answer its first health check.
 START_DEADLINE_S = 30.0
+#: ``corral`` with the test-only direct backend registered (tests/support/direct_serve.py).
+DIRECT_SERVE = Path(__file__).resolve().parents[2] / "support" / "direct_serve.py"
 
 
 def free_port() -> int:
@@ -29,10 +31,16 @@ def free_port() -> int:
 class ServerProcess:
     """``corral serve`` in a child process, with one API key; restartable on the same state."""
 
-    def __init__(self, data_dir: Path, *options: str, key: str | None = None):
-        """``key``: an API key already in ``data_dir``'s database (else one is created)."""
+    def __init__(self, data_dir: Path, *options: str, key: str | None = None, direct: bool = False):
+        """``key``: an API key already in ``data_dir``'s database (else one is created).
+
+        ``direct``: the server's sandboxes run on the test-only direct backend (the agent as a plain
+        host process, NO isolation; see tests/support/direct_backend.py), for tests of the service
+        itself rather than of isolation.
+        """
         self.data_dir = data_dir
         self.options = options
+        self.direct = direct
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.key = key if key is not None else self.new_key()
@@ -49,11 +57,13 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         """Start the server and wait until it answers."""
+        command = [str(DIRECT_SERVE)] if self.direct else ["-m", "corral.cli"]
+        env = {**os.environ, "CORRAL_ISOLATION": "direct"} if self.direct else os.environ.copy()
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "corral.cli", "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
+                [sys.executable, *command, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir),
                  "--log-level", "warning", "--reap-interval", "0.2", *self.options],
-                stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy(),
+                stdout=log, stderr=subprocess.STDOUT, env=env,
             )
         deadline = time.monotonic() + START_DEADLINE_S
         while time.monotonic() < deadline:

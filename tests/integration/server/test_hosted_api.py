@@ -18,6 +18,7 @@ def hosted(where: dict):
     sandbox.kill()
 
 
+@pytest.mark.direct
 def test_run_keeps_state_files_and_commands(hosted):
     assert hosted.run("x = 1").exit_code == 0
     assert hosted.run("print(x + 1)").stdout == "2\n"
@@ -35,6 +36,7 @@ def test_run_keeps_state_files_and_commands(hosted):
     assert hosted.run("int('x')").error.name == "ValueError"
 
 
+@pytest.mark.direct
 def test_streaming_and_callbacks(hosted):
     seen = []
     result = hosted.run("for i in range(3): print(i)", on_stdout=seen.append)
@@ -92,6 +94,7 @@ def test_pause_resume_brings_files_back(hosted, where):
         resumed.kill()
 
 
+@pytest.mark.direct
 def test_list_connect_kill_and_events(hosted, where):
     other = Sandbox.create(**where, metadata={"suite": "hosted", "role": "other"})
     try:
@@ -109,6 +112,7 @@ def test_list_connect_kill_and_events(hosted, where):
         "created", "started", "killed", "stopped"]
 
 
+@pytest.mark.direct
 def test_errors_are_the_same_in_both_modes(hosted, where):
     with pytest.raises(NotFoundError):
         Sandbox.connect("sbx_does_not_exist", **where)
@@ -128,6 +132,7 @@ def test_errors_are_the_same_in_both_modes(hosted, where):
         Sandbox.connect(closed_id, **where).run("1")
 
 
+@pytest.mark.direct
 def test_set_timeout_extends_life(hosted):
     before = hosted.info.expires_at
     assert hosted.set_timeout(3600).expires_at > before
@@ -165,12 +170,14 @@ def test_files_over_the_protocol_limit_survive_pause_and_resume(hosted, where):
         resumed.kill()
 
 
+@pytest.mark.direct
 def test_files_of_any_size_through_the_client(hosted):
     payload = bytes(range(256)) * (18 * 4096)  # 18 MiB: over the agent's 16 MiB per operation
     assert hosted.files.write("large.bin", payload) == len(payload)
     assert hosted.files.read("large.bin") == payload
 
 
+@pytest.mark.direct
 def test_terminal_in_both_modes(hosted, where):
     with hosted.terminal(cols=100, rows=30) as terminal:
         terminal.write("stty size; echo ready-$((40+2))\n")

@@ -14,7 +14,7 @@ from corral.hosted.state_dir import open_state_dir
 from corral.hosted.keys import KeyStore
 from serverprocess import ServerProcess
 
-pytestmark = pytest.mark.sandbox
+pytestmark = [pytest.mark.sandbox, pytest.mark.direct]
 
 
 #: Generous bound for the server to notice something (a poll, not a timing assertion).

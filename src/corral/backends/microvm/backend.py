@@ -52,7 +52,8 @@ class MicrovmBackend(Backend):
     """QEMU microVMs with the corral agent as the guest's PID 1."""
 
     name = "microvm"
-    captures_memory = True
+    capabilities = frozenset({"confinement", "resource_limits", "network_namespace", "per_run_isolation", "pty",
+                              "memory_snapshot"})
 
     def __init__(self) -> None:
         self._accel: AccelChoice | None = None

@@ -129,6 +129,7 @@ class ProcessBackend(Backend):
     """Linux namespaces via bubblewrap; the default isolation level."""
 
     name = "process"
+    capabilities = frozenset({"confinement", "resource_limits", "network_namespace", "per_run_isolation", "pty"})
 
     def probe(self) -> ProbeResult:
         """See :func:`corral.backends.process.probe.probe`."""
