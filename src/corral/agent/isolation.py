@@ -6,7 +6,7 @@ pid and IPC namespace, mounts fresh tmpfs file systems on the home directory,
 /tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier run, not even
 an extended attribute or a timestamp of a mount's root, survives), and forks
 twice: the run's *init*, the first process of the new pid namespace, which
-only holds the namespace and reaps orphans, and then the run's own process
+only holds the namespace, reaps orphans and dies with the relay, and then the run's own process
 (PID 2), which mounts a /proc that shows only its own namespace, forbids
 further user namespaces, drops every capability, and only then confines
 itself the way every user process is confined (Landlock, the user seccomp
@@ -14,7 +14,8 @@ filter). User code is never PID 1, so it keeps the signal semantics it has
 anywhere else (an init ignores the signals it sends itself). When the run's
 process ends, the relay kills the init, and the kernel kills everything else in
 the pid namespace, threads of exited leaders included: nothing of the run can
-outlive it. The relay exits the way the run's process did, so the agent sees
+outlive it. Killing the relay (what the zygote does to end a run early) ends the
+init, and so the namespace, the same way. The relay exits the way the run's process did, so the agent sees
 the run end as a child exit.
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
@@ -102,15 +103,50 @@ def enter_run_namespaces(mounts, own_network):
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
 
 
-def hold_namespace():
+def fork_init():
+    """In the relay: fork the run's init; return (its pid, the fd the relay keeps open as long as it lives).
+
+    Returns once the init is sure to die with the relay (its parent-death signal
+    is set, and the relay was alive after that), so killing the relay is enough
+    to end the run's whole pid namespace (zygote._kill_run).
+    """
+    alive_r, alive_w = os.pipe()
+    ready_r, ready_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(alive_w)
+        os.close(ready_r)
+        hold_namespace(alive_r)
+    os.close(alive_r)
+    os.close(ready_w)
+    while True:
+        try:
+            if not os.read(ready_r, 1):  # EOF: the init closed its end, after it set its parent-death signal
+                break
+        except InterruptedError:
+            continue
+    os.close(ready_r)
+    return pid, alive_w
+
+
+def hold_namespace(alive_fd):
     """In the run's init (PID 1 of its pid namespace): hold the namespace, run nothing (never returns).
 
-    Dies with the relay. SIGCHLD is ignored, so the kernel reaps the orphans of
-    the run that are re-parented here; every other signal from inside the
+    Dies with the relay: the parent-death signal covers a relay that dies from now
+    on, and ``alive_fd`` (the read end of a pipe only the relay writes to) shows
+    whether it died before. SIGCHLD is ignored, so the kernel reaps the orphans
+    of the run that are re-parented here; every other signal from inside the
     namespace is dropped by the kernel, as for any init without handlers.
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    os.closerange(0, 1 << 20)
+    os.set_blocking(alive_fd, False)
+    try:
+        relay_gone = os.read(alive_fd, 1) == b""
+    except BlockingIOError:
+        relay_gone = False
+    if relay_gone:
+        os._exit(1)
+    os.closerange(0, 1 << 20)  # also the relay's readiness pipe: fork_init returns
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         signal.pause()
@@ -145,12 +181,7 @@ def _loopback_up():
 def drop_capabilities():
     """Drop every capability (bounding, ambient, effective, permitted, inheritable) of this process."""
     handle = libc()
-    try:
-        with open(_LAST_CAP_FILE) as source:
-            last = int(source.read())
-    except OSError:
-        last = 63
-    for cap in range(last + 1):
+    for cap in range(last_capability() + 1):
         handle.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
     handle.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
@@ -158,8 +189,27 @@ def drop_capabilities():
     _check(handle.syscall(_capset_number(), header, data), "capset")
 
 
+_last_cap = None
+
+
+def last_capability():
+    """The highest capability number this kernel knows (read once: forks inherit it)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open(_LAST_CAP_FILE) as source:
+                _last_cap = int(source.read())
+        except OSError:
+            _last_cap = 63
+    return _last_cap
+
+
 def relay_exit(run_pid, init_pid):
-    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
+    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns).
+
+    Closing every fd also closes the init's "relay alive" pipe (see :func:`fork_init`): harmless, the init
+    checked it once already.
+    """
     os.closerange(0, 1 << 20)
     status = _wait(run_pid)
     os.kill(init_pid, signal.SIGKILL)  # the kernel then kills whatever else of the run is left

@@ -29,13 +29,12 @@ except ImportError:  # pragma: no cover - not CPython
     import signal
 
 from corral.agent import child, isolation, tree
+from corral.agent import lockdown as lockdown_module
 from corral.agent.lockdown import Lockdown
 from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
 _RUN_FDS = 5
-#: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
-_NEVER = 1 << 62
 
 
 class ZygoteGone(Exception):
@@ -133,6 +132,7 @@ class Zygote:
 
 def _serve(sock, lockdown, run_mounts, confinement, protected):
     """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    lockdown_module.warm_up()
     gc.collect()
     gc.freeze()  # a run's collections then leave the zygote's objects (and their pages) alone
     wake_r, wake_w = os.pipe()
@@ -187,8 +187,13 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
 
 
 def _kill_run(relay_pid):
-    """SIGKILL the relay and every process below it (the run's init dies with it, and its whole pid namespace)."""
-    tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
+    """SIGKILL the relay: the run's init dies with it (its parent-death signal, see isolation.fork_init), and
+    the kernel then kills everything in the run's pid namespace. ``relay_pid`` is a relay not reaped yet,
+    so its pid cannot have been reused."""
+    try:
+        os.kill(relay_pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _report_exits(sock, relays):
@@ -209,11 +214,10 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
                 setup.confinement.apply()
                 setup.confinement = None
             isolation.enter_run_namespaces(run_mounts, own_network)
-            init = os.fork()
-            if init == 0:
-                isolation.hold_namespace()
+            init, alive_w = isolation.fork_init()
             run = os.fork()
             if run == 0:
+                os.close(alive_w)
                 setup.isolated = True
                 isolation.prepare_run(own_network)
                 child.serve_isolated_spare(setup, language)
