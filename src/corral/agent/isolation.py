@@ -1,12 +1,13 @@
 """Per-run isolation: each isolated run gets namespaces of its own, made fresh by a fork of the agent.
 
 The agent is a pre-started interpreter that never runs user code (the zygote).
-For an isolated run it forks a *relay* process, which makes a new user, mount,
-pid and IPC namespace, mounts fresh tmpfs file systems on the home directory,
+For an isolated run it forks a *relay* process, which makes a new mount,
+pid and IPC namespace (inside the zygote's own user namespace, made once; a
+microVM guest's zygote is root and each relay makes a user namespace too), mounts fresh tmpfs file systems on the home directory,
 /tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier run, not even
 an extended attribute or a timestamp of a mount's root, survives), and forks
 twice: the run's *init*, the first process of the new pid namespace, which
-only holds the namespace, reaps orphans and dies with the relay, and then the run's own process
+only holds the namespace and reaps orphans, and then the run's own process
 (PID 2), which mounts a /proc that shows only its own namespace, forbids
 further user namespaces, drops every capability, and only then confines
 itself the way every user process is confined (Landlock, the user seccomp
@@ -14,8 +15,7 @@ filter). User code is never PID 1, so it keeps the signal semantics it has
 anywhere else (an init ignores the signals it sends itself). When the run's
 process ends, the relay kills the init, and the kernel kills everything else in
 the pid namespace, threads of exited leaders included: nothing of the run can
-outlive it. Killing the relay (what the zygote does to end a run early) ends the
-init, and so the namespace, the same way. The relay exits the way the run's process did, so the agent sees
+outlive it. The relay exits the way the run's process did, so the agent sees
 the run end as a child exit.
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
@@ -37,7 +37,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-RUN_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+RUN_NAMESPACES = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -80,8 +80,26 @@ class IsolationError(OSError):
     """The run's namespaces could not be made (the run must not start)."""
 
 
-def enter_run_namespaces(mounts, own_network):
-    """In the relay: new user, mount, pid and IPC namespaces (and network: ``own_network``), fresh tmpfs mounts.
+def enter_zygote_user_namespace():
+    """In the zygote (never root, never a run): a user namespace of its own that its relays share.
+
+    Making a user namespace costs more than all of a run's other namespaces
+    together, so where the zygote is not root (the process sandbox) it makes one
+    once: its relays then hold every capability in it, which is what they need
+    to make each run's other namespaces and mounts, and only that (its one uid
+    and gid are mapped to themselves). No process in it may make a user namespace
+    (the limit is 0), and each run's process drops all those capabilities before
+    it runs user code (:func:`drop_capabilities`), as under a user namespace of
+    its own. A run has no keyring to share with the next one either (seccomp
+    denies the keyring calls).
+    """
+    _unshare_user(0)
+    _write("/proc/sys/user/max_user_namespaces", "0")
+
+
+def enter_run_namespaces(mounts, own_network, own_user):
+    """In the relay: new mount, pid and IPC namespaces (and network: ``own_network``; a user namespace too
+    where the zygote made none, ``own_user``: see :func:`enter_zygote_user_namespace`), fresh tmpfs mounts.
 
     Keeps this process's uid and gid (mapped to themselves) so files belong to
     the sandbox user as before. The next fork becomes the run's init (see
@@ -90,63 +108,37 @@ def enter_run_namespaces(mounts, own_network):
     time from reaching each other's loopback ports and abstract Unix sockets;
     a sandbox with network access shares its namespace with its runs instead.
     """
-    uid, gid = os.getuid(), os.getgid()
     places = mounts.sized()
-    _check(libc().unshare(RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)), "unshare")
-    set_dumpable(True)  # a non-dumpable process does not own its /proc/self files
-    _write("/proc/self/setgroups", "deny")
-    _write("/proc/self/uid_map", f"{uid} {uid} 1")
-    _write("/proc/self/gid_map", f"{gid} {gid} 1")
-    set_dumpable(False)
+    flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)
+    if own_user:
+        _unshare_user(flags)
+    else:
+        _check(libc().unshare(flags), "unshare")
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
     for path, size, mode in places:
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
 
 
-def fork_init():
-    """In the relay: fork the run's init; return (its pid, the fd the relay keeps open as long as it lives).
-
-    Returns once the init is sure to die with the relay (its parent-death signal
-    is set, and the relay was alive after that), so killing the relay is enough
-    to end the run's whole pid namespace (zygote._kill_run).
-    """
-    alive_r, alive_w = os.pipe()
-    ready_r, ready_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(alive_w)
-        os.close(ready_r)
-        hold_namespace(alive_r)
-    os.close(alive_r)
-    os.close(ready_w)
-    while True:
-        try:
-            if not os.read(ready_r, 1):  # EOF: the init closed its end, after it set its parent-death signal
-                break
-        except InterruptedError:
-            continue
-    os.close(ready_r)
-    return pid, alive_w
+def _unshare_user(flags):
+    """unshare a new user namespace (and ``flags``), keeping this process's uid and gid mapped to themselves."""
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc().unshare(CLONE_NEWUSER | flags), "unshare")
+    set_dumpable(True)  # a non-dumpable process does not own its /proc/self files
+    _write("/proc/self/setgroups", "deny")
+    _write("/proc/self/uid_map", f"{uid} {uid} 1")
+    _write("/proc/self/gid_map", f"{gid} {gid} 1")
+    set_dumpable(False)
 
 
-def hold_namespace(alive_fd):
+def hold_namespace():
     """In the run's init (PID 1 of its pid namespace): hold the namespace, run nothing (never returns).
 
-    Dies with the relay: the parent-death signal covers a relay that dies from now
-    on, and ``alive_fd`` (the read end of a pipe only the relay writes to) shows
-    whether it died before. SIGCHLD is ignored, so the kernel reaps the orphans
-    of the run that are re-parented here; every other signal from inside the
+    Dies with the relay. SIGCHLD is ignored, so the kernel reaps the orphans of
+    the run that are re-parented here; every other signal from inside the
     namespace is dropped by the kernel, as for any init without handlers.
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    os.set_blocking(alive_fd, False)
-    try:
-        relay_gone = os.read(alive_fd, 1) == b""
-    except BlockingIOError:
-        relay_gone = False
-    if relay_gone:
-        os._exit(1)
-    os.closerange(0, 1 << 20)  # also the relay's readiness pipe: fork_init returns
+    os.closerange(0, 1 << 20)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         signal.pause()
@@ -205,11 +197,7 @@ def last_capability():
 
 
 def relay_exit(run_pid, init_pid):
-    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns).
-
-    Closing every fd also closes the init's "relay alive" pipe (see :func:`fork_init`): harmless, the init
-    checked it once already.
-    """
+    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
     os.closerange(0, 1 << 20)
     status = _wait(run_pid)
     os.kill(init_pid, signal.SIGKILL)  # the kernel then kills whatever else of the run is left

@@ -35,6 +35,8 @@ from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
 _RUN_FDS = 5
+#: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
+_NEVER = 1 << 62
 
 
 class ZygoteGone(Exception):
@@ -132,6 +134,8 @@ class Zygote:
 
 def _serve(sock, lockdown, run_mounts, confinement, protected):
     """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    if confinement is None:  # not root (the guest's zygote is: its relays become the user first)
+        isolation.enter_zygote_user_namespace()
     lockdown_module.warm_up()
     gc.collect()
     gc.freeze()  # a run's collections then leave the zygote's objects (and their pages) alone
@@ -187,13 +191,8 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
 
 
 def _kill_run(relay_pid):
-    """SIGKILL the relay: the run's init dies with it (its parent-death signal, see isolation.fork_init), and
-    the kernel then kills everything in the run's pid namespace. ``relay_pid`` is a relay not reaped yet,
-    so its pid cannot have been reused."""
-    try:
-        os.kill(relay_pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILL the relay and every process below it (the run's init dies with it, and its whole pid namespace)."""
+    tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
 
 
 def _report_exits(sock, relays):
@@ -210,14 +209,16 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
             signal.set_wakeup_fd(-1)
             for fd in zygote_fds:
                 os.close(fd)
-            if setup.confinement is not None:  # the guest: join the user cgroup, become the user, then unshare
+            own_user = setup.confinement is not None
+            if own_user:  # the guest: join the user cgroup, become the user, then unshare (a user namespace too)
                 setup.confinement.apply()
                 setup.confinement = None
-            isolation.enter_run_namespaces(run_mounts, own_network)
-            init, alive_w = isolation.fork_init()
+            isolation.enter_run_namespaces(run_mounts, own_network, own_user)
+            init = os.fork()
+            if init == 0:
+                isolation.hold_namespace()
             run = os.fork()
             if run == 0:
-                os.close(alive_w)
                 setup.isolated = True
                 isolation.prepare_run(own_network)
                 child.serve_isolated_spare(setup, language)
