@@ -23,6 +23,7 @@ Everything here runs in a forked child; nothing returns into the agent's loop.
 from __future__ import annotations
 
 import ctypes
+import fcntl  # here, not in each run's process (which would load the extension module anew every time)
 import os
 try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
     import _signal as signal
@@ -160,7 +161,6 @@ def prepare_run(own_network):
 
 
 def _loopback_up():
-    import fcntl
     import socket
     import struct
 
