@@ -232,6 +232,23 @@ def _kill_run(relay_pid, init_socket):
     return None
 
 
+def _send_pidfd(relay_socket, init_pid):
+    """In the relay: send the zygote a pidfd of the run's init (without one, a kill walks the process tree)."""
+    try:
+        init_fd = os.pidfd_open(init_pid)
+    except (AttributeError, OSError):  # a kernel older than 5.3
+        init_fd = None
+    try:
+        if init_fd is not None:
+            socket.send_fds(relay_socket, [b"i"], [init_fd])
+    except OSError:
+        pass
+    finally:
+        if init_fd is not None:
+            os.close(init_fd)
+        relay_socket.close()
+
+
 def _report_exits(sock, relays):
     for pid, status in tree.exited_children():
         init_socket = relays.pop(pid, None)
@@ -260,10 +277,7 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
             init = os.fork()
             if init == 0:
                 isolation.hold_namespace()
-            init_fd = os.pidfd_open(init)
-            socket.send_fds(relay_socket, [b"i"], [init_fd])
-            os.close(init_fd)
-            relay_socket.close()
+            _send_pidfd(relay_socket, init)
             run = os.fork()
             if run == 0:
                 setup.isolated = True
