@@ -3,9 +3,10 @@
 The agent is a pre-started interpreter that never runs user code (the zygote).
 For an isolated run it forks a *relay* process, which makes a new mount,
 pid and IPC namespace (inside the zygote's own user namespace, made once; a
-microVM guest's zygote is root and each relay makes a user namespace too), mounts fresh tmpfs file systems on the home directory,
-/tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier run, not even
-an extended attribute or a timestamp of a mount's root, survives), and forks
+microVM guest's zygote is root and each relay makes a user namespace too),
+mounts fresh tmpfs file systems on the home directory, /tmp and /dev/shm
+(fresh mounts, not wipes: nothing of an earlier run, not even an extended
+attribute or a timestamp of a mount's root, survives), and forks
 twice: the run's *init*, the first process of the new pid namespace, which
 only holds the namespace and reaps orphans, and then the run's own process
 (PID 2), which mounts a /proc that shows only its own namespace, forbids
@@ -16,7 +17,8 @@ anywhere else (an init ignores the signals it sends itself). When the run's
 process ends, the relay kills the init, and the kernel kills everything else in
 the pid namespace, threads of exited leaders included: nothing of the run can
 outlive it. The relay exits the way the run's process did, so the agent sees
-the run end as a child exit.
+the run end as a child exit. To end a run early the zygote kills its init
+(through a pidfd the relay sends it) and waits for the relay.
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
 """
