@@ -1,6 +1,6 @@
 """Core latency and throughput of corral's process sandbox, against bare python3 in the same run.
 
-    python benchmarks/bench_core.py [--runs 30] [--programs 200] [--callers 4] [--microvm]
+    python benchmarks/bench_core.py [--runs 30] [--programs 200] [--callers 4] [--cpu-programs 100] [--microvm]
 
 Prints medians (ms) and ratios to bare ``python3 -c 'print(1)'`` measured in
 the same run, because these machines are shared and noisy. Rows: two floors
@@ -9,8 +9,10 @@ cold one-shot (``fresh=True``: a sandbox of its own), warm one-shot (an isolated
 run on a pool's long-lived sandbox), a second and later ``corral.run`` in a
 process (an isolated run on the process-wide shared sandbox), session run after
 the first, and throughput of short programs with concurrent callers (Pool.run,
-corral.run on the shared sandbox, and cold starts). ``--microvm`` adds the warm
-one-shot latency on a microVM (TCG here: slow).
+corral.run on the shared sandbox, and cold starts), and CPU time per program
+(bare against Pool.run's caller plus its sandbox), which a loaded machine
+distorts less than wall time. ``--microvm`` adds the warm one-shot latency on a
+microVM (TCG here: slow).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -60,12 +63,44 @@ def throughput(call, programs: int, callers: int) -> float:
     return programs / (time.perf_counter() - started)
 
 
+def cpu_per_program(programs: int) -> None:
+    """CPU time per program, one program at a time: less sensitive to a loaded machine than wall time.
+
+    Bare: the children's CPU (getrusage). Pool.run: this process (the caller, corral's loop thread)
+    plus the sandbox's whole cgroup (agent, zygote, the run, the next run's spare being prepared).
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(programs):
+        bare_python()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    bare = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000 / programs
+    with corral.Pool(size=1) as pool:
+        checked(pool.run(PROGRAM))
+        time.sleep(0.05)
+        cgroup = pool._async._ready._queue[0].instance.cgroup  # private: the one sandbox's cgroup
+        if cgroup is None:
+            print("\nCPU per program: no cgroup to measure the sandbox by")
+            return
+        host_before, sandbox_before = resource.getrusage(resource.RUSAGE_SELF), cgroup.usage().cpu_time_ms
+        for _ in range(programs):
+            checked(pool.run(PROGRAM))
+        host_after, sandbox_after = resource.getrusage(resource.RUSAGE_SELF), cgroup.usage().cpu_time_ms
+    host = (host_after.ru_utime + host_after.ru_stime - host_before.ru_utime - host_before.ru_stime) * 1000 / programs
+    sandbox = (sandbox_after - sandbox_before) / programs
+    print(f"\nCPU per program, {programs} one after another (ms):")
+    print(f"{'bare python3 -c':45} {bare:10.2f}")
+    print(f"{'corral Pool.run: caller process':45} {host:10.2f}")
+    print(f"{'corral Pool.run: sandbox (agent, zygote, run)':45} {sandbox:10.2f}")
+    print(f"{'corral Pool.run: total':45} {host + sandbox:10.2f} ({(host + sandbox) / bare:.2f}x bare)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--programs", type=int, default=200)
     parser.add_argument("--callers", type=int, default=4)
     parser.add_argument("--microvm", action="store_true", help="also measure a warm one-shot on a microVM")
+    parser.add_argument("--cpu-programs", type=int, default=100, help="programs for the CPU-per-program rows")
     args = parser.parse_args()
 
     checked(corral.run(PROGRAM))  # warm caches: runtime dir, seccomp filter, probe
@@ -106,6 +141,7 @@ def main() -> None:
     print(f"{'corral Pool.run (isolated runs)':45} {pooled_rate:10.1f} ({pooled_rate / bare_rate:.2f}x bare)")
     print(f"{'corral.run (shared warm sandbox)':45} {shared_rate:10.1f} ({shared_rate / bare_rate:.2f}x bare)")
     print(f"{'corral.run(fresh=True) (cold)':45} {cold_rate:10.1f} ({cold_rate / bare_rate:.2f}x bare)")
+    cpu_per_program(args.cpu_programs)
 
 
 if __name__ == "__main__":

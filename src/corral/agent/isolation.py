@@ -1,10 +1,12 @@
 """Per-run isolation: each isolated run gets namespaces of its own, made fresh by a fork of the agent.
 
 The agent is a pre-started interpreter that never runs user code (the zygote).
-For an isolated run it forks a *relay* process, which makes a new user, mount,
-pid and IPC namespace, mounts fresh tmpfs file systems on the home directory,
-/tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier run, not even
-an extended attribute or a timestamp of a mount's root, survives), and forks
+For an isolated run it forks a *relay* process, which makes a new mount,
+pid and IPC namespace (inside the zygote's own user namespace, made once; a
+microVM guest's zygote is root and each relay makes a user namespace too),
+mounts fresh tmpfs file systems on the home directory, /tmp and /dev/shm
+(fresh mounts, not wipes: nothing of an earlier run, not even an extended
+attribute or a timestamp of a mount's root, survives), and forks
 twice: the run's *init*, the first process of the new pid namespace, which
 only holds the namespace and reaps orphans, and then the run's own process
 (PID 2), which mounts a /proc that shows only its own namespace, forbids
@@ -15,13 +17,15 @@ anywhere else (an init ignores the signals it sends itself). When the run's
 process ends, the relay kills the init, and the kernel kills everything else in
 the pid namespace, threads of exited leaders included: nothing of the run can
 outlive it. The relay exits the way the run's process did, so the agent sees
-the run end as a child exit.
+the run end as a child exit. To end a run early the zygote kills its init
+(through a pidfd the relay sends it) and waits for the relay.
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
 """
 from __future__ import annotations
 
 import ctypes
+import fcntl  # here, not in each run's process (which would load the extension module anew every time)
 import os
 try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
     import _signal as signal
@@ -36,7 +40,7 @@ CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
-RUN_NAMESPACES = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
+RUN_NAMESPACES = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCSIFFLAGS = 0x8914
@@ -79,8 +83,26 @@ class IsolationError(OSError):
     """The run's namespaces could not be made (the run must not start)."""
 
 
-def enter_run_namespaces(mounts, own_network):
-    """In the relay: new user, mount, pid and IPC namespaces (and network: ``own_network``), fresh tmpfs mounts.
+def enter_zygote_user_namespace():
+    """In the zygote (never root, never a run): a user namespace of its own that its relays share.
+
+    Making a user namespace costs more than all of a run's other namespaces
+    together, so where the zygote is not root (the process sandbox) it makes one
+    once: its relays then hold every capability in it, which is what they need
+    to make each run's other namespaces and mounts, and only that (its one uid
+    and gid are mapped to themselves). No process in it may make a user namespace
+    (the limit is 0), and each run's process drops all those capabilities before
+    it runs user code (:func:`drop_capabilities`), as under a user namespace of
+    its own. A run has no keyring to share with the next one either (seccomp
+    denies the keyring calls).
+    """
+    _unshare_user(0)
+    _write("/proc/sys/user/max_user_namespaces", "0")
+
+
+def enter_run_namespaces(mounts, own_network, own_user):
+    """In the relay: new mount, pid and IPC namespaces (and network: ``own_network``; a user namespace too
+    where the zygote made none, ``own_user``: see :func:`enter_zygote_user_namespace`), fresh tmpfs mounts.
 
     Keeps this process's uid and gid (mapped to themselves) so files belong to
     the sandbox user as before. The next fork becomes the run's init (see
@@ -89,17 +111,26 @@ def enter_run_namespaces(mounts, own_network):
     time from reaching each other's loopback ports and abstract Unix sockets;
     a sandbox with network access shares its namespace with its runs instead.
     """
-    uid, gid = os.getuid(), os.getgid()
     places = mounts.sized()
-    _check(libc().unshare(RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)), "unshare")
+    flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)
+    if own_user:
+        _unshare_user(flags)
+    else:
+        _check(libc().unshare(flags), "unshare")
+    _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
+    for path, size, mode in places:
+        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
+
+
+def _unshare_user(flags):
+    """unshare a new user namespace (and ``flags``), keeping this process's uid and gid mapped to themselves."""
+    uid, gid = os.getuid(), os.getgid()
+    _check(libc().unshare(CLONE_NEWUSER | flags), "unshare")
     set_dumpable(True)  # a non-dumpable process does not own its /proc/self files
     _write("/proc/self/setgroups", "deny")
     _write("/proc/self/uid_map", f"{uid} {uid} 1")
     _write("/proc/self/gid_map", f"{gid} {gid} 1")
     set_dumpable(False)
-    _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
-    for path, size, mode in places:
-        _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
 
 
 def hold_namespace():
@@ -132,7 +163,6 @@ def prepare_run(own_network):
 
 
 def _loopback_up():
-    import fcntl
     import socket
     import struct
 
@@ -145,17 +175,27 @@ def _loopback_up():
 def drop_capabilities():
     """Drop every capability (bounding, ambient, effective, permitted, inheritable) of this process."""
     handle = libc()
-    try:
-        with open(_LAST_CAP_FILE) as source:
-            last = int(source.read())
-    except OSError:
-        last = 63
-    for cap in range(last + 1):
+    for cap in range(last_capability() + 1):
         handle.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0)
     handle.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
     header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()
     _check(handle.syscall(_capset_number(), header, data), "capset")
+
+
+_last_cap = None
+
+
+def last_capability():
+    """The highest capability number this kernel knows (read once: forks inherit it)."""
+    global _last_cap
+    if _last_cap is None:
+        try:
+            with open(_LAST_CAP_FILE) as source:
+                _last_cap = int(source.read())
+        except OSError:
+            _last_cap = 63
+    return _last_cap
 
 
 def relay_exit(run_pid, init_pid):

@@ -54,13 +54,7 @@ def restrict_writes(writable_paths, scoped=False):
         handled |= _TRUNCATE
     scopes = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if scoped and abi >= 6 else 0
 
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
-
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
+    RulesetAttr, PathBeneath = structures()
     attr = RulesetAttr(handled, 0, scopes)
     size = ctypes.sizeof(RulesetAttr) if abi >= 6 else 8
     ruleset = libc.syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
@@ -85,6 +79,27 @@ def restrict_writes(writable_paths, scoped=False):
     finally:
         os.close(ruleset)
     return abi
+
+
+_structure_types = None
+
+
+def structures():
+    """The ctypes types of the ruleset attribute and a path rule, made once (a fork inherits them: making a
+    ctypes type costs more than the syscalls that use it)."""
+    global _structure_types
+    if _structure_types is None:
+        import ctypes
+
+        class RulesetAttr(ctypes.Structure):
+            _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+        class PathBeneath(ctypes.Structure):
+            _pack_ = 1
+            _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+        _structure_types = RulesetAttr, PathBeneath
+    return _structure_types
 
 
 def abi_version():

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import ctypes
 
-from corral.agent.isolation import drop_capabilities
-from corral.agent.landlock import restrict_writes
+from corral.agent.isolation import drop_capabilities, last_capability
+from corral.agent.landlock import restrict_writes, structures as landlock_structures
 from corral.agent.libc import libc
 
 _PR_SET_NO_NEW_PRIVS = 38
@@ -55,13 +55,23 @@ class Lockdown:
             install_seccomp(self.seccomp_program)
 
 
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def warm_up():
+    """Build, once in the zygote, what every isolated run's confinement would otherwise build for itself
+    (ctypes types and function pointers, the kernel's capability count): each fork inherits them."""
+    handle = libc()
+    for name in ("prctl", "syscall", "mount", "unshare"):
+        getattr(handle, name)
+    last_capability()
+    landlock_structures()
+
+
 def install_seccomp(program):
     """Install a raw ``struct sock_filter`` array as this process's (additional) seccomp filter."""
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
     buffer = ctypes.create_string_buffer(program, len(program))
-    fprog = SockFprog(len(program) // _SOCK_FILTER_BYTES, ctypes.addressof(buffer))
+    fprog = _SockFprog(len(program) // _SOCK_FILTER_BYTES, ctypes.addressof(buffer))
     if libc().prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(fprog), 0, 0) != 0:
         raise LockdownError(ctypes.get_errno(), "cannot install the seccomp filter")

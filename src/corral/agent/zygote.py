@@ -23,17 +23,21 @@ import gc
 import os
 import select
 import socket
+import time
 try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
     import signal
 
 from corral.agent import child, isolation, tree
+from corral.agent import lockdown as lockdown_module
 from corral.agent.lockdown import Lockdown
 from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
 _RUN_FDS = 5
+#: How long the zygote waits for a killed run's relay to end before it kills the relay's tree itself.
+_RELAY_EXIT_S = 2.0
 #: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
 _NEVER = 1 << 62
 
@@ -133,6 +137,9 @@ class Zygote:
 
 def _serve(sock, lockdown, run_mounts, confinement, protected):
     """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    if confinement is None:  # not root (the guest's zygote is: its relays become the user first)
+        isolation.enter_zygote_user_namespace()
+    lockdown_module.warm_up()
     gc.collect()
     gc.freeze()  # a run's collections then leave the zygote's objects (and their pages) alone
     wake_r, wake_w = os.pipe()
@@ -140,7 +147,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
         os.set_blocking(fd, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    relays = set()
+    relays = {}  # relay pid -> the socket its run's init pidfd comes on (see _fork_relay)
     while True:
         try:
             readable, _, _ = select.select([sock, wake_r], [], [])
@@ -165,7 +172,10 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 for fd in fds:
                     os.close(fd)
                 if request.get("pid") in relays:
-                    _kill_run(request["pid"])
+                    status = _kill_run(request["pid"], relays[request["pid"]])
+                    if status is not None:  # reaped here: report it as _report_exits would
+                        relays.pop(request["pid"]).close()
+                        sock.send(wire.dumps({"exit": request["pid"], "status": status}).encode())
                 continue
             try:
                 if len(fds) != _RUN_FDS:
@@ -174,9 +184,9 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
                                          control_fds=(fds[3], fds[4]), protected_parent=protected,
                                          confinement=confinement, lockdown=run_lockdown)
-                pid = _fork_relay(setup, request["language"], run_mounts, bool(request.get("own_network")),
-                                  (sock.fileno(), wake_r, wake_w))
-                relays.add(pid)
+                pid, init_socket = _fork_relay(setup, request["language"], run_mounts,
+                                               bool(request.get("own_network")), (sock.fileno(), wake_r, wake_w))
+                relays[pid] = init_socket
                 reply = {"pid": pid}
             except Exception as exc:  # never let one request end the zygote
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
@@ -186,32 +196,88 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             sock.send(wire.dumps(reply).encode())
 
 
-def _kill_run(relay_pid):
-    """SIGKILL the relay and every process below it (the run's init dies with it, and its whole pid namespace)."""
+def _kill_run(relay_pid, init_socket):
+    """End the run of ``relay_pid`` and everything in it; its wait status if the relay was reaped here, else None.
+
+    The usual way: SIGKILL the run's init (through the pidfd its relay sent, so
+    never another process that got its pid), which ends the run's pid namespace;
+    the relay, waiting for the run's process and then for the init, exits once the
+    kernel has killed and reaped everything in it, so the run is wholly gone
+    before the zygote forks the next one (which the pids limit could refuse
+    otherwise). Where that fd did not come (the relay had not forked the init yet)
+    or the relay does not end in time: SIGKILL the relay and every process below it.
+    """
+    try:
+        _, fds, _, _ = socket.recv_fds(init_socket, 1, 1, socket.MSG_DONTWAIT)
+    except (BlockingIOError, OSError):
+        fds = []
+    if fds:
+        try:
+            signal.pidfd_send_signal(fds[0], signal.SIGKILL)
+        except OSError:
+            pass  # it ended already (the relay is about to)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        deadline = time.monotonic() + _RELAY_EXIT_S
+        while time.monotonic() < deadline:
+            try:
+                pid, status = os.waitpid(relay_pid, os.WNOHANG)
+            except ChildProcessError:
+                return None
+            if pid:
+                return status
+            time.sleep(0.0005)
     tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
+    return None
+
+
+def _send_pidfd(relay_socket, init_pid):
+    """In the relay: send the zygote a pidfd of the run's init (without one, a kill walks the process tree)."""
+    try:
+        init_fd = os.pidfd_open(init_pid)
+    except (AttributeError, OSError):  # a kernel older than 5.3
+        init_fd = None
+    try:
+        if init_fd is not None:
+            socket.send_fds(relay_socket, [b"i"], [init_fd])
+    except OSError:
+        pass
+    finally:
+        if init_fd is not None:
+            os.close(init_fd)
+        relay_socket.close()
 
 
 def _report_exits(sock, relays):
     for pid, status in tree.exited_children():
-        relays.discard(pid)
+        init_socket = relays.pop(pid, None)
+        if init_socket is not None:
+            init_socket.close()
         sock.send(wire.dumps({"exit": pid, "status": status}).encode())
 
 
 def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
-    """Fork the relay of an isolated run; the run's process (PID 2) serves it (child.serve_isolated_spare)."""
+    """Fork the relay of an isolated run; the run's process (PID 2) serves it (child.serve_isolated_spare).
+
+    Returns (the relay's pid, the zygote's end of a socket on which the relay sends a pidfd of the run's init).
+    """
+    init_socket, relay_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     pid = os.fork()
     if pid == 0:
         try:
             signal.set_wakeup_fd(-1)
-            for fd in zygote_fds:
+            for fd in (*zygote_fds, init_socket.fileno()):
                 os.close(fd)
-            if setup.confinement is not None:  # the guest: join the user cgroup, become the user, then unshare
+            own_user = setup.confinement is not None
+            if own_user:  # the guest: join the user cgroup, become the user, then unshare (a user namespace too)
                 setup.confinement.apply()
                 setup.confinement = None
-            isolation.enter_run_namespaces(run_mounts, own_network)
+            isolation.enter_run_namespaces(run_mounts, own_network, own_user)
             init = os.fork()
             if init == 0:
                 isolation.hold_namespace()
+            _send_pidfd(relay_socket, init)
             run = os.fork()
             if run == 0:
                 setup.isolated = True
@@ -224,4 +290,5 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
             except OSError:
                 pass
         os._exit(126)
-    return pid
+    relay_socket.close()
+    return pid, init_socket
