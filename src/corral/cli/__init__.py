@@ -2,7 +2,8 @@
 
 :func:`main` loads only what the command it is asked for needs. ``corral run``
 with plain options (the common case) is parsed by
-:func:`corral.cli.run.parse_fast`, without typer at all; anything else builds a
+:func:`corral.cli.run.parse_fast`, without typer at all (nor pydantic's plugin search:
+``PYDANTIC_NO_PLUGINS``); anything else builds a
 typer app (:mod:`corral.cli.typer_app`) with only that command, or with every command
 for ``corral --help``. ``app`` is the whole typer app, built on first access.
 """
@@ -16,10 +17,17 @@ import sys
 from collections.abc import Callable
 
 
+#: ``corral run`` needs no pydantic plugin, and looking for them (importing importlib.metadata, scanning
+#: every installed package's entry points) is about 15 ms of its start; a value already set is kept.
+#: Sandboxes never see the variable (their environment is built from scratch).
+PYDANTIC_NO_PLUGINS = ("PYDANTIC_DISABLE_PLUGINS", "__all__")
+
+
 def main() -> None:
     """Console-script entry point."""
     args = sys.argv[1:]
     if args[:1] == ["run"]:
+        os.environ.setdefault(*PYDANTIC_NO_PLUGINS)
         run = importlib.import_module("corral.cli.run")
         arguments = run.parse_fast(args[1:])
         if arguments is not None:
