@@ -119,3 +119,28 @@ def test_network_ports_and_packages_flags(http_server):
     assert bad.returncode == 2 and "pinned" in bad.stderr
     bad_port = corral("run", "--expose", "80:80", "-c", "print(1)")
     assert bad_port.returncode == 2 and "--expose" in bad_port.stderr
+
+
+#: Runs `corral run -c ...` through the console script's main(), then says whether pydantic scanned for plugins.
+_PLUGIN_SCAN_PROBE = (
+    "import atexit, sys\n"
+    "def report():\n"
+    "    from pydantic.plugin import _loader\n"
+    "    sys.stderr.write(f'plugins scanned: {_loader._plugins is not None}\\n')\n"
+    "atexit.register(report)\n"
+    "sys.argv = ['corral', 'run', '-c', 'import os; print(\"PYDANTIC_DISABLE_PLUGINS\" in os.environ)']\n"
+    "import corral.cli\n"
+    "corral.cli.main()\n"
+)
+
+
+@pytest.mark.parametrize(("preset", "scanned"), [(None, False), ("", True)])
+def test_run_skips_the_pydantic_plugin_search_unless_the_user_set_it(preset, scanned):
+    env = {key: value for key, value in os.environ.items() if key != "PYDANTIC_DISABLE_PLUGINS"}
+    if preset is not None:
+        env["PYDANTIC_DISABLE_PLUGINS"] = preset
+    done = subprocess.run([sys.executable, "-c", _PLUGIN_SCAN_PROBE], capture_output=True, text=True, timeout=120,
+                          env=env, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "False\n"  # the sandbox never sees the variable, set or not
+    assert f"plugins scanned: {scanned}" in done.stderr

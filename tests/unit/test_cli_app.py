@@ -43,6 +43,18 @@ def test_a_plain_corral_run_loads_neither_typer_nor_another_command():
     assert [name for name in loaded if name.startswith(OTHER_MODULES)] == []
 
 
+@pytest.mark.parametrize("argv", [["run", "x.py", "-c", "print(1)"], ["run", "--timeout", "x", "-c", "print(1)"]])
+def test_every_command_freezes_the_heap_as_it_ends_so_exit_collects_nothing(argv):
+    code = ("import atexit, gc, sys\n"
+            "atexit.register(lambda: print('frozen', gc.get_freeze_count() > 1000))\n"
+            f"sys.argv = {['corral', *argv]!r}\n"
+            "from corral.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          check=False)
+    assert done.returncode == 2 and done.stdout.splitlines()[-1] == "frozen True"
+
+
 def test_an_unusual_corral_run_goes_through_typer_with_only_its_own_command():
     done, loaded = _modules_after(["run", "--timeout", "x", "-c", "print(1)"])
     assert done.returncode == 2 and "--timeout" in done.stderr

@@ -98,3 +98,43 @@ def test_socket_families_outside_the_allow_list_are_refused():
     found = under_filter(probe)
     assert found == {"created": [1, 2, 10, 16], "paired": [1], "route": "ok",
                      "diag": "EPROTONOSUPPORT", "uevent": "EPROTONOSUPPORT"}
+
+
+_ONE_INSTRUCTION = b"\x06\x00\x00\x00\x00\x00\xff\x7f"  # BPF_RET SECCOMP_RET_ALLOW
+
+
+def test_a_compiled_filter_is_kept_and_compiled_again_only_when_an_input_changes(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path))
+    compiled = []
+
+    def compile_program() -> bytes:
+        compiled.append(1)
+        return _ONE_INSTRUCTION
+
+    assert seccomp.cached_program("t", compile_program) == _ONE_INSTRUCTION
+    assert seccomp.cached_program("t", compile_program) == _ONE_INSTRUCTION
+    assert len(compiled) == 1
+    [kept] = (tmp_path / seccomp.CACHE_DIR).glob("t-*.bpf")
+    assert kept.name == f"t-{seccomp.compile_inputs_digest()}.bpf"
+    kept.write_bytes(b"partial")  # not whole instructions: never loaded, compiled again
+    assert seccomp.cached_program("t", compile_program) == _ONE_INSTRUCTION and len(compiled) == 2
+    monkeypatch.setattr(seccomp, "compile_inputs_digest", lambda: "changed")
+    assert seccomp.cached_program("t", compile_program) == _ONE_INSTRUCTION and len(compiled) == 3
+    assert sorted(path.name for path in (tmp_path / seccomp.CACHE_DIR).iterdir()) == [kept.name, "t-changed.bpf"]
+
+
+def test_the_kept_filters_are_what_libseccomp_compiles(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path))
+    user = seccomp._compile(seccomp.DENIED_SYSCALLS, seccomp._CLONE_NEW_NAMESPACE_FLAGS)
+    agent = seccomp._compile(tuple(name for name in seccomp.DENIED_SYSCALLS if name not in seccomp.RUN_SETUP_SYSCALLS),
+                             (seccomp._CLONE_NEWUSER,))
+    for function, expected in ((seccomp.filter_program, user), (seccomp.agent_filter_program, agent)):
+        assert function.__wrapped__() == expected  # compiled and kept
+        assert function.__wrapped__() == expected  # read back
+    assert len(list((tmp_path / seccomp.CACHE_DIR).glob("*.bpf"))) == 2
+
+
+def test_an_unwritable_data_directory_compiles_every_time(tmp_path, monkeypatch):
+    monkeypatch.setenv("CORRAL_DATA_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a directory")
+    assert seccomp.cached_program("t", lambda: _ONE_INSTRUCTION) == _ONE_INSTRUCTION

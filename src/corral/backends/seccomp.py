@@ -8,7 +8,7 @@ kernel modules and keyrings, tracing other processes, BPF and perf, io_uring,
 clock and host settings, and terminal input injection. Denied calls fail with
 EPERM (ENOSYS for ``clone3``, so libc falls back to ``clone``, whose flags a
 filter can see) instead of killing the process, so programs see an ordinary
-error. The filter is compiled once per host process.
+error. The filters are compiled once per host and kept (:func:`cached_program`).
 
 Two layers (per-run isolation, see ``corral.agent.isolation``): bwrap installs
 :func:`agent_filter_program` for the whole sandbox, which still lets the agent's
@@ -26,12 +26,20 @@ corral runs on) or are kernel attack surface (AF_ALG, AF_PACKET, AF_KEY...).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import errno
+import hashlib
+import importlib.util
 import os
 import platform
 import socket
 import tempfile
+from collections.abc import Callable
 from functools import lru_cache
+from pathlib import Path
+
+from corral.host.runtime_dir import data_dir
 
 #: Syscalls no sandboxed program gets (EPERM). A name libseccomp does not know
 #: and :data:`SYSCALL_NUMBERS` does not number fails the build (never skipped).
@@ -90,16 +98,81 @@ _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
 
 
+#: Compiled filters are kept in ``<data dir>/seccomp/`` (see :func:`cached_program`).
+CACHE_DIR = "seccomp"
+#: A ``struct sock_filter`` is 8 bytes: a cached file of another size is not a program.
+_INSTRUCTION_BYTES = 8
+
+
 @lru_cache(maxsize=1)
 def filter_program() -> bytes:
     """The user-code filter (raw ``struct sock_filter`` array), installed by every child before user code."""
-    return _compile(DENIED_SYSCALLS, _CLONE_NEW_NAMESPACE_FLAGS)
+    return cached_program("user", lambda: _compile(DENIED_SYSCALLS, _CLONE_NEW_NAMESPACE_FLAGS))
 
 
 @lru_cache(maxsize=1)
 def agent_filter_program() -> bytes:
     """The whole sandbox's filter, for bwrap's ``--seccomp``: the user filter minus RUN_SETUP_SYSCALLS."""
-    return _compile(tuple(name for name in DENIED_SYSCALLS if name not in RUN_SETUP_SYSCALLS), (_CLONE_NEWUSER,))
+    return cached_program("agent", lambda: _compile(
+        tuple(name for name in DENIED_SYSCALLS if name not in RUN_SETUP_SYSCALLS), (_CLONE_NEWUSER,)))
+
+
+def cached_program(name: str, compile_program: Callable[[], bytes]) -> bytes:
+    """The filter ``name`` as compiled earlier on this host with the same inputs, else ``compile_program()`` (kept).
+
+    Compiling imports pyseccomp (which runs ``ldconfig``) and libseccomp: about 10 ms of the first
+    sandbox start of every process, ``corral run`` included. The file is named by everything its
+    bytes depend on (:func:`compile_inputs_digest`), so a change of any of them compiles anew. The
+    data directory is trusted as much as the agent bundle every sandbox runs from (the runtime
+    directory next to it). Without pyseccomp or libseccomp nothing is cached, and compiling raises.
+    """
+    digest = compile_inputs_digest()
+    if digest is None:
+        return compile_program()
+    path = data_dir() / CACHE_DIR / f"{name}-{digest}.bpf"
+    with contextlib.suppress(OSError):
+        program = path.read_bytes()
+        if program and len(program) % _INSTRUCTION_BYTES == 0:
+            return program
+    program = compile_program()
+    with contextlib.suppress(OSError):  # a data directory we cannot write: compile every time, as before
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, staging = tempfile.mkstemp(dir=path.parent, prefix=".staging-")
+        try:
+            with os.fdopen(fd, "wb") as sink:
+                sink.write(program)
+            os.chmod(staging, 0o644)
+            os.replace(staging, path)  # readers see the whole program or none
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(staging)
+    return program
+
+
+@lru_cache(maxsize=1)
+def compile_inputs_digest() -> str | None:
+    """A digest of what the compiled filters depend on, or None without pyseccomp or libseccomp.
+
+    This module's source (the rules), pyseccomp's source, libseccomp's version and API level (it
+    is asked directly, without importing pyseccomp), the architecture and the kernel release.
+    """
+    spec = importlib.util.find_spec("pyseccomp")
+    if spec is None or spec.origin is None:
+        return None
+    try:
+        library = ctypes.CDLL("libseccomp.so.2")
+        sources = Path(__file__).read_bytes() + b"\0" + Path(spec.origin).read_bytes()
+    except OSError:
+        return None
+    library.seccomp_version.restype = ctypes.POINTER(ctypes.c_uint * 3)
+    version = tuple(library.seccomp_version().contents)
+    api_get = getattr(library, "seccomp_api_get", None)
+    if api_get is not None:
+        api_get.restype = ctypes.c_uint
+    api = api_get() if api_get is not None else 0
+    digest = hashlib.sha256(sources)
+    digest.update(repr((version, api, platform.machine(), os.uname().release)).encode())
+    return digest.hexdigest()[:32]
 
 
 def _compile(denied_syscalls: tuple[str, ...], clone_flags: tuple[int, ...]) -> bytes:
