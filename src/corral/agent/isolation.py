@@ -27,6 +27,7 @@ from __future__ import annotations
 import ctypes
 import fcntl  # here, not in each run's process (which would load the extension module anew every time)
 import os
+import select
 try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
@@ -56,6 +57,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SYS_CLONE = 56  # x86_64; arm64: 220 (see _clone_number)
 _SYS_CAPSET = 126  # x86_64 and (as 91) arm64 differ: see _capset_number
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
@@ -117,9 +119,75 @@ def enter_run_namespaces(mounts, own_network, own_user):
         _unshare_user(flags)
     else:
         _check(libc().unshare(flags), "unshare")
+    mount_run_filesystems(places)
+
+
+def mount_run_filesystems(places):
+    """In a run's fresh mount namespace: make it private, then a fresh tmpfs at each of ``places``
+    ((path, size, mode), see :meth:`RunMounts.sized`)."""
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
     for path, size, mode in places:
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
+
+
+def clone_run_init(own_network):
+    """In the zygote: fork the run's init straight into new mount, pid and IPC namespaces (and network:
+    ``own_network``), as ``os.fork`` does otherwise; returns 0 in the init, its pid in the zygote.
+
+    One ``clone`` (no relay that unshares first and forks the init): the new
+    pid namespace's first process is the init itself. The init then forks the
+    run's process with ``os.fork``, which runs the interpreter's after-fork work
+    (reseeds, lock resets) for the process that runs user code; the init runs
+    only the code of :func:`serve_run_init`. The call keeps the interpreter lock
+    (``PyDLL``), so the child resumes exactly where the zygote was, as after a
+    fork of a single-threaded process.
+    """
+    flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0) | signal.SIGCHLD
+    pid = _python_libc().syscall(_clone_number(), ctypes.c_ulong(flags), None, None, None, None)
+    if pid < 0:
+        number = ctypes.get_errno()
+        raise IsolationError(number, f"clone: {os.strerror(number)}")
+    return pid
+
+
+def serve_run_init(places, run, status_fd):
+    """In the run's init (PID 1 of its pid namespace, forked by :func:`clone_run_init`): mount the run's
+    file systems, fork its process (``run()``, which never returns), reap until that process ends, send its
+    wait status on ``status_fd`` and exit (never returns): the kernel then kills whatever is left of the run.
+
+    Dies with the zygote (checked against a zygote that died first). Orphans of
+    the run re-parented here are reaped as they end. An init cannot end by a
+    signal it sends itself, so the run's wait status travels on ``status_fd``
+    (see zygote.py); every other signal from inside the namespace is dropped by
+    the kernel, as for any init without handlers.
+    """
+    libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    poll = select.poll()
+    poll.register(status_fd, 0)
+    if poll.poll(0):  # the zygote (the pipe's only reader) died before the death signal was armed
+        os._exit(1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    mount_run_filesystems(places)
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_fd)
+        run()
+        os._exit(127)
+    os.closerange(0, status_fd)
+    os.closerange(status_fd + 1, 1 << 20)
+    status = None
+    while status is None:
+        try:
+            ended, ended_status = os.wait()
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+        if ended == pid:
+            status = ended_status
+    if status is not None:
+        os.write(status_fd, b"%d\n" % status)
+    os._exit(0)
 
 
 def _unshare_user(flags):
@@ -223,6 +291,23 @@ def _wait(pid):
             continue
         except ChildProcessError:
             return None
+
+
+_python_handle = None
+
+
+def _python_libc():
+    """The C library through ``ctypes.PyDLL``: calls keep the interpreter lock (for ``clone``)."""
+    global _python_handle
+    if _python_handle is None:
+        _python_handle = ctypes.PyDLL(None, use_errno=True)
+        _python_handle.syscall.restype = ctypes.c_long
+    return _python_handle
+
+
+def _clone_number():
+    machine = os.uname().machine
+    return 220 if machine in ("aarch64", "arm64") else _SYS_CLONE
 
 
 def _capset_number():

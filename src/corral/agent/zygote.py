@@ -147,7 +147,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
         os.set_blocking(fd, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    relays = {}  # relay pid -> the socket its run's init pidfd comes on (see _fork_relay)
+    runs = {}  # pid the agent knows the run by -> its _InitRun or _RelayRun
     while True:
         try:
             readable, _, _ = select.select([sock, wake_r], [], [])
@@ -159,7 +159,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                     pass
             except BlockingIOError:
                 pass
-            _report_exits(sock, relays)
+            _report_exits(sock, runs)
         if sock in readable:
             try:
                 message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_BYTES, _RUN_FDS)
@@ -171,11 +171,12 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             if request.get("op") == "kill":
                 for fd in fds:
                     os.close(fd)
-                if request.get("pid") in relays:
-                    status = _kill_run(request["pid"], relays[request["pid"]])
+                run = runs.get(request.get("pid"))
+                if run is not None:
+                    status = run.kill()
                     if status is not None:  # reaped here: report it as _report_exits would
-                        relays.pop(request["pid"]).close()
-                        sock.send(wire.dumps({"exit": request["pid"], "status": status}).encode())
+                        runs.pop(run.pid).close()
+                        sock.send(wire.dumps({"exit": run.pid, "status": status}).encode())
                 continue
             try:
                 if len(fds) != _RUN_FDS:
@@ -184,10 +185,11 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
                                          control_fds=(fds[3], fds[4]), protected_parent=protected,
                                          confinement=confinement, lockdown=run_lockdown)
-                pid, init_socket = _fork_relay(setup, request["language"], run_mounts,
-                                               bool(request.get("own_network")), (sock.fileno(), wake_r, wake_w))
-                relays[pid] = init_socket
-                reply = {"pid": pid}
+                fork = _fork_relay if confinement is not None else _fork_init
+                run = fork(setup, request["language"], run_mounts, bool(request.get("own_network")),
+                           (sock.fileno(), wake_r, wake_w))
+                runs[run.pid] = run
+                reply = {"pid": run.pid}
             except Exception as exc:  # never let one request end the zygote
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             finally:
@@ -196,22 +198,73 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             sock.send(wire.dumps(reply).encode())
 
 
-def _kill_run(relay_pid, init_socket):
-    """End the run of ``relay_pid`` and everything in it; its wait status if the relay was reaped here, else None.
+class _InitRun:
+    """A run whose init the zygote forked itself (the process sandbox: see isolation.clone_run_init).
 
-    The usual way: SIGKILL the run's init (through the pidfd its relay sent, so
-    never another process that got its pid), which ends the run's pid namespace;
-    the relay, waiting for the run's process and then for the init, exits once the
-    kernel has killed and reaped everything in it, so the run is wholly gone
-    before the zygote forks the next one (which the pids limit could refuse
-    otherwise). Where that fd did not come (the relay had not forked the init yet)
-    or the relay does not end in time: SIGKILL the relay and every process below it.
+    The agent knows the run by the init's pid: the zygote's own child, so no
+    other process can have that pid until the zygote reaps it. The init sends
+    the run's wait status on ``status_fd`` before it exits.
     """
-    try:
-        _, fds, _, _ = socket.recv_fds(init_socket, 1, 1, socket.MSG_DONTWAIT)
-    except (BlockingIOError, OSError):
-        fds = []
-    if fds:
+
+    def __init__(self, pid, status_fd):
+        self.pid = pid
+        self.status_fd = status_fd
+
+    def kill(self):
+        """SIGKILL the init, which ends the run's pid namespace; its wait status once the kernel has killed and
+        reaped everything in it (so the next spare never meets the pids limit), else None (reaped later)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+        return _await_exit(self.pid, lambda: tree.kill_tree(self.pid, os.getpid(), set(), _NEVER, lambda: None))
+
+    def exit_status(self, status):
+        """The run's wait status, from its init's report (or the init's own ``status`` if it sent none)."""
+        try:
+            report = os.read(self.status_fd, 64)
+        except OSError:
+            report = b""
+        try:
+            return int(report)
+        except ValueError:
+            return status
+
+    def close(self):
+        os.close(self.status_fd)
+
+
+class _RelayRun:
+    """A run whose relay forked its init (the microVM guest, whose zygote is root: each relay joins the user
+    cgroup and becomes the user before it makes the run's namespaces, a user namespace among them).
+
+    The agent knows the run by the relay's pid; the relay sends a pidfd of the
+    run's init on ``init_socket`` and exits the way the run's process did.
+    """
+
+    def __init__(self, pid, init_socket):
+        self.pid = pid
+        self.init_socket = init_socket
+
+    def kill(self):
+        """End the run and everything in it; its relay's wait status if it was reaped here, else None.
+
+        The usual way: SIGKILL the run's init (through the pidfd its relay sent, so
+        never another process that got its pid), which ends the run's pid namespace;
+        the relay, waiting for the run's process and then for the init, exits once the
+        kernel has killed and reaped everything in it, so the run is wholly gone
+        before the zygote forks the next one (which the pids limit could refuse
+        otherwise). Where that fd did not come (the relay had not forked the init yet)
+        or the relay does not end in time: SIGKILL the relay and every process below it.
+        """
+        kill_tree = (lambda: tree.kill_tree(self.pid, os.getpid(), set(), _NEVER, lambda: None))
+        try:
+            _, fds, _, _ = socket.recv_fds(self.init_socket, 1, 1, socket.MSG_DONTWAIT)
+        except (BlockingIOError, OSError):
+            fds = []
+        if not fds:
+            kill_tree()
+            return None
         try:
             signal.pidfd_send_signal(fds[0], signal.SIGKILL)
         except OSError:
@@ -219,16 +272,29 @@ def _kill_run(relay_pid, init_socket):
         finally:
             for fd in fds:
                 os.close(fd)
-        deadline = time.monotonic() + _RELAY_EXIT_S
-        while time.monotonic() < deadline:
-            try:
-                pid, status = os.waitpid(relay_pid, os.WNOHANG)
-            except ChildProcessError:
-                return None
-            if pid:
-                return status
-            time.sleep(0.0005)
-    tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
+        return _await_exit(self.pid, kill_tree)
+
+    def exit_status(self, status):
+        """The run's wait status: the relay's own (it ends the way the run's process did)."""
+        return status
+
+    def close(self):
+        self.init_socket.close()
+
+
+def _await_exit(pid, give_up):
+    """Child ``pid``'s wait status once it ended (at most _RELAY_EXIT_S), else call ``give_up()``; None if not
+    reaped here."""
+    deadline = time.monotonic() + _RELAY_EXIT_S
+    while time.monotonic() < deadline:
+        try:
+            ended, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if ended:
+            return status
+        time.sleep(0.0005)
+    give_up()
     return None
 
 
@@ -249,18 +315,19 @@ def _send_pidfd(relay_socket, init_pid):
         relay_socket.close()
 
 
-def _report_exits(sock, relays):
+def _report_exits(sock, runs):
     for pid, status in tree.exited_children():
-        init_socket = relays.pop(pid, None)
-        if init_socket is not None:
-            init_socket.close()
+        run = runs.pop(pid, None)
+        if run is not None:
+            status = run.exit_status(status)
+            run.close()
         sock.send(wire.dumps({"exit": pid, "status": status}).encode())
 
 
 def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
     """Fork the relay of an isolated run; the run's process (PID 2) serves it (child.serve_isolated_spare).
 
-    Returns (the relay's pid, the zygote's end of a socket on which the relay sends a pidfd of the run's init).
+    Returns its _RelayRun.
     """
     init_socket, relay_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     pid = os.fork()
@@ -291,4 +358,38 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
                 pass
         os._exit(126)
     relay_socket.close()
-    return pid, init_socket
+    return _RelayRun(pid, init_socket)
+
+
+def _fork_init(setup, language, run_mounts, own_network, zygote_fds):
+    """Fork the init of an isolated run into its namespaces; the run's process (PID 2) serves it
+    (child.serve_isolated_spare). Returns its _InitRun."""
+    places = run_mounts.sized()
+    status_r, status_w = os.pipe()
+    try:
+        pid = isolation.clone_run_init(own_network)
+    except BaseException:
+        os.close(status_r)
+        os.close(status_w)
+        raise
+    if pid == 0:
+        try:
+            signal.set_wakeup_fd(-1)
+            for fd in (*zygote_fds, status_r):
+                os.close(fd)
+
+            def run():
+                setup.isolated = True
+                isolation.prepare_run(own_network)
+                child.serve_isolated_spare(setup, language)
+
+            isolation.serve_run_init(places, run, status_w)
+        except BaseException as exc:  # a forked child must never return into the zygote's loop
+            try:
+                os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
+            except OSError:
+                pass
+        os._exit(126)
+    os.close(status_w)
+    os.set_blocking(status_r, False)
+    return _InitRun(pid, status_r)
