@@ -1,24 +1,28 @@
 """Per-run isolation: each isolated run gets namespaces of its own, made fresh by a fork of the agent.
 
 The agent is a pre-started interpreter that never runs user code (the zygote).
-For an isolated run it forks a *relay* process, which makes a new mount,
-pid and IPC namespace (inside the zygote's own user namespace, made once; a
-microVM guest's zygote is root and each relay makes a user namespace too),
-mounts fresh tmpfs file systems on the home directory, /tmp and /dev/shm
-(fresh mounts, not wipes: nothing of an earlier run, not even an extended
-attribute or a timestamp of a mount's root, survives), and forks
-twice: the run's *init*, the first process of the new pid namespace, which
-only holds the namespace and reaps orphans, and then the run's own process
-(PID 2), which mounts a /proc that shows only its own namespace, forbids
-further user namespaces, drops every capability, and only then confines
-itself the way every user process is confined (Landlock, the user seccomp
-filter). User code is never PID 1, so it keeps the signal semantics it has
-anywhere else (an init ignores the signals it sends itself). When the run's
-process ends, the relay kills the init, and the kernel kills everything else in
-the pid namespace, threads of exited leaders included: nothing of the run can
-outlive it. The relay exits the way the run's process did, so the agent sees
-the run end as a child exit. To end a run early the zygote kills its init
-(through a pidfd the relay sends it) and waits for the relay.
+On the process level (the zygote made one user namespace of its own, once) the
+zygote clones each run's *init* straight into a new mount, pid and IPC
+namespace (and network: see :func:`clone_run_init`): the first process of the
+new pid namespace, which mounts fresh tmpfs file systems on the home
+directory, /tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier
+run, not even an extended attribute or a timestamp of a mount's root,
+survives), forks the run's own process (PID 2), reaps the run's orphans, and
+sends the run's wait status to the zygote on a pipe when that process ends
+(an init cannot end by a signal it sends itself). A microVM guest's zygote is
+root, so there a *relay* joins the user cgroup, becomes the user, makes the
+namespaces (a user namespace too) and the mounts, and forks twice: an init
+that only holds the namespace, and the run's process; the relay exits the way
+the run's process did. Either way the run's process mounts a /proc that shows
+only its own namespace, forbids further user namespaces, drops every
+capability, and only then confines itself the way every user process is
+confined (Landlock, the user seccomp filter). User code is never PID 1, so it
+keeps the signal semantics it has anywhere else (an init ignores the signals
+it sends itself). When the run's process ends, its init ends, and the kernel
+kills everything else in the pid namespace, threads of exited leaders
+included: nothing of the run can outlive it. To end a run early the zygote
+kills its init (its own child on the process level; through a pidfd the relay
+sends it in the guest).
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
 """
@@ -102,9 +106,9 @@ def enter_zygote_user_namespace():
     _write("/proc/sys/user/max_user_namespaces", "0")
 
 
-def enter_run_namespaces(mounts, own_network, own_user):
-    """In the relay: new mount, pid and IPC namespaces (and network: ``own_network``; a user namespace too
-    where the zygote made none, ``own_user``: see :func:`enter_zygote_user_namespace`), fresh tmpfs mounts.
+def enter_run_namespaces(mounts, own_network):
+    """In the relay (the microVM guest's, already the user): new user, mount, pid and IPC namespaces (and
+    network: ``own_network``), fresh tmpfs mounts.
 
     Keeps this process's uid and gid (mapped to themselves) so files belong to
     the sandbox user as before. The next fork becomes the run's init (see
@@ -115,10 +119,7 @@ def enter_run_namespaces(mounts, own_network, own_user):
     """
     places = mounts.sized()
     flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)
-    if own_user:
-        _unshare_user(flags)
-    else:
-        _check(libc().unshare(flags), "unshare")
+    _unshare_user(flags)
     mount_run_filesystems(places)
 
 
@@ -202,7 +203,7 @@ def _unshare_user(flags):
 
 
 def hold_namespace():
-    """In the run's init (PID 1 of its pid namespace): hold the namespace, run nothing (never returns).
+    """In the run's init forked by a relay (the guest): hold the namespace, run nothing (never returns).
 
     Dies with the relay. SIGCHLD is ignored, so the kernel reaps the orphans of
     the run that are re-parented here; every other signal from inside the
@@ -218,10 +219,10 @@ def hold_namespace():
 def prepare_run(own_network):
     """In the run's process (PID 2 of its pid namespace): its own /proc, then no namespace powers left.
 
-    Dies with the relay (so a killed relay ends the run), mounts a /proc that
-    shows only this pid namespace, brings the loopback of its own network
-    namespace up, and sets the user-namespace limit of its own namespace to
-    zero before it drops every capability.
+    Dies with its parent (the init; the relay in the guest, so a killed relay
+    ends the run), mounts a /proc that shows only this pid namespace, brings
+    the loopback of its own network namespace up, and sets the user-namespace
+    limit of its own namespace to zero before it drops every capability.
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
@@ -267,7 +268,7 @@ def last_capability():
 
 
 def relay_exit(run_pid, init_pid):
-    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
+    """In the relay (the guest): wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
     os.closerange(0, 1 << 20)
     status = _wait(run_pid)
     os.kill(init_pid, signal.SIGKILL)  # the kernel then kills whatever else of the run is left

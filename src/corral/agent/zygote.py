@@ -6,9 +6,10 @@ fresh file systems) and before it reads any request: so a run forked from the
 zygote carries no memory of any other run (the agent's heap holds earlier
 runs' code, files and output). The zygote only ever receives, over a Unix
 socket, the five pipe ends of the next run (SCM_RIGHTS) and the sandbox's
-settings for it; it forks the run's relay (see isolation.py) and answers with
-its pid. It waits for its relays itself and reports each one's exit status to
-the agent on the same socket.
+settings for it; it forks the run's init straight into the run's namespaces
+(a relay that makes them in the microVM guest: see isolation.py) and answers
+with its pid. It waits for those children itself and reports each run's exit
+status to the agent on the same socket.
 
 Isolated runs cannot see the zygote (their own pid namespace) and the rest of
 the sandbox's code cannot signal it (it is outside the agent's Landlock domain,
@@ -36,7 +37,7 @@ from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
 _RUN_FDS = 5
-#: How long the zygote waits for a killed run's relay to end before it kills the relay's tree itself.
+#: How long the zygote waits for a killed run's init (or relay) to end before it kills its tree itself.
 _RELAY_EXIT_S = 2.0
 #: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
 _NEVER = 1 << 62
@@ -71,7 +72,8 @@ class Zygote:
         agent.adopt(self.pid, self)
 
     def spawn(self, fds, language, home, env, rlimits, seccomp_program, own_network):
-        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control, result); return the relay's pid.
+        """Fork a run with ``fds`` = (stdin, stdout, stderr, control, result); return its pid (its init's, or
+        its relay's in the guest), which its exit report carries.
 
         ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started);
         ``own_network``: the run gets a network namespace of its own (see isolation.enter_run_namespaces).
@@ -100,7 +102,7 @@ class Zygote:
         return reply["pid"]
 
     def kill(self, relay_pid):
-        """Kill the run of ``relay_pid`` and everything in it (the zygote does: the run is outside the
+        """Kill the run of ``relay_pid`` (as spawn returned it) and everything in it (the zygote does: the run is outside the
         agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
         if self.alive:
             try:
@@ -109,7 +111,7 @@ class Zygote:
                 pass
 
     def on_readable(self):
-        """Exit reports from the zygote: hand each status to the owner of that relay."""
+        """Exit reports from the zygote: hand each status to the owner of that run."""
         try:
             data = self.sock.recv(_MESSAGE_BYTES, socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -136,7 +138,7 @@ class Zygote:
 
 
 def _serve(sock, lockdown, run_mounts, confinement, protected):
-    """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    """The zygote's loop: fork a run per request, report their exits; returns at EOF."""
     if confinement is None:  # not root (the guest's zygote is: its relays become the user first)
         isolation.enter_zygote_user_namespace()
     lockdown_module.warm_up()
@@ -325,9 +327,13 @@ def _report_exits(sock, runs):
 
 
 def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
-    """Fork the relay of an isolated run; the run's process (PID 2) serves it (child.serve_isolated_spare).
+    """Fork the relay of an isolated run where the zygote is root (the microVM guest); the run's process
+    (PID 2) serves it (child.serve_isolated_spare). Returns its _RelayRun.
 
-    Returns its _RelayRun.
+    A root zygote cannot clone the run's init straight into its namespaces (see
+    _fork_init): the run must join the user cgroup and become the user first,
+    and then needs a user namespace of its own to make the others, so a relay
+    does that, unshares, and forks the init and the run's process.
     """
     init_socket, relay_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     pid = os.fork()
@@ -336,11 +342,9 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
             signal.set_wakeup_fd(-1)
             for fd in (*zygote_fds, init_socket.fileno()):
                 os.close(fd)
-            own_user = setup.confinement is not None
-            if own_user:  # the guest: join the user cgroup, become the user, then unshare (a user namespace too)
-                setup.confinement.apply()
-                setup.confinement = None
-            isolation.enter_run_namespaces(run_mounts, own_network, own_user)
+            setup.confinement.apply()  # join the user cgroup, become the user, then unshare (a user namespace too)
+            setup.confinement = None
+            isolation.enter_run_namespaces(run_mounts, own_network)
             init = os.fork()
             if init == 0:
                 isolation.hold_namespace()
