@@ -159,15 +159,15 @@ def serve_run_init(places, run, status_fd):
     Dies with the zygote (checked against a zygote that died first). Orphans of
     the run re-parented here are reaped as they end. An init cannot end by a
     signal it sends itself, so the run's wait status travels on ``status_fd``
-    (see zygote.py); every other signal from inside the namespace is dropped by
-    the kernel, as for any init without handlers.
+    (see zygote.py); every signal from inside the namespace is dropped by the
+    kernel, as for any init without handlers (:func:`drop_signal_handlers`).
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     poll = select.poll()
     poll.register(status_fd, 0)
     if poll.poll(0):  # the zygote (the pipe's only reader) died before the death signal was armed
         os._exit(1)
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    drop_signal_handlers()
     mount_run_filesystems(places)
     pid = os.fork()
     if pid == 0:
@@ -202,15 +202,30 @@ def _unshare_user(flags):
     set_dumpable(False)
 
 
+def drop_signal_handlers():
+    """In a run's init: every signal a Python handler catches (the zygote's SIGCHLD, the interpreter's SIGINT)
+    gets its default action back, which for an init is that the kernel drops it when it comes from inside
+    its pid namespace: user code cannot make its init raise (and so end) or run anything."""
+    for number in range(1, signal.NSIG):
+        try:
+            handler = signal.getsignal(number)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            signal.signal(number, signal.SIG_DFL)
+
+
 def hold_namespace():
     """In the run's init forked by a relay (the guest): hold the namespace, run nothing (never returns).
 
     Dies with the relay. SIGCHLD is ignored, so the kernel reaps the orphans of
     the run that are re-parented here; every other signal from inside the
-    namespace is dropped by the kernel, as for any init without handlers.
+    namespace is dropped by the kernel, as for any init without handlers
+    (:func:`drop_signal_handlers`).
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.closerange(0, 1 << 20)
+    drop_signal_handlers()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         signal.pause()
@@ -268,7 +283,8 @@ def last_capability():
 
 
 def relay_exit(run_pid, init_pid):
-    """In the relay (the guest): wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
+    """In the relay (the guest): wait for the run's process, end its pid namespace, then end the way it ended
+    (never returns)."""
     os.closerange(0, 1 << 20)
     status = _wait(run_pid)
     os.kill(init_pid, signal.SIGKILL)  # the kernel then kills whatever else of the run is left

@@ -101,12 +101,12 @@ class Zygote:
             raise ZygoteGone(reply["error"])
         return reply["pid"]
 
-    def kill(self, relay_pid):
-        """Kill the run of ``relay_pid`` (as spawn returned it) and everything in it (the zygote does: the run is outside the
-        agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
+    def kill(self, run_pid):
+        """Kill the run of ``run_pid`` (as spawn returned it) and everything in it (the zygote does: the run is
+        outside the agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
         if self.alive:
             try:
-                self.sock.send(wire.dumps({"op": "kill", "pid": relay_pid}).encode())
+                self.sock.send(wire.dumps({"op": "kill", "pid": run_pid}).encode())
             except OSError:
                 pass
 
@@ -177,6 +177,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 if run is not None:
                     status = run.kill()
                     if status is not None:  # reaped here: report it as _report_exits would
+                        status = run.exit_status(status)  # the run's, where it had ended already
                         runs.pop(run.pid).close()
                         sock.send(wire.dumps({"exit": run.pid, "status": status}).encode())
                 continue
