@@ -444,3 +444,35 @@ def test_peak_memory_of_a_pooled_run_is_its_own():
         (small,) = same_sandbox_runs(pool, "print(1)")
         assert big.memory_peak_mb > 90, big
         assert small.memory_peak_mb < 60, small
+
+
+INIT_ATTACK = """
+import os, signal, time
+for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2,
+            signal.SIGCHLD, signal.SIGPIPE, signal.SIGSEGV, signal.SIGSTOP, signal.SIGKILL):
+    try:
+        os.kill(1, sig)  # Landlock's signal scope refuses it where the kernel has one; else the kernel drops it
+    except PermissionError:
+        pass
+time.sleep(0.2)
+for path in ["/proc/1/mem", "/proc/1/environ"] + ["/proc/1/fd/%d" % fd for fd in range(8)]:
+    try:
+        with open(path, "rb") as handle:
+            print("READ", path, len(handle.read(1)))
+    except OSError as exc:
+        print("DENIED", path, exc.errno)
+print("INIT", open("/proc/1/status").read().split("State:")[1].split()[0])
+raise SystemExit(3)
+"""
+
+
+def test_a_run_cannot_signal_or_open_its_init():
+    """The run's init (PID 1, forked from the zygote: it holds a pipe to it) is not moved by any signal from its
+    run, not even SIGKILL or SIGSTOP, and its memory, environment and fds cannot be opened; the run ends as its
+    own process did, and the next run works."""
+    with warm_pool() as pool:
+        attack, after = same_sandbox_runs(pool, INIT_ATTACK, "print(6 * 7)")
+    assert attack.exit_code == 3 and attack.signal is None, attack
+    assert "READ" not in attack.stdout and "DENIED /proc/1/mem" in attack.stdout, attack
+    assert "\nINIT S" in attack.stdout, attack  # still there, sleeping: not stopped, not killed
+    assert after.stdout == "42\n", after

@@ -1,24 +1,28 @@
 """Per-run isolation: each isolated run gets namespaces of its own, made fresh by a fork of the agent.
 
 The agent is a pre-started interpreter that never runs user code (the zygote).
-For an isolated run it forks a *relay* process, which makes a new mount,
-pid and IPC namespace (inside the zygote's own user namespace, made once; a
-microVM guest's zygote is root and each relay makes a user namespace too),
-mounts fresh tmpfs file systems on the home directory, /tmp and /dev/shm
-(fresh mounts, not wipes: nothing of an earlier run, not even an extended
-attribute or a timestamp of a mount's root, survives), and forks
-twice: the run's *init*, the first process of the new pid namespace, which
-only holds the namespace and reaps orphans, and then the run's own process
-(PID 2), which mounts a /proc that shows only its own namespace, forbids
-further user namespaces, drops every capability, and only then confines
-itself the way every user process is confined (Landlock, the user seccomp
-filter). User code is never PID 1, so it keeps the signal semantics it has
-anywhere else (an init ignores the signals it sends itself). When the run's
-process ends, the relay kills the init, and the kernel kills everything else in
-the pid namespace, threads of exited leaders included: nothing of the run can
-outlive it. The relay exits the way the run's process did, so the agent sees
-the run end as a child exit. To end a run early the zygote kills its init
-(through a pidfd the relay sends it) and waits for the relay.
+On the process level (the zygote made one user namespace of its own, once) the
+zygote clones each run's *init* straight into a new mount, pid and IPC
+namespace (and network: see :func:`clone_run_init`): the first process of the
+new pid namespace, which mounts fresh tmpfs file systems on the home
+directory, /tmp and /dev/shm (fresh mounts, not wipes: nothing of an earlier
+run, not even an extended attribute or a timestamp of a mount's root,
+survives), forks the run's own process (PID 2), reaps the run's orphans, and
+sends the run's wait status to the zygote on a pipe when that process ends
+(an init cannot end by a signal it sends itself). A microVM guest's zygote is
+root, so there a *relay* joins the user cgroup, becomes the user, makes the
+namespaces (a user namespace too) and the mounts, and forks twice: an init
+that only holds the namespace, and the run's process; the relay exits the way
+the run's process did. Either way the run's process mounts a /proc that shows
+only its own namespace, forbids further user namespaces, drops every
+capability, and only then confines itself the way every user process is
+confined (Landlock, the user seccomp filter). User code is never PID 1, so it
+keeps the signal semantics it has anywhere else (an init ignores the signals
+it sends itself). When the run's process ends, its init ends, and the kernel
+kills everything else in the pid namespace, threads of exited leaders
+included: nothing of the run can outlive it. To end a run early the zygote
+kills its init (its own child on the process level; through a pidfd the relay
+sends it in the guest).
 
 Everything here runs in a forked child; nothing returns into the agent's loop.
 """
@@ -27,6 +31,7 @@ from __future__ import annotations
 import ctypes
 import fcntl  # here, not in each run's process (which would load the extension module anew every time)
 import os
+import select
 try:  # the C module: ``signal`` wraps it in enums, which cost ~1.5 ms to import
     import _signal as signal
 except ImportError:  # pragma: no cover - not CPython
@@ -56,6 +61,7 @@ _PR_SET_PDEATHSIG = 1
 _PR_CAPBSET_DROP = 24
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SYS_CLONE = 56  # x86_64; arm64: 220 (see _clone_number)
 _SYS_CAPSET = 126  # x86_64 and (as 91) arm64 differ: see _capset_number
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _LAST_CAP_FILE = "/proc/sys/kernel/cap_last_cap"
@@ -100,9 +106,9 @@ def enter_zygote_user_namespace():
     _write("/proc/sys/user/max_user_namespaces", "0")
 
 
-def enter_run_namespaces(mounts, own_network, own_user):
-    """In the relay: new mount, pid and IPC namespaces (and network: ``own_network``; a user namespace too
-    where the zygote made none, ``own_user``: see :func:`enter_zygote_user_namespace`), fresh tmpfs mounts.
+def enter_run_namespaces(mounts, own_network):
+    """In the relay (the microVM guest's, already the user): new user, mount, pid and IPC namespaces (and
+    network: ``own_network``), fresh tmpfs mounts.
 
     Keeps this process's uid and gid (mapped to themselves) so files belong to
     the sandbox user as before. The next fork becomes the run's init (see
@@ -113,13 +119,76 @@ def enter_run_namespaces(mounts, own_network, own_user):
     """
     places = mounts.sized()
     flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0)
-    if own_user:
-        _unshare_user(flags)
-    else:
-        _check(libc().unshare(flags), "unshare")
+    _unshare_user(flags)
+    mount_run_filesystems(places)
+
+
+def mount_run_filesystems(places):
+    """In a run's fresh mount namespace: make it private, then a fresh tmpfs at each of ``places``
+    ((path, size, mode), see :meth:`RunMounts.sized`)."""
     _mount(None, "/", None, _MS_REC | _MS_PRIVATE, None)
     for path, size, mode in places:
         _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={size},mode={mode:o}")
+
+
+def clone_run_init(own_network):
+    """In the zygote: fork the run's init straight into new mount, pid and IPC namespaces (and network:
+    ``own_network``), as ``os.fork`` does otherwise; returns 0 in the init, its pid in the zygote.
+
+    One ``clone`` (no relay that unshares first and forks the init): the new
+    pid namespace's first process is the init itself. The init then forks the
+    run's process with ``os.fork``, which runs the interpreter's after-fork work
+    (reseeds, lock resets) for the process that runs user code; the init runs
+    only the code of :func:`serve_run_init`. The call keeps the interpreter lock
+    (``PyDLL``), so the child resumes exactly where the zygote was, as after a
+    fork of a single-threaded process.
+    """
+    flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0) | signal.SIGCHLD
+    pid = _python_libc().syscall(_clone_number(), ctypes.c_ulong(flags), None, None, None, None)
+    if pid < 0:
+        number = ctypes.get_errno()
+        raise IsolationError(number, f"clone: {os.strerror(number)}")
+    return pid
+
+
+def serve_run_init(places, run, status_fd):
+    """In the run's init (PID 1 of its pid namespace, forked by :func:`clone_run_init`): mount the run's
+    file systems, fork its process (``run()``, which never returns), reap until that process ends, send its
+    wait status on ``status_fd`` and exit (never returns): the kernel then kills whatever is left of the run.
+
+    Dies with the zygote (checked against a zygote that died first). Orphans of
+    the run re-parented here are reaped as they end. An init cannot end by a
+    signal it sends itself, so the run's wait status travels on ``status_fd``
+    (see zygote.py); every signal from inside the namespace is dropped by the
+    kernel, as for any init without handlers (:func:`drop_signal_handlers`).
+    """
+    libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    poll = select.poll()
+    poll.register(status_fd, 0)
+    if poll.poll(0):  # the zygote (the pipe's only reader) died before the death signal was armed
+        os._exit(1)
+    drop_signal_handlers()
+    mount_run_filesystems(places)
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_fd)
+        run()
+        os._exit(127)
+    os.closerange(0, status_fd)
+    os.closerange(status_fd + 1, 1 << 20)
+    status = None
+    while status is None:
+        try:
+            ended, ended_status = os.wait()
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            break
+        if ended == pid:
+            status = ended_status
+    if status is not None:
+        os.write(status_fd, b"%d\n" % status)
+    os._exit(0)
 
 
 def _unshare_user(flags):
@@ -133,15 +202,30 @@ def _unshare_user(flags):
     set_dumpable(False)
 
 
+def drop_signal_handlers():
+    """In a run's init: every signal a Python handler catches (the zygote's SIGCHLD, the interpreter's SIGINT)
+    gets its default action back, which for an init is that the kernel drops it when it comes from inside
+    its pid namespace: user code cannot make its init raise (and so end) or run anything."""
+    for number in range(1, signal.NSIG):
+        try:
+            handler = signal.getsignal(number)
+        except (OSError, ValueError):
+            continue
+        if callable(handler):
+            signal.signal(number, signal.SIG_DFL)
+
+
 def hold_namespace():
-    """In the run's init (PID 1 of its pid namespace): hold the namespace, run nothing (never returns).
+    """In the run's init forked by a relay (the guest): hold the namespace, run nothing (never returns).
 
     Dies with the relay. SIGCHLD is ignored, so the kernel reaps the orphans of
     the run that are re-parented here; every other signal from inside the
-    namespace is dropped by the kernel, as for any init without handlers.
+    namespace is dropped by the kernel, as for any init without handlers
+    (:func:`drop_signal_handlers`).
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     os.closerange(0, 1 << 20)
+    drop_signal_handlers()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     while True:
         signal.pause()
@@ -150,10 +234,10 @@ def hold_namespace():
 def prepare_run(own_network):
     """In the run's process (PID 2 of its pid namespace): its own /proc, then no namespace powers left.
 
-    Dies with the relay (so a killed relay ends the run), mounts a /proc that
-    shows only this pid namespace, brings the loopback of its own network
-    namespace up, and sets the user-namespace limit of its own namespace to
-    zero before it drops every capability.
+    Dies with its parent (the init; the relay in the guest, so a killed relay
+    ends the run), mounts a /proc that shows only this pid namespace, brings
+    the loopback of its own network namespace up, and sets the user-namespace
+    limit of its own namespace to zero before it drops every capability.
     """
     libc().prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
@@ -199,7 +283,8 @@ def last_capability():
 
 
 def relay_exit(run_pid, init_pid):
-    """In the relay: wait for the run's process, end its pid namespace, then end the way it ended (never returns)."""
+    """In the relay (the guest): wait for the run's process, end its pid namespace, then end the way it ended
+    (never returns)."""
     os.closerange(0, 1 << 20)
     status = _wait(run_pid)
     os.kill(init_pid, signal.SIGKILL)  # the kernel then kills whatever else of the run is left
@@ -223,6 +308,23 @@ def _wait(pid):
             continue
         except ChildProcessError:
             return None
+
+
+_python_handle = None
+
+
+def _python_libc():
+    """The C library through ``ctypes.PyDLL``: calls keep the interpreter lock (for ``clone``)."""
+    global _python_handle
+    if _python_handle is None:
+        _python_handle = ctypes.PyDLL(None, use_errno=True)
+        _python_handle.syscall.restype = ctypes.c_long
+    return _python_handle
+
+
+def _clone_number():
+    machine = os.uname().machine
+    return 220 if machine in ("aarch64", "arm64") else _SYS_CLONE
 
 
 def _capset_number():

@@ -40,7 +40,7 @@ class Lockdown:
     def apply(self, isolated):
         """Confine this process before it runs user code.
 
-        An isolated run's process (forked by the zygote's relay, which has no Landlock domain)
+        An isolated run's process (forked by its init or relay, which has no Landlock domain)
         drops its capabilities and makes a scoped Landlock domain of its own; every
         other child is already in the agent's domain, inherited at fork.
         """

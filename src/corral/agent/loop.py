@@ -155,7 +155,7 @@ class Agent:
             self.child_exited(pid, status)
 
     def child_exited(self, pid, status):
-        """Child ``pid`` (ours, or a relay of the zygote's) ended with wait status ``status``."""
+        """Child ``pid`` (ours, or an isolated run the zygote forked) ended with wait status ``status``."""
         owner = self.children.pop(pid, None)
         if owner is not None:
             owner.on_exit(status)
@@ -217,7 +217,7 @@ class Agent:
     def kill_tree(self, root, since_ticks):
         """Kill ``root``, its descendants and the orphans started since ``since_ticks``.
 
-        An isolated run (a relay the zygote forked) is killed by the zygote.
+        An isolated run (forked by the zygote) is killed by the zygote.
         """
         if getattr(self.children.get(root), "isolated", False) and self.zygote is not None and self.zygote.alive:
             self.zygote.kill(root)

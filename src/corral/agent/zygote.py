@@ -6,9 +6,10 @@ fresh file systems) and before it reads any request: so a run forked from the
 zygote carries no memory of any other run (the agent's heap holds earlier
 runs' code, files and output). The zygote only ever receives, over a Unix
 socket, the five pipe ends of the next run (SCM_RIGHTS) and the sandbox's
-settings for it; it forks the run's relay (see isolation.py) and answers with
-its pid. It waits for its relays itself and reports each one's exit status to
-the agent on the same socket.
+settings for it; it forks the run's init straight into the run's namespaces
+(a relay that makes them in the microVM guest: see isolation.py) and answers
+with its pid. It waits for those children itself and reports each run's exit
+status to the agent on the same socket.
 
 Isolated runs cannot see the zygote (their own pid namespace) and the rest of
 the sandbox's code cannot signal it (it is outside the agent's Landlock domain,
@@ -36,7 +37,7 @@ from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
 _RUN_FDS = 5
-#: How long the zygote waits for a killed run's relay to end before it kills the relay's tree itself.
+#: How long the zygote waits for a killed run's init (or relay) to end before it kills its tree itself.
 _RELAY_EXIT_S = 2.0
 #: A start time no process has: tree.kill_tree takes no orphans of the zygote into the run.
 _NEVER = 1 << 62
@@ -71,7 +72,8 @@ class Zygote:
         agent.adopt(self.pid, self)
 
     def spawn(self, fds, language, home, env, rlimits, seccomp_program, own_network):
-        """Fork a run's relay with ``fds`` = (stdin, stdout, stderr, control, result); return the relay's pid.
+        """Fork a run with ``fds`` = (stdin, stdout, stderr, control, result); return its pid (its init's, or
+        its relay's in the guest), which its exit report carries.
 
         ``seccomp_program`` is the user filter now (a VM gets it in ``configure``, after the zygote started);
         ``own_network``: the run gets a network namespace of its own (see isolation.enter_run_namespaces).
@@ -99,17 +101,17 @@ class Zygote:
             raise ZygoteGone(reply["error"])
         return reply["pid"]
 
-    def kill(self, relay_pid):
-        """Kill the run of ``relay_pid`` and everything in it (the zygote does: the run is outside the
-        agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
+    def kill(self, run_pid):
+        """Kill the run of ``run_pid`` (as spawn returned it) and everything in it (the zygote does: the run is
+        outside the agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
         if self.alive:
             try:
-                self.sock.send(wire.dumps({"op": "kill", "pid": relay_pid}).encode())
+                self.sock.send(wire.dumps({"op": "kill", "pid": run_pid}).encode())
             except OSError:
                 pass
 
     def on_readable(self):
-        """Exit reports from the zygote: hand each status to the owner of that relay."""
+        """Exit reports from the zygote: hand each status to the owner of that run."""
         try:
             data = self.sock.recv(_MESSAGE_BYTES, socket.MSG_DONTWAIT)
         except BlockingIOError:
@@ -136,7 +138,7 @@ class Zygote:
 
 
 def _serve(sock, lockdown, run_mounts, confinement, protected):
-    """The zygote's loop: fork a relay per request, report relay exits; returns at EOF."""
+    """The zygote's loop: fork a run per request, report their exits; returns at EOF."""
     if confinement is None:  # not root (the guest's zygote is: its relays become the user first)
         isolation.enter_zygote_user_namespace()
     lockdown_module.warm_up()
@@ -147,7 +149,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
         os.set_blocking(fd, False)
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)
-    relays = {}  # relay pid -> the socket its run's init pidfd comes on (see _fork_relay)
+    runs = {}  # pid the agent knows the run by -> its _InitRun or _RelayRun
     while True:
         try:
             readable, _, _ = select.select([sock, wake_r], [], [])
@@ -159,7 +161,7 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                     pass
             except BlockingIOError:
                 pass
-            _report_exits(sock, relays)
+            _report_exits(sock, runs)
         if sock in readable:
             try:
                 message, fds, _, _ = socket.recv_fds(sock, _MESSAGE_BYTES, _RUN_FDS)
@@ -171,11 +173,13 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             if request.get("op") == "kill":
                 for fd in fds:
                     os.close(fd)
-                if request.get("pid") in relays:
-                    status = _kill_run(request["pid"], relays[request["pid"]])
+                run = runs.get(request.get("pid"))
+                if run is not None:
+                    status = run.kill()
                     if status is not None:  # reaped here: report it as _report_exits would
-                        relays.pop(request["pid"]).close()
-                        sock.send(wire.dumps({"exit": request["pid"], "status": status}).encode())
+                        status = run.exit_status(status)  # the run's, where it had ended already
+                        runs.pop(run.pid).close()
+                        sock.send(wire.dumps({"exit": run.pid, "status": status}).encode())
                 continue
             try:
                 if len(fds) != _RUN_FDS:
@@ -184,10 +188,11 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
                                          control_fds=(fds[3], fds[4]), protected_parent=protected,
                                          confinement=confinement, lockdown=run_lockdown)
-                pid, init_socket = _fork_relay(setup, request["language"], run_mounts,
-                                               bool(request.get("own_network")), (sock.fileno(), wake_r, wake_w))
-                relays[pid] = init_socket
-                reply = {"pid": pid}
+                fork = _fork_relay if confinement is not None else _fork_init
+                run = fork(setup, request["language"], run_mounts, bool(request.get("own_network")),
+                           (sock.fileno(), wake_r, wake_w))
+                runs[run.pid] = run
+                reply = {"pid": run.pid}
             except Exception as exc:  # never let one request end the zygote
                 reply = {"error": f"{type(exc).__name__}: {exc}"}
             finally:
@@ -196,22 +201,73 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             sock.send(wire.dumps(reply).encode())
 
 
-def _kill_run(relay_pid, init_socket):
-    """End the run of ``relay_pid`` and everything in it; its wait status if the relay was reaped here, else None.
+class _InitRun:
+    """A run whose init the zygote forked itself (the process sandbox: see isolation.clone_run_init).
 
-    The usual way: SIGKILL the run's init (through the pidfd its relay sent, so
-    never another process that got its pid), which ends the run's pid namespace;
-    the relay, waiting for the run's process and then for the init, exits once the
-    kernel has killed and reaped everything in it, so the run is wholly gone
-    before the zygote forks the next one (which the pids limit could refuse
-    otherwise). Where that fd did not come (the relay had not forked the init yet)
-    or the relay does not end in time: SIGKILL the relay and every process below it.
+    The agent knows the run by the init's pid: the zygote's own child, so no
+    other process can have that pid until the zygote reaps it. The init sends
+    the run's wait status on ``status_fd`` before it exits.
     """
-    try:
-        _, fds, _, _ = socket.recv_fds(init_socket, 1, 1, socket.MSG_DONTWAIT)
-    except (BlockingIOError, OSError):
-        fds = []
-    if fds:
+
+    def __init__(self, pid, status_fd):
+        self.pid = pid
+        self.status_fd = status_fd
+
+    def kill(self):
+        """SIGKILL the init, which ends the run's pid namespace; its wait status once the kernel has killed and
+        reaped everything in it (so the next spare never meets the pids limit), else None (reaped later)."""
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return None
+        return _await_exit(self.pid, lambda: tree.kill_tree(self.pid, os.getpid(), set(), _NEVER, lambda: None))
+
+    def exit_status(self, status):
+        """The run's wait status, from its init's report (or the init's own ``status`` if it sent none)."""
+        try:
+            report = os.read(self.status_fd, 64)
+        except OSError:
+            report = b""
+        try:
+            return int(report)
+        except ValueError:
+            return status
+
+    def close(self):
+        os.close(self.status_fd)
+
+
+class _RelayRun:
+    """A run whose relay forked its init (the microVM guest, whose zygote is root: each relay joins the user
+    cgroup and becomes the user before it makes the run's namespaces, a user namespace among them).
+
+    The agent knows the run by the relay's pid; the relay sends a pidfd of the
+    run's init on ``init_socket`` and exits the way the run's process did.
+    """
+
+    def __init__(self, pid, init_socket):
+        self.pid = pid
+        self.init_socket = init_socket
+
+    def kill(self):
+        """End the run and everything in it; its relay's wait status if it was reaped here, else None.
+
+        The usual way: SIGKILL the run's init (through the pidfd its relay sent, so
+        never another process that got its pid), which ends the run's pid namespace;
+        the relay, waiting for the run's process and then for the init, exits once the
+        kernel has killed and reaped everything in it, so the run is wholly gone
+        before the zygote forks the next one (which the pids limit could refuse
+        otherwise). Where that fd did not come (the relay had not forked the init yet)
+        or the relay does not end in time: SIGKILL the relay and every process below it.
+        """
+        kill_tree = (lambda: tree.kill_tree(self.pid, os.getpid(), set(), _NEVER, lambda: None))
+        try:
+            _, fds, _, _ = socket.recv_fds(self.init_socket, 1, 1, socket.MSG_DONTWAIT)
+        except (BlockingIOError, OSError):
+            fds = []
+        if not fds:
+            kill_tree()
+            return None
         try:
             signal.pidfd_send_signal(fds[0], signal.SIGKILL)
         except OSError:
@@ -219,16 +275,29 @@ def _kill_run(relay_pid, init_socket):
         finally:
             for fd in fds:
                 os.close(fd)
-        deadline = time.monotonic() + _RELAY_EXIT_S
-        while time.monotonic() < deadline:
-            try:
-                pid, status = os.waitpid(relay_pid, os.WNOHANG)
-            except ChildProcessError:
-                return None
-            if pid:
-                return status
-            time.sleep(0.0005)
-    tree.kill_tree(relay_pid, os.getpid(), set(), _NEVER, lambda: None)
+        return _await_exit(self.pid, kill_tree)
+
+    def exit_status(self, status):
+        """The run's wait status: the relay's own (it ends the way the run's process did)."""
+        return status
+
+    def close(self):
+        self.init_socket.close()
+
+
+def _await_exit(pid, give_up):
+    """Child ``pid``'s wait status once it ended (at most _RELAY_EXIT_S), else call ``give_up()``; None if not
+    reaped here."""
+    deadline = time.monotonic() + _RELAY_EXIT_S
+    while time.monotonic() < deadline:
+        try:
+            ended, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if ended:
+            return status
+        time.sleep(0.0005)
+    give_up()
     return None
 
 
@@ -249,18 +318,23 @@ def _send_pidfd(relay_socket, init_pid):
         relay_socket.close()
 
 
-def _report_exits(sock, relays):
+def _report_exits(sock, runs):
     for pid, status in tree.exited_children():
-        init_socket = relays.pop(pid, None)
-        if init_socket is not None:
-            init_socket.close()
+        run = runs.pop(pid, None)
+        if run is not None:
+            status = run.exit_status(status)
+            run.close()
         sock.send(wire.dumps({"exit": pid, "status": status}).encode())
 
 
 def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
-    """Fork the relay of an isolated run; the run's process (PID 2) serves it (child.serve_isolated_spare).
+    """Fork the relay of an isolated run where the zygote is root (the microVM guest); the run's process
+    (PID 2) serves it (child.serve_isolated_spare). Returns its _RelayRun.
 
-    Returns (the relay's pid, the zygote's end of a socket on which the relay sends a pidfd of the run's init).
+    A root zygote cannot clone the run's init straight into its namespaces (see
+    _fork_init): the run must join the user cgroup and become the user first,
+    and then needs a user namespace of its own to make the others, so a relay
+    does that, unshares, and forks the init and the run's process.
     """
     init_socket, relay_socket = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     pid = os.fork()
@@ -269,11 +343,9 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
             signal.set_wakeup_fd(-1)
             for fd in (*zygote_fds, init_socket.fileno()):
                 os.close(fd)
-            own_user = setup.confinement is not None
-            if own_user:  # the guest: join the user cgroup, become the user, then unshare (a user namespace too)
-                setup.confinement.apply()
-                setup.confinement = None
-            isolation.enter_run_namespaces(run_mounts, own_network, own_user)
+            setup.confinement.apply()  # join the user cgroup, become the user, then unshare (a user namespace too)
+            setup.confinement = None
+            isolation.enter_run_namespaces(run_mounts, own_network)
             init = os.fork()
             if init == 0:
                 isolation.hold_namespace()
@@ -291,4 +363,38 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
                 pass
         os._exit(126)
     relay_socket.close()
-    return pid, init_socket
+    return _RelayRun(pid, init_socket)
+
+
+def _fork_init(setup, language, run_mounts, own_network, zygote_fds):
+    """Fork the init of an isolated run into its namespaces; the run's process (PID 2) serves it
+    (child.serve_isolated_spare). Returns its _InitRun."""
+    places = run_mounts.sized()
+    status_r, status_w = os.pipe()
+    try:
+        pid = isolation.clone_run_init(own_network)
+    except BaseException:
+        os.close(status_r)
+        os.close(status_w)
+        raise
+    if pid == 0:
+        try:
+            signal.set_wakeup_fd(-1)
+            for fd in (*zygote_fds, status_r):
+                os.close(fd)
+
+            def run():
+                setup.isolated = True
+                isolation.prepare_run(own_network)
+                child.serve_isolated_spare(setup, language)
+
+            isolation.serve_run_init(places, run, status_w)
+        except BaseException as exc:  # a forked child must never return into the zygote's loop
+            try:
+                os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
+            except OSError:
+                pass
+        os._exit(126)
+    os.close(status_w)
+    os.set_blocking(status_r, False)
+    return _InitRun(pid, status_r)
