@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 
 from corral.agent.isolation import drop_capabilities, last_capability
-from corral.agent.landlock import restrict_writes, structures as landlock_structures
+from corral.agent.landlock import abi_version, restrict_writes, structures as landlock_structures
 from corral.agent.libc import libc
 
 _PR_SET_NO_NEW_PRIVS = 38
@@ -46,8 +46,9 @@ class Lockdown:
         """
         if isolated:
             drop_capabilities()
-            if self.landlock_paths:
-                restrict_writes(self.landlock_paths, scoped=True)
+            # the kernel has Landlock (the agent's own domain came from it), so a run it did not confine never starts
+            if self.landlock_paths and not restrict_writes(self.landlock_paths, scoped=True) and abi_version() > 0:
+                raise LockdownError(0, "cannot confine the run with Landlock")
         handle = libc()
         if handle.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
             raise LockdownError(ctypes.get_errno(), "cannot set no_new_privs")

@@ -36,6 +36,8 @@ from corral.agent.lockdown import Lockdown
 from corral.protocol import wire
 
 _MESSAGE_BYTES = 1 << 20
+#: How long the agent waits for the zygote to take a request or answer one.
+REPLY_DEADLINE_S = 10.0
 _RUN_FDS = 5
 #: How long the zygote waits for a killed run's init (or relay) to end before it kills its tree itself.
 _RELAY_EXIT_S = 2.0
@@ -65,7 +67,9 @@ class Zygote:
         theirs.close()
         self.agent = agent
         self.sock = ours
-        self.sock.setblocking(True)
+        # a zygote that stopped answering (SIGSTOPped where Landlock cannot scope signals) must not hang the
+        # agent: every send and reply wait has a deadline, after which the zygote counts as gone
+        self.sock.settimeout(REPLY_DEADLINE_S)
         self.alive = True
         self._pending_exits = []
         agent.watch(self.sock.fileno(), self.on_readable)
@@ -80,6 +84,8 @@ class Zygote:
         """
         if not self.alive:
             raise ZygoteGone("the zygote is gone")
+        if not seccomp_program:
+            raise ZygoteGone("no user seccomp filter: an isolated run is never started without one")
         message = wire.dumps({"op": "spawn", "language": language, "cwd": home, "env": env, "rlimits": rlimits,
                               "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode(),
                               "own_network": bool(own_network)}).encode()
@@ -93,6 +99,9 @@ class Zygote:
                     self._pending_exits.append(reply)
                     continue
                 break
+        except TimeoutError:
+            self.abandon()
+            raise ZygoteGone(f"the zygote did not answer in {REPLY_DEADLINE_S:g} s") from None
         except OSError as exc:
             raise ZygoteGone(f"the zygote is unreachable: {exc}") from None
         if self._pending_exits:
@@ -100,6 +109,14 @@ class Zygote:
         if "error" in reply:
             raise ZygoteGone(reply["error"])
         return reply["pid"]
+
+    def abandon(self):
+        """Give up on a zygote that stopped answering: kill it (its exit is reaped as any child's); no more runs."""
+        self.alive = False
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
 
     def kill(self, run_pid):
         """Kill the run of ``run_pid`` (as spawn returned it) and everything in it (the zygote does: the run is
@@ -184,7 +201,10 @@ def _serve(sock, lockdown, run_mounts, confinement, protected):
             try:
                 if len(fds) != _RUN_FDS:
                     raise ValueError(f"expected {_RUN_FDS} fds, got {len(fds)}")
-                run_lockdown = Lockdown(lockdown.landlock_paths, binascii.a2b_base64(request["seccomp_b64"]))
+                program = binascii.a2b_base64(request["seccomp_b64"])
+                if not program:
+                    raise ValueError("no user seccomp filter: an isolated run is never started without one")
+                run_lockdown = Lockdown(lockdown.landlock_paths, program)
                 setup = child.ChildSetup(fds[0], fds[1], fds[2], request["cwd"], request["env"], request["rlimits"],
                                          control_fds=(fds[3], fds[4]), protected_parent=protected,
                                          confinement=confinement, lockdown=run_lockdown)
