@@ -14,6 +14,7 @@ import dataclasses
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -476,3 +477,16 @@ def test_a_run_cannot_signal_or_open_its_init():
     assert "READ" not in attack.stdout and "DENIED /proc/1/mem" in attack.stdout, attack
     assert "\nINIT S" in attack.stdout, attack  # still there, sleeping: not stopped, not killed
     assert after.stdout == "42\n", after
+
+
+def test_concurrent_callers_never_make_a_pooled_sandbox_refuse_an_isolated_run(isolation_level, caplog):
+    runs = 24 if isolation_level == "microvm" else 80
+    with corral.Pool(size=4, isolation=isolation_level) as pool, ThreadPoolExecutor(4) as callers:
+        for n in range(8):  # every sandbox serves a few runs first: a spare is prepared after each
+            pool.run(f"print({n})")
+        results = list(callers.map(lambda n: pool.run(f"print({n})"), range(runs)))
+        results += [pool.run(f"print({n})") for n in range(runs, runs + 8)]  # each sandbox still isolates runs
+        runs += 8
+    assert [result.stdout for result in results] == [f"{n}\n" for n in range(runs)]
+    refusals = [record for record in caplog.records if "refused an isolated run" in record.getMessage()]
+    assert not refusals  # a refused run is retried on a new sandbox: it still succeeds, but the sandbox is lost

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from corral.agent import lockdown as lockdown_module
+from corral.agent import zygote as zygote_module
 from corral.agent.lockdown import Lockdown, LockdownError
 from corral.agent.zygote import Zygote, ZygoteGone
 
@@ -27,12 +28,12 @@ def test_an_isolated_run_that_landlock_refused_to_confine_never_reaches_user_cod
         Lockdown(["/tmp"], b"\0" * 8).apply(isolated=True)
 
 
-def _zygote_end(peer_pid: int, deadline_s: float) -> tuple[Zygote, socket.socket]:
+def _zygote_end(peer_pid: int) -> tuple[Zygote, socket.socket]:
     """The agent's end of a zygote whose process is ``peer_pid`` and whose socket nobody serves."""
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote = Zygote.__new__(Zygote)  # not started: the test plays the zygote's silent end
     zygote.pid, zygote.sock, zygote.alive, zygote._pending_exits = peer_pid, ours, True, []
-    ours.settimeout(deadline_s)
+    ours.setblocking(True)
     return zygote, theirs
 
 
@@ -49,7 +50,7 @@ def _spawn(zygote: Zygote, program: bytes) -> int:
 
 def test_an_isolated_run_is_never_started_without_the_user_seccomp_filter():
     sleeper = subprocess.Popen(["sleep", "30"])
-    zygote, theirs = _zygote_end(sleeper.pid, 5.0)
+    zygote, theirs = _zygote_end(sleeper.pid)
     try:
         with pytest.raises(ZygoteGone, match="seccomp"):
             _spawn(zygote, b"")
@@ -63,9 +64,10 @@ def test_an_isolated_run_is_never_started_without_the_user_seccomp_filter():
         sleeper.wait()
 
 
-def test_a_zygote_that_stops_answering_is_given_up_and_killed_not_waited_for():
+def test_a_zygote_that_stops_answering_is_given_up_and_killed_not_waited_for(monkeypatch):
+    monkeypatch.setattr(zygote_module, "REPLY_DEADLINE_S", 0.3)
     sleeper = subprocess.Popen(["sleep", "30"])  # stands in for a SIGSTOPped zygote
-    zygote, theirs = _zygote_end(sleeper.pid, 0.3)
+    zygote, theirs = _zygote_end(sleeper.pid)
     try:
         started = time.monotonic()
         with pytest.raises(ZygoteGone, match="did not answer"):
@@ -82,3 +84,37 @@ def test_a_zygote_that_stops_answering_is_given_up_and_killed_not_waited_for():
         if sleeper.poll() is None:
             sleeper.kill()
             sleeper.wait()
+
+
+def test_a_kill_the_stopped_zygote_cannot_take_gives_it_up_instead_of_blocking():
+    sleeper = subprocess.Popen(["sleep", "30"])
+    zygote, theirs = _zygote_end(sleeper.pid)
+    try:
+        zygote.sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            while True:  # the zygote reads nothing: fill its socket
+                zygote.sock.send(b"x" * 4096)
+        zygote.sock.setblocking(True)
+        zygote.kill(1234)
+        assert not zygote.alive
+        assert sleeper.wait(timeout=5) == -signal.SIGKILL
+    finally:
+        zygote.sock.close()
+        theirs.close()
+        if sleeper.poll() is None:
+            sleeper.kill()
+            sleeper.wait()
+
+
+def test_a_wakeup_with_nothing_to_read_leaves_the_zygote_alive_at_once():
+    sleeper = subprocess.Popen(["sleep", "30"])
+    zygote, theirs = _zygote_end(sleeper.pid)
+    try:
+        started = time.monotonic()
+        zygote.on_readable()  # epoll woke the agent, but the reply was taken by a spawn meanwhile
+        assert zygote.alive and time.monotonic() - started < 1
+    finally:
+        zygote.sock.close()
+        theirs.close()
+        sleeper.kill()
+        sleeper.wait()

@@ -67,9 +67,7 @@ class Zygote:
         theirs.close()
         self.agent = agent
         self.sock = ours
-        # a zygote that stopped answering (SIGSTOPped where Landlock cannot scope signals) must not hang the
-        # agent: every send and reply wait has a deadline, after which the zygote counts as gone
-        self.sock.settimeout(REPLY_DEADLINE_S)
+        self.sock.setblocking(True)
         self.alive = True
         self._pending_exits = []
         agent.watch(self.sock.fileno(), self.on_readable)
@@ -89,6 +87,10 @@ class Zygote:
         message = wire.dumps({"op": "spawn", "language": language, "cwd": home, "env": env, "rlimits": rlimits,
                               "seccomp_b64": binascii.b2a_base64(seccomp_program, newline=False).decode(),
                               "own_network": bool(own_network)}).encode()
+        # a zygote that stopped answering (SIGSTOPped where Landlock cannot scope signals) must not hang the
+        # agent: the request and its reply have a deadline, after which the zygote counts as gone (only here:
+        # on a socket with a timeout, even a MSG_DONTWAIT receive first waits for data)
+        self.sock.settimeout(REPLY_DEADLINE_S)
         try:
             socket.send_fds(self.sock, [message], list(fds))
             while True:
@@ -104,6 +106,8 @@ class Zygote:
             raise ZygoteGone(f"the zygote did not answer in {REPLY_DEADLINE_S:g} s") from None
         except OSError as exc:
             raise ZygoteGone(f"the zygote is unreachable: {exc}") from None
+        finally:
+            self.sock.setblocking(True)
         if self._pending_exits:
             self.agent.call_at(0, self._flush_exits)
         if "error" in reply:
@@ -123,7 +127,9 @@ class Zygote:
         outside the agent's Landlock domain, whose signal scope stops the agent's own signals at its border)."""
         if self.alive:
             try:
-                self.sock.send(wire.dumps({"op": "kill", "pid": run_pid}).encode())
+                self.sock.send(wire.dumps({"op": "kill", "pid": run_pid}).encode(), socket.MSG_DONTWAIT)
+            except BlockingIOError:  # the zygote stopped reading: never block the agent on it
+                self.abandon()
             except OSError:
                 pass
 
