@@ -10,7 +10,7 @@ server runs is used in process (:mod:`corral.client.local`).
 from corral.client.handle import AsyncHostedSandbox
 from corral.client.sync import HostedSandbox, HostedTerminal
 from corral.client.terminal import AsyncHostedTerminal
-from corral.contract.states import SandboxState
 from corral.contract.schemas import LogEvent, SandboxInfo, SnapshotInfo
+from corral.contract.states import SandboxState
 
 __all__ = ["AsyncHostedSandbox", "AsyncHostedTerminal", "HostedSandbox", "HostedTerminal", "LogEvent", "SandboxInfo", "SandboxState", "SnapshotInfo"]

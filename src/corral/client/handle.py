@@ -17,11 +17,8 @@ from corral.client.remote import RemoteTransport
 from corral.client.terminal import AsyncHostedTerminal, check_size
 from corral.client.transport import ProgressCallback, Transport
 from corral.commands import SIGNALS
-from corral.errors import FileOperationError, InvalidInputError
-from corral.output import OutputCallback, consume
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, Language, OutputEvent, ProcessInfo
-from corral.contract.states import SandboxState
 from corral.contract.schemas import (
+    DEFAULT_TTL_S,
     CommandRequest,
     CreateSandbox,
     LimitsRequest,
@@ -32,9 +29,20 @@ from corral.contract.schemas import (
     SnapshotInfo,
     TemplateDefinition,
     TemplateInfo,
-    DEFAULT_TTL_S,
 )
-from corral.models import validated
+from corral.contract.states import SandboxState
+from corral.errors import FileOperationError, InvalidInputError
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    FileEntry,
+    FileInfo,
+    Language,
+    OutputEvent,
+    ProcessInfo,
+    validated,
+)
+from corral.output import OutputCallback, consume
 
 
 def _transport(server: str | None, api_key: str | None, access_token: str | None = None) -> Transport:

@@ -14,12 +14,8 @@ import weakref
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
 from corral.client.terminal import AsyncHostedTerminal, LocalTerminal
 from corral.client.transport import ProgressCallback, Transport
-from corral.hosted.database import default_state_dir
-from corral.hosted.file_transfer import read_whole, write_whole
-from corral.contract.states import SandboxState
 from corral.contract.schemas import (
     CommandRequest,
     CreatedSandbox,
@@ -32,11 +28,22 @@ from corral.contract.schemas import (
     TemplateDefinition,
     TemplateInfo,
 )
+from corral.contract.states import SandboxState
+from corral.hosted import streaming
+from corral.hosted.database import default_state_dir
+from corral.hosted.file_transfer import read_whole, write_whole
 from corral.hosted.service import SandboxService, ServiceConfig
 from corral.hosted.snapshots import SnapshotService
-from corral.hosted import streaming
 from corral.hosted.template_build import build_template
 from corral.hosted.terminal import Terminal
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    FileEntry,
+    FileInfo,
+    OutputEvent,
+    ProcessInfo,
+)
 
 #: The owner recorded for sandboxes of local mode.
 LOCAL_OWNER = "local"

@@ -24,18 +24,7 @@ import httpx
 
 from corral.client.terminal import AsyncHostedTerminal, RemoteTerminal
 from corral.client.transport import ProgressCallback, Transport
-from corral.errors import (
-    CorralError,
-    InvalidInputError,
-    OutcomeUnknownError,
-    PermanentError,
-    ProtocolError,
-    TransientError,
-)
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
 from corral.contract.errors import error_for_status, rebuild
-from corral.contract.states import SandboxState
-from corral.sync_bridge import bridge
 from corral.contract.schemas import (
     CommandRequest,
     CreatedSandbox,
@@ -49,6 +38,24 @@ from corral.contract.schemas import (
     TemplateDefinition,
     TemplateInfo,
 )
+from corral.contract.states import SandboxState
+from corral.errors import (
+    CorralError,
+    InvalidInputError,
+    OutcomeUnknownError,
+    PermanentError,
+    ProtocolError,
+    TransientError,
+)
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    FileEntry,
+    FileInfo,
+    OutputEvent,
+    ProcessInfo,
+)
+from corral.sync_bridge import bridge
 
 #: Attempts of a call that may be retried, and the first backoff (doubled each time).
 ATTEMPTS = 4

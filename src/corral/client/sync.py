@@ -12,9 +12,21 @@ from typing import Any
 from corral.client.handle import AsyncHostedSandbox, deprecated, resolve_ttl
 from corral.client.terminal import AsyncHostedTerminal
 from corral.client.transport import ProgressCallback
-from corral.contract.schemas import LogEvent, SandboxInfo, SnapshotInfo, TemplateDefinition, TemplateInfo
+from corral.contract.schemas import (
+    LogEvent,
+    SandboxInfo,
+    SnapshotInfo,
+    TemplateDefinition,
+    TemplateInfo,
+)
 from corral.contract.states import SandboxState
-from corral.models import BackgroundCommand, ExecutionResult, Language, OutputEvent, ProcessInfo
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    Language,
+    OutputEvent,
+    ProcessInfo,
+)
 from corral.output import OutputCallback
 from corral.sync_bridge import Relay, bridge
 from corral.sync_files import Files

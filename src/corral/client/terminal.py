@@ -14,8 +14,8 @@ import contextlib
 import json
 from collections.abc import AsyncIterator
 
-from corral.errors import CorralError, ProtocolError, SandboxClosedError
 from corral.contract.errors import error_for_status, rebuild
+from corral.errors import CorralError, ProtocolError, SandboxClosedError
 from corral.hosted.terminal import Terminal, TerminalExit
 from corral.terminal import check_size
 

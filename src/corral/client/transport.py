@@ -11,8 +11,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from corral.client.terminal import AsyncHostedTerminal
-from corral.models import BackgroundCommand, ExecutionResult, FileEntry, FileInfo, OutputEvent, ProcessInfo
-from corral.contract.states import SandboxState
 from corral.contract.schemas import (
     CommandRequest,
     CreatedSandbox,
@@ -24,6 +22,15 @@ from corral.contract.schemas import (
     SnapshotInfo,
     TemplateDefinition,
     TemplateInfo,
+)
+from corral.contract.states import SandboxState
+from corral.models import (
+    BackgroundCommand,
+    ExecutionResult,
+    FileEntry,
+    FileInfo,
+    OutputEvent,
+    ProcessInfo,
 )
 
 #: Called with (step, total, message) while a template builds.

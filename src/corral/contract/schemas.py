@@ -14,11 +14,18 @@ import base64
 import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+    model_validator,
+)
 
+from corral.contract.states import SandboxState
 from corral.models import FileEntry, Language, check_env
 from corral.protocol import wire
-from corral.contract.states import SandboxState
 
 #: Bounds on a sandbox's metadata (it is stored and filtered on, not interpreted).
 MAX_METADATA_ITEMS = 32

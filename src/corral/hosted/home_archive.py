@@ -33,9 +33,9 @@ import time
 from collections.abc import Callable
 
 from corral.errors import FileOperationError, InvalidInputError
-from corral.sandbox import AsyncSandbox
 from corral.hosted.blobs import BlobStore
 from corral.hosted.file_transfer import shell
+from corral.sandbox import AsyncSandbox
 
 #: Largest chunk: one file operation of the protocol carries it with room to spare.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024

@@ -13,10 +13,10 @@ import sqlite3
 import time
 from typing import Any
 
+from corral.contract.schemas import LogEvent, SandboxInfo, SnapshotInfo
+from corral.contract.states import SandboxState, allowed
 from corral.errors import NotFoundError, SandboxClosedError
 from corral.hosted.database import Database
-from corral.contract.states import SandboxState, allowed
-from corral.contract.schemas import LogEvent, SandboxInfo, SnapshotInfo
 
 #: Every recorded event is also logged here, one JSON object per line (no credentials in them).
 events_log = logging.getLogger("corral.server.events")

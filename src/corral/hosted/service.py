@@ -21,21 +21,26 @@ from pathlib import Path
 from typing import Any
 
 from corral.backends import registry
-from corral.errors import (CorralError, LimitExceededError, SandboxClosedError, SandboxCrashedError,
-                           SandboxStartError)
+from corral.contract.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
+from corral.contract.states import UNFINISHED_STATES, SandboxState
+from corral.errors import (
+    CorralError,
+    LimitExceededError,
+    SandboxClosedError,
+    SandboxCrashedError,
+    SandboxStartError,
+)
 from corral.host.sandbox_names import new_name, owner_alive
-from corral.lease import wait_for_teardowns
-from corral.sandbox import AsyncSandbox
 from corral.hosted.blobs import BlobStore
 from corral.hosted.database import Database
 from corral.hosted.keys import KeyStore, new_sandbox_token
-from corral.contract.states import UNFINISHED_STATES, SandboxState
 from corral.hosted.records import Records, require_state, sandbox_info
-from corral.contract.schemas import CreatedSandbox, CreateSandbox, SandboxInfo
 from corral.hosted.snapshot_steps import DEFAULT_STEPS, FilesStep
 from corral.hosted.state_dir import open_state_dir
 from corral.hosted.templates import ResolvedTemplate, TemplateStore, sandbox_env
 from corral.hosted.warm import WarmSandboxes
+from corral.lease import wait_for_teardowns
+from corral.sandbox import AsyncSandbox
 
 log = logging.getLogger("corral.server")
 

@@ -18,11 +18,11 @@ import shlex
 from collections.abc import Iterator
 from typing import Any
 
-from corral.protocol import wire
-from corral.sandbox import AsyncSandbox
 from corral.hosted import home_archive
 from corral.hosted.blobs import BlobStore
 from corral.hosted.file_transfer import shell, write_whole
+from corral.protocol import wire
+from corral.sandbox import AsyncSandbox
 
 #: Where FilesStep starts; everything a user writes through ``files`` or the
 #: default working directory is under it.

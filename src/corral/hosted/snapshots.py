@@ -19,11 +19,17 @@ import time
 from pathlib import Path
 
 from corral.backends import registry
+from corral.contract.schemas import (
+    CreatedSandbox,
+    CreateSandbox,
+    ResumeSnapshot,
+    SnapshotInfo,
+    TemplateDefinition,
+)
+from corral.contract.states import SandboxState
 from corral.errors import CorralError, InvalidInputError, SandboxClosedError
 from corral.hosted.blobs import storage_error
-from corral.contract.states import SandboxState
 from corral.hosted.records import require_state, snapshot_info
-from corral.contract.schemas import CreatedSandbox, CreateSandbox, ResumeSnapshot, SnapshotInfo, TemplateDefinition
 from corral.hosted.service import SandboxService
 from corral.hosted.snapshot_steps import DEFAULT_STEPS, FilesStep, SnapshotStep
 from corral.hosted.templates import ResolvedTemplate

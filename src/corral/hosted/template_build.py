@@ -12,12 +12,12 @@ import json
 import time
 from collections.abc import Callable
 
-from corral.errors import InvalidInputError
-from corral.sandbox import AsyncSandbox
-from corral.hosted.blobs import BlobStore
 from corral.contract.schemas import TemplateDefinition, TemplateInfo, TemplateStep
+from corral.errors import InvalidInputError
+from corral.hosted.blobs import BlobStore
 from corral.hosted.snapshot_steps import FilesStep
 from corral.hosted.templates import TemplateStore
+from corral.sandbox import AsyncSandbox
 
 Progress = Callable[[int, int, str], None]
 

@@ -14,11 +14,11 @@ import json
 import time
 from dataclasses import dataclass
 
+from corral.contract.schemas import TemplateDefinition, TemplateInfo
 from corral.errors import NotFoundError
+from corral.hosted.database import Database
 from corral.models import Language
 from corral.protocol import wire
-from corral.hosted.database import Database
-from corral.contract.schemas import TemplateDefinition, TemplateInfo
 
 #: Built-in template name -> the language of its sandboxes.
 BUILTIN: dict[str, Language] = {language: language for language in wire.LANGUAGES}

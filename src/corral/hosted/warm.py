@@ -19,9 +19,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from corral.errors import CorralError
+from corral.hosted.templates import ResolvedTemplate
 from corral.protocol import Ack, PingRequest
 from corral.sandbox import AsyncSandbox
-from corral.hosted.templates import ResolvedTemplate
 
 log = logging.getLogger("corral.server")
 

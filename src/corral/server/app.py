@@ -18,15 +18,18 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 import corral
-from corral.errors import CorralError, InvalidInputError
-from corral.protocol import wire
-from corral.server.auth import api_key
 from corral.contract.errors import error_for_status, status_of, type_name_of
+from corral.contract.schemas import ErrorBody, ErrorDetail
+from corral.errors import CorralError, InvalidInputError
+from corral.hosted.service import SandboxService, ServiceConfig
+from corral.hosted.snapshots import SnapshotService
+from corral.protocol import wire
+from corral.server import e2b
+from corral.server.auth import api_key
+from corral.server.batch import BatchConfig, BatchService
 from corral.server.json_answers import UnicodeSafeJSON
 from corral.server.limits import BodyLimit, StreamSlots
 from corral.server.metrics import Metrics, RequestMetrics
-from corral.server.batch import BatchConfig, BatchService
-from corral.server import e2b
 from corral.server.routes import (
     batch,
     execution,
@@ -40,9 +43,6 @@ from corral.server.routes import (
     terminal,
 )
 from corral.server.routes.common import reject_unknown_query
-from corral.contract.schemas import ErrorBody, ErrorDetail
-from corral.hosted.service import SandboxService, ServiceConfig
-from corral.hosted.snapshots import SnapshotService
 
 log = logging.getLogger("corral.server")
 

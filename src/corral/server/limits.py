@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from starlette.exceptions import HTTPException
 
-from corral.server.json_answers import encode_json
 from corral.contract.errors import error_for_status
 from corral.contract.schemas import ErrorBody, ErrorDetail
+from corral.server.json_answers import encode_json
 
 
 def error_bytes(type_name: str, message: str) -> bytes:

@@ -11,8 +11,8 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from corral.server.limits import StreamSlots
 from corral.hosted.service import SandboxService
+from corral.server.limits import StreamSlots
 
 
 class ServiceCollector:

@@ -19,8 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from corral.batch.items import BatchItem, parse_item
 from corral.batch.verdicts import BatchResult, CompileResult
-from corral.models import ExecutionResult
 from corral.contract.schemas import RequestModel
+from corral.models import ExecutionResult
 
 #: SandboxFusion's language names that this server runs, and corral's name for each.
 LANGUAGES = {"python": "python", "nodejs": "javascript", "bash": "shell", "cpp": "cpp"}

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI, Request
 
-from corral.server.e2b import control, files_http, filesystem_service, interpreter, process_service
+from corral.server.e2b import (
+    control,
+    files_http,
+    filesystem_service,
+    interpreter,
+    process_service,
+)
 from corral.server.e2b.errors import E2BError, PlainErrorRoute
 from corral.server.e2b.terminals import Terminals
 

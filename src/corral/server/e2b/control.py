@@ -18,11 +18,16 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from corral.contract.schemas import (
+    DEFAULT_TTL_S,
+    CreateSandbox,
+    ResumeSnapshot,
+    SandboxInfo,
+)
+from corral.contract.states import SandboxState
 from corral.errors import LimitExceededError, NotFoundError
 from corral.server.e2b.errors import E2BError, PlainErrorRoute
 from corral.server.e2b.identity import current, owner_of, root, service_of
-from corral.contract.states import SandboxState
-from corral.contract.schemas import DEFAULT_TTL_S, CreateSandbox, ResumeSnapshot, SandboxInfo
 
 router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
 

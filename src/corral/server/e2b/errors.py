@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from corral.errors import CorralError
 from corral.contract.errors import status_of
+from corral.errors import CorralError
 
 log = logging.getLogger("corral.server.e2b")
 

@@ -18,13 +18,13 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.formparsers import MultiPartException
 
+from corral.contract.states import SandboxState
 from corral.errors import FileOperationError, LimitExceededError, NotFoundError
+from corral.hosted.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.e2b.errors import E2BError, PlainErrorRoute, gone
 from corral.server.e2b.identity import current, data_plane_sandbox, service_of
-from corral.contract.states import SandboxState
 from corral.server.e2b.paths import absolute
 from corral.server.e2b.rpc import user_of
-from corral.hosted.file_transfer import FileTooLarge, read_chunks, write_chunks
 
 router = APIRouter(route_class=PlainErrorRoute, include_in_schema=False)
 

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
+from corral.contract.schemas import SandboxInfo
+from corral.contract.states import SandboxState
 from corral.errors import NotFoundError
+from corral.hosted.keys import TOKEN_PREFIX, split
+from corral.hosted.service import SandboxService
 from corral.server.auth import authorize_sandbox
 from corral.server.e2b.errors import E2BError, gone
-from corral.hosted.keys import TOKEN_PREFIX, split
-from corral.contract.states import SandboxState
-from corral.contract.schemas import SandboxInfo
-from corral.hosted.service import SandboxService
 
 #: Longest resume chain followed (each pause-and-connect adds one link).
 MAX_CHAIN = 1000

@@ -17,8 +17,8 @@ import itertools
 from dataclasses import dataclass, field
 
 from corral.errors import CorralError, LimitExceededError
-from corral.sandbox import AsyncSandbox
 from corral.hosted.terminal import Terminal, TerminalExit
+from corral.sandbox import AsyncSandbox
 
 #: First PTY pid: above Linux's PID_MAX_LIMIT (4194304), so never a sandbox process's pid.
 FIRST_PID = (1 << 22) + 1

@@ -19,12 +19,12 @@ from pydantic import Field, Strict
 
 from corral.batch.runner import MAX_CONCURRENCY
 from corral.batch.verdicts import BatchResult
+from corral.contract.schemas import RequestModel
 from corral.errors import CorralError
 from corral.server.auth import Caller, api_key
 from corral.server.batch import RETRY_AFTER_S, Overloaded
 from corral.server.limits import ndjson
 from corral.server.routes.common import errors
-from corral.contract.schemas import RequestModel
 
 log = logging.getLogger("corral.server")
 router = APIRouter(tags=["batch"])

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from corral.errors import InvalidInputError
-
 from corral.contract.schemas import ErrorBody
+from corral.errors import InvalidInputError
 from corral.hosted.service import SandboxService
 from corral.hosted.snapshots import SnapshotService
-
 
 #: Answers any route with input can give: a body that is not JSON (400), too large (413), invalid (422).
 INPUT_ERRORS = (400, 413, 422)

@@ -16,13 +16,13 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
+from corral.contract.schemas import CommandRequest, RunRequest
 from corral.errors import CorralError, LimitExceededError
+from corral.hosted import streaming
 from corral.models import BackgroundCommand, ExecutionResult, OutputEvent
 from corral.server.auth import Caller, sandbox_access
 from corral.server.limits import ndjson
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.contract.schemas import CommandRequest, RunRequest
-from corral.hosted import streaming
 
 router = APIRouter(tags=["execution"])
 

@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from corral.contract.schemas import ListedFile, RenameRequest, listed_file
 from corral.errors import LimitExceededError
+from corral.hosted.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.models import FileInfo
 from corral.server.auth import Caller, sandbox_access
-from corral.hosted.file_transfer import FileTooLarge, read_chunks, write_chunks
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.contract.schemas import ListedFile, RenameRequest, listed_file
 
 router = APIRouter(tags=["files"])
 

@@ -7,8 +7,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 import corral
 from corral.backends import registry
-from corral.server.routes.common import errors, service
 from corral.contract.schemas import Health
+from corral.server.routes.common import errors, service
 
 router = APIRouter(tags=["operations"])
 metrics_router = APIRouter(tags=["operations"])

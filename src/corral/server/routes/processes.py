@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Request, Response
 
+from corral.contract.schemas import SignalAnswer, SignalRequest
 from corral.models import ProcessInfo
 from corral.protocol import wire
 from corral.server.auth import Caller, sandbox_access
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.contract.schemas import SignalAnswer, SignalRequest
 
 router = APIRouter(tags=["processes"])
 

@@ -18,7 +18,13 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from corral.server.batch import Overloaded
 from corral.server.routes.common import errors
-from corral.server.sandbox_fusion import RunCodeRequest, RunCodeResponse, sandbox_error, to_item, to_response
+from corral.server.sandbox_fusion import (
+    RunCodeRequest,
+    RunCodeResponse,
+    sandbox_error,
+    to_item,
+    to_response,
+)
 
 SCOPE = "sandbox-fusion"
 #: The owner of runs made without credentials (``--sandbox-fusion-no-auth``).

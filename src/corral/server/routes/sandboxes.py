@@ -6,11 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 
+from corral.contract.schemas import (
+    CreatedSandbox,
+    CreateSandbox,
+    LogEvent,
+    SandboxInfo,
+    SetTimeout,
+)
+from corral.contract.states import SandboxState
 from corral.errors import InvalidInputError
 from corral.server.auth import Caller, api_key, sandbox_access
-from corral.contract.states import SandboxState
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.contract.schemas import CreatedSandbox, CreateSandbox, LogEvent, SandboxInfo, SetTimeout
 
 router = APIRouter(tags=["sandboxes"])
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from corral.contract.schemas import CreatedSandbox, ResumeSnapshot, SnapshotInfo
 from corral.server.auth import Caller, api_key
 from corral.server.routes.common import AUTH_ERRORS, errors, snapshots
-from corral.contract.schemas import CreatedSandbox, ResumeSnapshot, SnapshotInfo
 
 router = APIRouter(tags=["snapshots"])
 

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator, Callable
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 
+from corral.contract.schemas import TemplateDefinition, TemplateInfo
 from corral.errors import CorralError, LimitExceededError
+from corral.hosted.template_build import build_template
 from corral.server.auth import Caller, api_key
 from corral.server.limits import ndjson
 from corral.server.routes.common import AUTH_ERRORS, errors, service
-from corral.contract.schemas import TemplateDefinition, TemplateInfo
-from corral.hosted.template_build import build_template
 
 router = APIRouter(tags=["templates"])
 

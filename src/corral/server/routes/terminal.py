@@ -18,11 +18,11 @@ import json
 
 from fastapi import APIRouter, HTTPException, WebSocket, WebSocketDisconnect
 
-from corral.errors import CorralError
-from corral.server.auth import authorize_sandbox
 from corral.contract.errors import error_for_status, status_of, type_name_of
 from corral.contract.schemas import unicode_problem
+from corral.errors import CorralError
 from corral.hosted.terminal import Terminal, TerminalExit, open_terminal
+from corral.server.auth import authorize_sandbox
 
 router = APIRouter(tags=["terminal"])
 
