@@ -142,10 +142,10 @@ def imports(modules: dict[str, Path] | None = None) -> list[Import]:
 
     The root package ``corral/__init__.py`` is the one exception to "every import
     counts": its ``if TYPE_CHECKING:`` block only names its lazy exports (PEP 562)
-    for type checkers. At run time ``import corral`` loads only :mod:`corral.errors`;
+    for type checkers. At run time ``import corral`` loads only :mod:`corral.errors` and :mod:`corral.version`;
     the module behind a lazy name is loaded when someone reads that name, and such
     reads are edges of the reader (``from corral import Sandbox`` is an edge to
-    ``corral.sync``). Counting the block would make the root depend on the user API,
+    ``corral.public``). Counting the block would make the root depend on the user API,
     and every module (each import of ``corral.x`` runs the root first) part of one
     cycle with it, hiding the real cycles.
     """
