@@ -49,12 +49,13 @@ def test_a_terminal_runs_a_program_on_a_pseudo_terminal(sandbox: corral.Sandbox)
 
 
 @pytest.mark.needs("resource_limits")
-def test_memory_past_the_limit_is_an_out_of_memory_result_not_a_dead_sandbox(sandbox: corral.Sandbox):
-    limit = sandbox.spec.limits.memory_mb
-    result = sandbox.run(f"x = bytearray({3 * limit} * 1024 * 1024); print('survived')")
-    assert "survived" not in result.stdout and result.exit_code != 0
-    assert result.oom_killed or "MemoryError" in result.stderr
-    assert sandbox.run("print('alive')").stdout == "alive\n"
+def test_memory_past_the_limit_is_an_out_of_memory_result_not_a_dead_sandbox(level: str):
+    with corral.Sandbox(isolation=level) as sandbox:  # its own: a lost sandbox must not take the module's
+        limit = sandbox.spec.limits.memory_mb
+        result = sandbox.run(f"x = bytearray({3 * limit} * 1024 * 1024); print('survived')")
+        assert "survived" not in result.stdout and result.exit_code != 0
+        assert result.oom_killed or "MemoryError" in result.stderr
+        assert sandbox.run("print('alive')").stdout == "alive\n"
 
 
 @pytest.mark.slow

@@ -28,8 +28,10 @@ from corral.host.service_dirs import make_service_dir, remove_service_dir
 from corral.models import ResourceUsage
 from corral.protocol import wire
 
-#: Memory QEMU itself needs next to guest RAM (TCG's code cache, device state, its own heap).
-QEMU_OVERHEAD_MB = 192
+#: Memory QEMU itself needs next to guest RAM (TCG's code cache, device state, its own heap, the pages
+#: of its template's RAM file it maps). 192 MiB was too little: a guest that touched all its RAM right
+#: after its template was taken had QEMU killed by this cgroup (anon 330 MB, shmem 37 MB, file 23 MB).
+QEMU_OVERHEAD_MB = 384
 #: Processes and threads QEMU may have (main, vCPUs, I/O and RCU threads).
 QEMU_PIDS = 64
 _CONSOLE_TAIL_BYTES = 4096
