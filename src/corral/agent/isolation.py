@@ -38,7 +38,7 @@ except ImportError:  # pragma: no cover - not CPython
     import signal
 
 from corral.agent.dumpable import set_dumpable
-from corral.agent.libc import libc
+from corral.agent.libc import libc, libc_keeping_lock
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWIPC = 0x08000000
@@ -140,11 +140,11 @@ def clone_run_init(own_network):
     run's process with ``os.fork``, which runs the interpreter's after-fork work
     (reseeds, lock resets) for the process that runs user code; the init runs
     only the code of :func:`serve_run_init`. The call keeps the interpreter lock
-    (``PyDLL``), so the child resumes exactly where the zygote was, as after a
-    fork of a single-threaded process.
+    (:func:`~corral.agent.libc.libc_keeping_lock`), so the child resumes exactly
+    where the zygote was, as after a fork of a single-threaded process.
     """
     flags = RUN_NAMESPACES | (CLONE_NEWNET if own_network else 0) | signal.SIGCHLD
-    pid = _python_libc().syscall(_clone_number(), ctypes.c_ulong(flags), None, None, None, None)
+    pid = libc_keeping_lock().syscall(_clone_number(), ctypes.c_ulong(flags), None, None, None, None)
     if pid < 0:
         number = ctypes.get_errno()
         raise IsolationError(number, f"clone: {os.strerror(number)}")
@@ -308,18 +308,6 @@ def _wait(pid):
             continue
         except ChildProcessError:
             return None
-
-
-_python_handle = None
-
-
-def _python_libc():
-    """The C library through ``ctypes.PyDLL``: calls keep the interpreter lock (for ``clone``)."""
-    global _python_handle
-    if _python_handle is None:
-        _python_handle = ctypes.PyDLL(None, use_errno=True)
-        _python_handle.syscall.restype = ctypes.c_long
-    return _python_handle
 
 
 def _clone_number():

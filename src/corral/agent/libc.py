@@ -5,15 +5,25 @@ Loaded on first use: importing ``ctypes`` costs ~1.5 ms, and a forked child reus
 
 from __future__ import annotations
 
-_handle = None
+_handles = {}
 
 
 def libc():
     """The process's C library through ctypes (``syscall`` returns a C long)."""
-    global _handle
-    if _handle is None:
+    return _load("CDLL")
+
+
+def libc_keeping_lock():
+    """The same library through ``ctypes.PyDLL``: a call keeps the interpreter lock (``clone``, whose
+    child must resume exactly where the caller was)."""
+    return _load("PyDLL")
+
+
+def _load(kind):
+    handle = _handles.get(kind)
+    if handle is None:
         import ctypes
 
-        _handle = ctypes.CDLL(None, use_errno=True)
-        _handle.syscall.restype = ctypes.c_long
-    return _handle
+        handle = _handles[kind] = getattr(ctypes, kind)(None, use_errno=True)
+        handle.syscall.restype = ctypes.c_long
+    return handle
