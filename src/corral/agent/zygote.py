@@ -383,13 +383,18 @@ def _fork_relay(setup, language, run_mounts, own_network, zygote_fds):
                 child.serve_isolated_spare(setup, language)
             isolation.relay_exit(run, init)
         except BaseException as exc:  # a forked child must never return into the zygote's loop
-            try:
-                os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
-            except OSError:
-                pass
+            _report_failure(setup, exc)
         os._exit(126)
     relay_socket.close()
     return _RelayRun(pid, init_socket)
+
+
+def _report_failure(setup, exc):
+    """In a run's forked child that could not make the run: tell the run's stderr why."""
+    try:
+        os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
+    except OSError:
+        pass
 
 
 def _fork_init(setup, language, run_mounts, own_network, zygote_fds):
@@ -416,10 +421,7 @@ def _fork_init(setup, language, run_mounts, own_network, zygote_fds):
 
             isolation.serve_run_init(places, run, status_w)
         except BaseException as exc:  # a forked child must never return into the zygote's loop
-            try:
-                os.write(setup.stderr_fd, f"corral: cannot isolate the run: {exc}\n".encode(errors="replace"))
-            except OSError:
-                pass
+            _report_failure(setup, exc)
         os._exit(126)
     os.close(status_w)
     os.set_blocking(status_r, False)
