@@ -1,24 +1,25 @@
-"""The synchronous twins of a sandbox's files: ``Files`` and ``FileWatch``.
+"""The synchronous twins of a sandbox's files: ``BasicFiles`` (a cluster session's), ``Files`` and ``FileWatch``.
 
-Used by local sandboxes (:mod:`corral.sync`) and hosted ones (:mod:`corral.client.sync`)
-alike: each call runs on corral's background loop (:mod:`corral.sync_bridge`).
+Used by local sandboxes (:mod:`corral.sync`), hosted ones (:mod:`corral.client.sync`) and cluster
+sessions (:mod:`corral.cluster.sync`) alike: each call runs on corral's background loop (:mod:`corral.sync_bridge`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from corral.file_watch import AsyncFileWatch
 from corral.models import FileEntry, FileEvent, FileInfo
-from corral.sandbox import AsyncFiles
 from corral.sync_bridge import bridge
 
 
-class Files:
-    """Files inside the sandbox. See AsyncFiles."""
+class BasicFiles:
+    """The file calls every sandbox answers (a cluster session's files have just these). See AsyncFiles."""
 
-    def __init__(self, files: AsyncFiles):
-        """Mirror ``files``: a sandbox's ``AsyncFiles`` (or a hosted sandbox's, which has the same methods)."""
+    def __init__(self, files: Any):
+        """Mirror ``files``: an async files object with these methods (``AsyncFiles``, or a hosted or
+        cluster sandbox's files)."""
         self._files = files
 
     def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
@@ -40,6 +41,10 @@ class Files:
     def remove(self, path: str, *, recursive: bool = False) -> None:
         """Remove a file or directory."""
         bridge.call(self._files.remove(path, recursive=recursive))
+
+
+class Files(BasicFiles):
+    """Files inside the sandbox: the basic calls and the rest of AsyncFiles. See AsyncFiles."""
 
     def stat(self, path: str) -> FileInfo:
         """What ``path`` is (a symlink is described, not followed)."""

@@ -61,6 +61,7 @@ TWINS: dict[str, list[tuple[str, str]]] = {
     "corral.sync.Terminal": [("corral.terminal", "AsyncTerminal")],
     "corral.sync_files.Files": [("corral.sandbox", "AsyncFiles"), ("corral.client.handle", "AsyncHostedFiles")],
     "corral.sync_files.FileWatch": [("corral.file_watch", "AsyncFileWatch")],
+    "corral.sync_files.BasicFiles": [("corral.cluster.session", "ClusterFiles")],
     "corral.sync_commands.Commands": [("corral.commands", "AsyncCommands")],
     "corral.sync_commands.CommandHandle": [("corral.commands", "AsyncCommandHandle")],
     "corral.client.sync.HostedSandbox": [("corral.client.handle", "AsyncHostedSandbox")],
@@ -70,7 +71,6 @@ TWINS: dict[str, list[tuple[str, str]]] = {
     "corral.cluster.sync.Pool": [("corral.cluster.pool", "AsyncPool")],
     "corral.cluster.sync.Sandbox": [("corral.cluster.session", "AsyncClusterSandbox")],
     "corral.cluster.sync._Commands": [("corral.cluster.session", "ClusterCommands")],
-    "corral.cluster.sync._Files": [("corral.cluster.session", "ClusterFiles")],
 }
 #: Classes of SYNC_MODULES that are no sync twins: the async public class (public.Sandbox's twin).
 NOT_TWINS = {"corral.public.AsyncSandbox"}

@@ -10,9 +10,10 @@ from corral.cluster.nodes import HOST_RESOURCE
 from corral.cluster.pool import AsyncPool
 from corral.cluster.results import ClusterBatchResult, ClusterExecutionResult
 from corral.cluster.session import AsyncClusterSandbox
-from corral.models import BackgroundCommand, FileEntry, Language, OutputEvent
+from corral.models import BackgroundCommand, Language, OutputEvent
 from corral.network import Network, PortMapping
 from corral.sync_bridge import bridge
+from corral.sync_files import BasicFiles
 
 
 class Pool:
@@ -84,7 +85,7 @@ class Sandbox:
     def __init__(self, sandbox: AsyncClusterSandbox):
         self._async = sandbox
         self.commands = _Commands(sandbox)
-        self.files = _Files(sandbox)
+        self.files = BasicFiles(sandbox.files)
 
     @property
     def node_id(self) -> str | None:
@@ -133,28 +134,3 @@ class _Commands:
         """``bash -c cmd`` in the sandbox."""
         return bridge.call(self._sandbox.commands.run(cmd, cwd=cwd, env=env, stdin=stdin, timeout=timeout,
                                                       background=background))
-
-
-class _Files:
-    def __init__(self, sandbox: AsyncClusterSandbox):
-        self._files = sandbox.files
-
-    def write(self, path: str, data: bytes | str, *, mode: int = 0o644) -> int:
-        """Create or replace ``path``."""
-        return bridge.call(self._files.write(path, data, mode=mode))
-
-    def read(self, path: str) -> bytes:
-        """A file's contents."""
-        return bridge.call(self._files.read(path))
-
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        """A file decoded as text."""
-        return bridge.call(self._files.read_text(path, encoding))
-
-    def list(self, path: str = ".") -> list[FileEntry]:
-        """Entries of a directory."""
-        return bridge.call(self._files.list(path))
-
-    def remove(self, path: str, *, recursive: bool = False) -> None:
-        """Remove a file or directory."""
-        bridge.call(self._files.remove(path, recursive=recursive))
