@@ -11,6 +11,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -28,13 +30,30 @@ def test_an_isolated_run_that_landlock_refused_to_confine_never_reaches_user_cod
         Lockdown(["/tmp"], b"\0" * 8).apply(isolated=True)
 
 
-def _zygote_end(peer_pid: int) -> tuple[Zygote, socket.socket]:
-    """The agent's end of a zygote whose process is ``peer_pid`` and whose socket nobody serves."""
+@dataclass
+class SilentZygote:
+    """The agent's end of a zygote nobody serves; ``process`` stands in for the zygote (SIGSTOPped)."""
+
+    zygote: Zygote
+    theirs: socket.socket
+    process: subprocess.Popen
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentZygote]:
+    process = subprocess.Popen(["sleep", "30"])
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     zygote = Zygote.__new__(Zygote)  # not started: the test plays the zygote's silent end
-    zygote.pid, zygote.sock, zygote.alive, zygote._pending_exits = peer_pid, ours, True, []
+    zygote.pid, zygote.sock, zygote.alive, zygote._pending_exits = process.pid, ours, True, []
     ours.setblocking(True)
-    return zygote, theirs
+    try:
+        yield SilentZygote(zygote, theirs, process)
+    finally:
+        ours.close()
+        theirs.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
 
 
 def _spawn(zygote: Zygote, program: bytes) -> int:
@@ -48,73 +67,39 @@ def _spawn(zygote: Zygote, program: bytes) -> int:
                 os.close(fd)
 
 
-def test_an_isolated_run_is_never_started_without_the_user_seccomp_filter():
-    sleeper = subprocess.Popen(["sleep", "30"])
-    zygote, theirs = _zygote_end(sleeper.pid)
-    try:
-        with pytest.raises(ZygoteGone, match="seccomp"):
-            _spawn(zygote, b"")
-        theirs.setblocking(False)
-        with pytest.raises(BlockingIOError):  # nothing was asked of the zygote
-            theirs.recv(1 << 16)
-    finally:
-        zygote.sock.close()
-        theirs.close()
-        sleeper.kill()
-        sleeper.wait()
+def test_an_isolated_run_is_never_started_without_the_user_seccomp_filter(silent: SilentZygote):
+    with pytest.raises(ZygoteGone, match="seccomp"):
+        _spawn(silent.zygote, b"")
+    silent.theirs.setblocking(False)
+    with pytest.raises(BlockingIOError):  # nothing was asked of the zygote
+        silent.theirs.recv(1 << 16)
 
 
-def test_a_zygote_that_stops_answering_is_given_up_and_killed_not_waited_for(monkeypatch):
+def test_a_zygote_that_stops_answering_is_given_up_and_killed_not_waited_for(monkeypatch, silent: SilentZygote):
     monkeypatch.setattr(zygote_module, "REPLY_DEADLINE_S", 0.3)
-    sleeper = subprocess.Popen(["sleep", "30"])  # stands in for a SIGSTOPped zygote
-    zygote, theirs = _zygote_end(sleeper.pid)
-    try:
-        started = time.monotonic()
-        with pytest.raises(ZygoteGone, match="did not answer"):
-            _spawn(zygote, b"\0" * 8)
-        assert time.monotonic() - started < 5
-        assert theirs.recv(1 << 20)  # the request went out; no answer came
-        assert sleeper.wait(timeout=5) == -signal.SIGKILL
-        assert not zygote.alive
-        with pytest.raises(ZygoteGone, match="gone"):
-            _spawn(zygote, b"\0" * 8)
-    finally:
-        zygote.sock.close()
-        theirs.close()
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
+    started = time.monotonic()
+    with pytest.raises(ZygoteGone, match="did not answer"):
+        _spawn(silent.zygote, b"\0" * 8)
+    assert time.monotonic() - started < 5
+    assert silent.theirs.recv(1 << 20)  # the request went out; no answer came
+    assert silent.process.wait(timeout=5) == -signal.SIGKILL
+    assert not silent.zygote.alive
+    with pytest.raises(ZygoteGone, match="gone"):
+        _spawn(silent.zygote, b"\0" * 8)
 
 
-def test_a_kill_the_stopped_zygote_cannot_take_gives_it_up_instead_of_blocking():
-    sleeper = subprocess.Popen(["sleep", "30"])
-    zygote, theirs = _zygote_end(sleeper.pid)
-    try:
-        zygote.sock.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            while True:  # the zygote reads nothing: fill its socket
-                zygote.sock.send(b"x" * 4096)
-        zygote.sock.setblocking(True)
-        zygote.kill(1234)
-        assert not zygote.alive
-        assert sleeper.wait(timeout=5) == -signal.SIGKILL
-    finally:
-        zygote.sock.close()
-        theirs.close()
-        if sleeper.poll() is None:
-            sleeper.kill()
-            sleeper.wait()
+def test_a_kill_the_stopped_zygote_cannot_take_gives_it_up_instead_of_blocking(silent: SilentZygote):
+    silent.zygote.sock.setblocking(False)
+    with pytest.raises(BlockingIOError):
+        while True:  # the zygote reads nothing: fill its socket
+            silent.zygote.sock.send(b"x" * 4096)
+    silent.zygote.sock.setblocking(True)
+    silent.zygote.kill(1234)
+    assert not silent.zygote.alive
+    assert silent.process.wait(timeout=5) == -signal.SIGKILL
 
 
-def test_a_wakeup_with_nothing_to_read_leaves_the_zygote_alive_at_once():
-    sleeper = subprocess.Popen(["sleep", "30"])
-    zygote, theirs = _zygote_end(sleeper.pid)
-    try:
-        started = time.monotonic()
-        zygote.on_readable()  # epoll woke the agent, but the reply was taken by a spawn meanwhile
-        assert zygote.alive and time.monotonic() - started < 1
-    finally:
-        zygote.sock.close()
-        theirs.close()
-        sleeper.kill()
-        sleeper.wait()
+def test_a_wakeup_with_nothing_to_read_leaves_the_zygote_alive_at_once(silent: SilentZygote):
+    started = time.monotonic()
+    silent.zygote.on_readable()  # epoll woke the agent, but the reply was taken by a spawn meanwhile
+    assert silent.zygote.alive and time.monotonic() - started < 1
