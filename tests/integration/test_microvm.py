@@ -17,7 +17,7 @@ import corral
 from corral.backends import registry
 from corral.backends.microvm import backend as microvm
 from corral.backends.microvm.host_user import TEMPLATE_GID, VM_UID_BASE
-from corral.backends.microvm.vm import Vm
+from corral.backends.microvm.vm import QEMU_OVERHEAD_MB, Vm
 from corral.errors import SandboxCrashedError, SandboxStartError
 from corral.models import SandboxSpec
 
@@ -95,6 +95,19 @@ def test_each_qemu_runs_as_its_own_uid_in_its_seccomp_filter_and_its_cgroup():
     while directory.exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not directory.exists()
+
+
+def test_qemu_is_held_on_the_host_to_guest_ram_plus_its_overhead_and_survives_a_memory_bomb():
+    with corral.Sandbox() as sandbox:
+        vm = sandbox._async._lease.instance
+        if vm.cgroup is None:
+            pytest.skip("QEMU gets no host cgroup here (corral doctor says why)")
+        memory = vm.cgroup.paths["memory"]
+        limit = memory / "memory.max" if (memory / "memory.max").exists() else memory / "memory.limit_in_bytes"
+        assert int(limit.read_text()) == (vm.shape.memory_mb + QEMU_OVERHEAD_MB) * 2**20
+        bomb = sandbox.run(f"x = bytearray({3 * sandbox.spec.limits.memory_mb} * 2**20)")
+        assert bomb.oom_killed and vm.process.returncode is None  # the guest's OOM killer, not the host's
+        assert sandbox.run("print('alive')").stdout == "alive\n"
 
 
 def test_a_killed_qemu_is_a_crash_not_a_hang():
