@@ -29,4 +29,4 @@ PYTHON="${PYTHON:-python3}"
 # an editable install leaves corral's own modules uncompiled, and with PYTHONDONTWRITEBYTECODE set they would be
 # compiled again by every start (+50 ms for `corral run`); a stale .pyc is only ever ignored, never trusted
 .venv/bin/python -m compileall -q src/corral >/dev/null
-.venv/bin/corral run -c 'print(1)'
+CORRAL_DAEMON=off .venv/bin/corral run -c 'print(1)'  # no warm daemon left behind by the install

@@ -6,9 +6,15 @@ needs no isolation from the host, so they run everywhere.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from corral.backends import registry
+
+#: Every `corral run` of the tests runs in its own process; only the warm daemon's tests start a daemon
+#: (in a directory of their own: tests/integration/test_warm_daemon.py).
+os.environ["CORRAL_DAEMON"] = "off"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

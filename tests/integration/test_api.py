@@ -332,7 +332,7 @@ def test_sandboxes_of_a_killed_corral_are_cleaned_up_by_the_next(tmp_path):
                              capture_output=True, text=True, timeout=60)
     assert cleanup.stdout == "1\n\n", cleanup.stderr
     assert Cgroup.existing(name) is None
-    from corral.host.runtime_dir import data_dir
+    from corral.host.data_dir import data_dir
 
     assert not (data_dir() / "sandboxes" / name).exists()
 

@@ -204,7 +204,7 @@ from pathlib import Path
 import corral
 from corral.backends import registry
 from corral.backends.microvm.snapshot import template_root
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 from corral.host.sandbox_names import new_name
 from corral.lease import wait_for_teardowns
 

@@ -13,7 +13,8 @@ from corral.backends.process import probe
 from corral.backends.process.backend import ProcessBackend
 from corral.errors import IsolationUnavailableError
 from corral.host import service_dirs
-from corral.host.runtime_dir import BWRAP_PATH, data_dir, runtime_dir
+from corral.host.data_dir import data_dir
+from corral.host.runtime_dir import BWRAP_PATH, runtime_dir
 from corral.models import SandboxSpec
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.levels("process")]

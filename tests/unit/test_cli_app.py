@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from corral.cli import run, run_options
+from corral.cli import run, run_args, run_options
 from corral.cli.typer_app import COMMANDS, build_app
 
 #: corral.cli.run.run's defaults (the tests below replace the function itself to see what it is called with).
@@ -35,12 +35,12 @@ def _modules_after(argv: list[str]) -> tuple[subprocess.CompletedProcess, list[s
     return done, json.loads(done.stdout.splitlines()[-1])
 
 
-def test_a_plain_corral_run_loads_neither_typer_nor_another_command():
-    # refused before any sandbox starts: exercises main()'s dispatch and the run command
+def test_a_plain_corral_run_loads_neither_typer_nor_another_command_nor_pydantic():
+    # refused before any sandbox starts: exercises main()'s dispatch and the plain command line's reading
     done, loaded = _modules_after(["run", "x.py", "-c", "print(1)"])
     assert done.returncode == 2 and "exactly one" in done.stderr
-    assert "corral.cli.run" in loaded
-    assert [name for name in loaded if name.startswith(OTHER_MODULES)] == []
+    assert "corral.cli.run_args" in loaded
+    assert [name for name in loaded if name.startswith((*OTHER_MODULES, "pydantic", "corral.models"))] == []
 
 
 @pytest.mark.parametrize("argv", [["run", "x.py", "-c", "print(1)"], ["run", "--timeout", "x", "-c", "print(1)"]])
@@ -85,7 +85,7 @@ def _typer_arguments(args: list[str], monkeypatch: pytest.MonkeyPatch) -> dict |
 ])
 def test_the_fast_parser_gives_what_typer_gives(args, monkeypatch):
     typer_gives = _typer_arguments(args, monkeypatch)
-    fast = {**DEFAULTS, **run.parse_fast(args)}
+    fast = {**DEFAULTS, **run_args.parse_fast(args)}
     assert typer_gives is not None
     assert {name: list(value) if isinstance(value, (list, tuple)) else value for name, value in fast.items()} == \
         {name: list(value) if isinstance(value, (list, tuple)) else value for name, value in typer_gives.items()}
@@ -99,7 +99,7 @@ def test_the_fast_parser_gives_what_typer_gives(args, monkeypatch):
     ["-c", "1", "-c", "2"], ["-c", "-1"], ["--memory", "²"],
 ])
 def test_anything_unusual_is_left_to_typer(args):
-    assert run.parse_fast(args) is None
+    assert run_args.parse_fast(args) is None
 
 
 def test_the_fast_options_are_typers_options():
@@ -113,7 +113,7 @@ def test_the_fast_options_are_typers_options():
         kind = "flag" if param.is_flag else "many" if param.multiple else kinds[param.type_descriptor.annotation]
         for spelling in [*param.opts, *param.secondary_opts]:
             declared[spelling] = (param.name, kind)
-    assert declared == run.FAST_OPTIONS
+    assert declared == run_args.FAST_OPTIONS
 
 
 def test_the_program_and_typers_declaration_take_the_same_parameters():

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 
 #: Syscalls no sandboxed program gets (EPERM). A name libseccomp does not know
 #: and :data:`SYSCALL_NUMBERS` does not number fails the build (never skipped).

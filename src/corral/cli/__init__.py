@@ -2,8 +2,9 @@
 
 :func:`main` loads only what the command it is asked for needs. ``corral run``
 with plain options (the common case) is parsed by
-:func:`corral.cli.run.parse_fast`, without typer at all (nor pydantic's plugin search:
-``PYDANTIC_NO_PLUGINS``); anything else builds a
+:func:`corral.cli.run_args.parse_fast`, without typer at all, and goes to the warm daemon
+(:mod:`corral.cli.warm`) before anything heavy is imported; run in-process, it skips pydantic's
+plugin search (``PYDANTIC_NO_PLUGINS``). Anything else builds a
 typer app (:mod:`corral.cli.typer_app`) with only that command, or with every command
 for ``corral --help``. When the command ends, every object is frozen (``gc.freeze``) so that
 the interpreter's exit does not collect what the process is about to drop anyway. ``app`` is the whole typer app, built on first access.
@@ -38,12 +39,23 @@ def main() -> None:
 def _main(args: list[str]) -> None:
     if args[:1] == ["run"]:
         os.environ.setdefault(*PYDANTIC_NO_PLUGINS)
-        run = importlib.import_module("corral.cli.run")
-        arguments = run.parse_fast(args[1:])
+        run_args = importlib.import_module("corral.cli.run_args")
+        arguments = run_args.parse_fast(args[1:])
         if arguments is not None:
-            _exit_as_typer_does(lambda: run.run(**arguments))
+            _exit_as_typer_does(lambda: _run_plain(run_args, arguments))
             return
     importlib.import_module("corral.cli.typer_app").main(args)
+
+
+def _run_plain(run_args, arguments: dict) -> None:
+    """A plain ``corral run``: read the program, let the warm daemon run it, else run it here."""
+    try:
+        program = run_args.read_program(arguments.pop("source", None), arguments.pop("code", None),
+                                        arguments.pop("language", None))
+    except run_args.InvalidInputError as exc:
+        run_args.fail(f"invalid input: {exc}", run_args.EXIT_USAGE)
+    importlib.import_module("corral.cli.warm.client").run(program, arguments)  # returns if no daemon ran it
+    importlib.import_module("corral.cli.run").run_program(program, **arguments)
 
 
 def _exit_as_typer_does(command: Callable[[], None]) -> None:

@@ -15,6 +15,7 @@ COMMANDS = {
     "keys": ("keys", "group"),
     "template": ("template", "group"),
     "mcp": ("mcp", "command"),
+    "daemon": ("daemon", "group"),
 }
 
 

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import corral.agent
+from corral.host.data_dir import data_dir
 from corral.protocol import wire
 
 AGENT_ENTRY = "agent.py"
@@ -46,17 +47,6 @@ ETC_FILES = {
     "resolv.conf": "# no network: corral sandboxes have no DNS by default\n",
     "nsswitch.conf": "passwd: files\ngroup: files\nhosts: files\n",
 }
-
-
-def data_dir() -> Path:
-    """Where corral keeps its state: ``$CORRAL_DATA_DIR``, else a system or per-user default."""
-    configured = os.environ.get("CORRAL_DATA_DIR")
-    if configured:
-        return Path(configured)
-    if os.geteuid() == 0:
-        return Path("/var/lib/corral")
-    base = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(base) / "corral"
 
 
 def _bundle_sources() -> dict[str, bytes]:

@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from corral.host.cgroups import Cgroup
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 from corral.host.sandbox_names import PREFIX, owner_alive
 from corral.host.sandbox_user import sandbox_credentials
 

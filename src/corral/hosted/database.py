@@ -16,7 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from corral.errors import StorageFullError
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 
 #: Step ``i`` takes the schema from version ``i`` to ``i + 1``.
 MIGRATIONS: list[str] = [

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 from corral.hosted.blobs import BlobStore
 from corral.hosted.database import DB_FILE, Database
 from corral.hosted.keys import KeyStore

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from corral.backends.microvm.qemu import VmShape
 from corral.errors import SandboxStartError
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 
 #: How long a KVM guest may take to reach the agent's hello (it takes well under a second where KVM works).
 KVM_PROBE_DEADLINE_S = 10.0

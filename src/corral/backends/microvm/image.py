@@ -38,7 +38,8 @@ from pathlib import Path
 from corral.backends.microvm import apt_packages, guest, host_tools, initramfs, rootfs
 from corral.backends.microvm.apt_packages import Package
 from corral.errors import InvalidInputError, IsolationUnavailableError
-from corral.host.runtime_dir import data_dir, runtime_dir
+from corral.host.data_dir import data_dir
+from corral.host.runtime_dir import runtime_dir
 
 #: Bump when the builder changes what it puts into an image.
 BUILDER_VERSION = 1

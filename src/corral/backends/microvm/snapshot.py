@@ -29,7 +29,7 @@ from corral.backends.microvm.qemu import RamFile, VmShape
 from corral.backends.microvm.qmp import Qmp, QmpError
 from corral.backends.microvm.host_user import TEMPLATE_GID
 from corral.errors import SandboxStartError
-from corral.host.runtime_dir import data_dir
+from corral.host.data_dir import data_dir
 
 #: Bump when the way templates are taken changes.
 TEMPLATE_FORMAT = 1

@@ -29,7 +29,8 @@ from corral.backends.process import bwrap
 from corral.backends.process.host_layout import host_layout
 from corral.host import cgroups
 from corral.version import __version__ as corral_version
-from corral.host.runtime_dir import BWRAP_PATH, data_dir, runtime_dir, traversal_problem
+from corral.host.data_dir import data_dir
+from corral.host.runtime_dir import BWRAP_PATH, runtime_dir, traversal_problem
 from corral.host.sandbox_user import drop_privileges, sandbox_credentials
 
 _PROBE_TIMEOUT_S = 20
