@@ -216,3 +216,11 @@ def test_attack_another_user_gets_nothing_from_the_daemon_and_clients_shun_an_op
             server.kill()
             server.wait()
             shutil.rmtree(open_dir)
+
+
+def test_no_daemon_is_used_or_started_when_turned_off_or_where_its_socket_path_cannot_fit(tmp_path: Path):
+    for env in ({**_env(tmp_path / "off"), "CORRAL_DAEMON": "off"}, _env(tmp_path / ("x" * 120))):
+        done = corral(env, "run", "-c", "print(6)")
+        assert (done.returncode, done.stdout) == (0, "6\n")
+        time.sleep(0.5)
+        assert not Path(env["CORRAL_DAEMON_DIR"]).exists()  # nothing was started

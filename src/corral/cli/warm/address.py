@@ -19,9 +19,15 @@ DIR_ENV = "CORRAL_DAEMON_DIR"
 _OFF = frozenset({"off", "0", "no", "false"})
 
 
+#: The longest path a Unix socket address holds (sun_path, with its terminating NUL).
+_SUN_PATH_BYTES = 108
+
+
 def enabled() -> bool:
-    """Whether ``corral run`` may use (and start) the warm daemon."""
-    return os.environ.get(MODE_ENV, "auto").strip().lower() not in _OFF
+    """Whether ``corral run`` may use (and start) the warm daemon: not turned off, and a socket path that fits."""
+    if os.environ.get(MODE_ENV, "auto").strip().lower() in _OFF:
+        return False
+    return len(os.fsencode(socket_path())) < _SUN_PATH_BYTES
 
 
 def idle_seconds() -> float:
