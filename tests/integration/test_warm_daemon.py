@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from corral.cli.warm import address
+
 pytestmark = [pytest.mark.sandbox, pytest.mark.levels("process")]  # the CLI's default level
 CORRAL = [sys.executable, "-m", "corral.cli"]
 
@@ -224,3 +226,30 @@ def test_no_daemon_is_used_or_started_when_turned_off_or_where_its_socket_path_c
         assert (done.returncode, done.stdout) == (0, "6\n")
         time.sleep(0.5)
         assert not Path(env["CORRAL_DAEMON_DIR"]).exists()  # nothing was started
+
+
+def test_a_run_starts_only_once_its_client_says_go(daemon):
+    """A client that gave up waiting for "ready" runs the program itself: the daemon must not run it too."""
+    settings = {name: value for name, value in daemon.items()
+                if name.startswith("CORRAL_") and not name.startswith("CORRAL_DAEMON")}
+    settings["PATH"] = daemon.get("PATH", "")
+    request = json.dumps({"op": "run", "fingerprint": address.fingerprint(), "settings": settings,
+                          "program": {"text": "print(4)", "language": "python", "stdin": None},
+                          "options": {}}).encode() + b"\n"
+    path = os.path.join(daemon["CORRAL_DAEMON_DIR"], "daemon.sock")
+    for go in (b"", b"nope\n", address.GO):
+        with socket.socket(socket.AF_UNIX) as connection:
+            connection.settimeout(60)
+            connection.connect(path)
+            connection.sendall(request)
+            lines = connection.makefile("rb")
+            assert json.loads(lines.readline()) == {"ready": True}
+            if go != address.GO:
+                connection.sendall(go)
+                connection.shutdown(socket.SHUT_WR)
+                assert lines.read() == b""
+                continue
+            connection.sendall(go)
+            frames = [json.loads(line) for line in lines]
+    assert frames == [{"out": "4\n"}, {"exit": 0, "stdout": None, "notes": []}]
+    assert status(daemon)["served"] == 1  # only the one that said go

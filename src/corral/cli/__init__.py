@@ -49,11 +49,8 @@ def _main(args: list[str]) -> None:
 
 def _run_plain(run_args, arguments: dict) -> None:
     """A plain ``corral run``: read the program, let the warm daemon run it, else run it here."""
-    try:
-        program = run_args.read_program(arguments.pop("source", None), arguments.pop("code", None),
-                                        arguments.pop("language", None))
-    except run_args.InvalidInputError as exc:
-        run_args.fail(f"invalid input: {exc}", run_args.EXIT_USAGE)
+    program = run_args.program_or_exit(arguments.pop("source", None), arguments.pop("code", None),
+                                       arguments.pop("language", None))
     importlib.import_module("corral.cli.warm.client").run(program, arguments)  # returns if no daemon ran it
     importlib.import_module("corral.cli.run").run_program(program, **arguments)
 

@@ -22,7 +22,7 @@ from corral.cli.run_args import (
     Program,
     fail,
     finish,
-    read_program,
+    program_or_exit,
     tell,
 )
 from corral.errors import CorralError, InvalidInputError, IsolationUnavailableError
@@ -52,10 +52,7 @@ def run(
 
     The options are those of :mod:`corral.cli.run_options` (typer's declaration, with the help).
     """
-    try:
-        program = read_program(source, code, language)
-    except InvalidInputError as exc:
-        fail(f"invalid input: {exc}", EXIT_USAGE)
+    program = program_or_exit(source, code, language)
     run_program(program, timeout=timeout, memory=memory, pids=pids, cpus=cpus, disk=disk, env=env,
                 isolation=isolation, allow_domain=allow_domain, expose=expose, package=package, index_url=index_url,
                 json_output=json_output)

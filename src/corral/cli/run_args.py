@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NoReturn
 
 from corral.errors import InvalidInputError
 from corral.protocol import wire
@@ -113,7 +113,15 @@ def read_program(source: str | None, code: str | None, language: str | None) -> 
     return Program(text, language or "python", stdin)
 
 
-def fail(message: str, code: int) -> None:
+def program_or_exit(source: str | None, code: str | None, language: str | None) -> Program:
+    """:func:`read_program`, or exit as ``corral run`` does for invalid input (exit code 2)."""
+    try:
+        return read_program(source, code, language)
+    except InvalidInputError as exc:
+        fail(f"invalid input: {exc}", EXIT_USAGE)
+
+
+def fail(message: str, code: int) -> NoReturn:
     """Tell the user why corral itself failed and exit with ``code`` (raises SystemExit)."""
     tell([message])
     raise SystemExit(code)
@@ -134,7 +142,7 @@ def tell(notes: list[str]) -> None:
     sys.stderr.flush()
 
 
-def finish(ending: Ending) -> None:
+def finish(ending: Ending) -> NoReturn:
     """Print what ``ending`` says and exit with its code (raises SystemExit)."""
     if ending.stdout is not None:
         sys.stdout.write(ending.stdout)

@@ -17,6 +17,8 @@ DEFAULT_IDLE_S = 600.0
 #: The directory of the daemon's socket, lock and log (default: ``<data dir>/daemon/<uid>``).
 DIR_ENV = "CORRAL_DAEMON_DIR"
 _OFF = frozenset({"off", "0", "no", "false"})
+#: What a client answers the daemon's ``{"ready": true}`` with to have its run started (anything else: no run).
+GO = b"go\n"
 
 
 #: The longest path a Unix socket address holds (sun_path, with its terminating NUL).

@@ -40,9 +40,13 @@ def run(program: Program, options: dict[str, Any]) -> None:
                    "options": options}
         frames = _exchange(connection, request)
         first = next(frames, None)
-        if first is None or "refused" in first:
-            return  # it never started the run: run it here
-        connection.settimeout(None)  # the run's own timeout bounds it
+        if first is None or "ready" not in first:
+            return  # refused, or no answer in time: the daemon runs nothing, so run it here
+        try:
+            connection.sendall(address.GO)
+        except OSError:
+            return  # gone before it started the run
+        connection.settimeout(None)  # from here the daemon runs it, bounded by the run's own timeout
         for frame in frames:
             if "out" in frame:
                 sys.stdout.write(frame["out"])

@@ -1,9 +1,10 @@
 """The warm daemon itself (``python -m corral.cli.warm.server``, started by :func:`corral.cli.warm.client.start`).
 
 It serves one Unix socket in this user's private directory, one request per
-connection, as JSON lines. ``{"op": "run", ...}`` runs a program with
-:func:`corral.arun` (its shared warm sandboxes stay warm between runs) and
-answers ``{"started": true}``, then ``{"out": text}`` / ``{"err": text}`` /
+connection, as JSON lines. ``{"op": "run", ...}`` is answered ``{"ready":
+true}``; once the client says ``go`` (so a client that gave up waiting and runs
+the program itself never has it run twice), the daemon runs it with
+:func:`corral.arun` (its shared warm sandboxes stay warm between runs) and sends ``{"out": text}`` / ``{"err": text}`` /
 ``{"notes": [...]}`` as the run goes, and last ``{"exit": code, "stdout": ...,
 "notes": [...]}`` or ``{"fail": message, "code": exit code}``; a client that
 closes its end cancels its run. ``{"refused": reason}`` tells a client to run
@@ -88,11 +89,17 @@ class Daemon:
             _send(writer, {"refused": refusal})
             return
         given = request["program"]
-        program = Program(given["text"], given["language"],
-                          None if given["stdin"] is None else base64.b64decode(given["stdin"]))
+        try:
+            stdin = None if given["stdin"] is None else base64.b64decode(given["stdin"], validate=True)
+        except ValueError:
+            _send(writer, {"refused": "a malformed run request"})
+            return
+        program = Program(given["text"], given["language"], stdin)
         options = dict(request["options"])
         json_output = bool(options.pop("json_output", False))
-        _send(writer, {"started": True})
+        _send(writer, {"ready": True})
+        if await reader.readline() != address.GO:  # the client gave up waiting, and runs the program itself
+            return
         self.served += 1
         try:
             keywords = run_keywords(program, **options)
@@ -108,17 +115,16 @@ class Daemon:
     async def _follow(self, keywords: dict[str, Any], options: dict[str, Any], json_output: bool,
                       reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         """Run the program, streaming its output to the client; cancel it if the client goes away."""
-        quiet = json_output
         running = asyncio.ensure_future(corral.arun(
             **keywords,
-            on_stdout=None if quiet else (lambda text: _send(writer, {"out": text})),
-            on_stderr=None if quiet else (lambda text: _send(writer, {"err": text})),
+            on_stdout=None if json_output else (lambda text: _send(writer, {"out": text})),
+            on_stderr=None if json_output else (lambda text: _send(writer, {"err": text})),
             on_exposed=lambda ports: _send(writer, {"notes": port_notes(ports)})))
         hung_up = asyncio.ensure_future(reader.read(1))  # the client sends nothing more: EOF means it is gone
         done, _ = await asyncio.wait({running, hung_up}, return_when=asyncio.FIRST_COMPLETED)
         if running not in done:
             running.cancel()
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
                 await running
             return
         hung_up.cancel()
