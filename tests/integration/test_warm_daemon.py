@@ -253,3 +253,17 @@ def test_a_run_starts_only_once_its_client_says_go(daemon):
             frames = [json.loads(line) for line in lines]
     assert frames == [{"out": "4\n"}, {"exit": 0, "stdout": None, "notes": []}]
     assert status(daemon)["served"] == 1  # only the one that said go
+
+
+def test_a_served_run_loads_no_pydantic_typer_or_model_in_the_client(daemon):
+    code = ("import atexit, json, sys\n"
+            "atexit.register(lambda: print(json.dumps(sorted(sys.modules))))\n"
+            "sys.argv = ['corral', 'run', '-c', 'print(3)']\n"
+            "from corral.cli import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=daemon,
+                          stdin=subprocess.DEVNULL, timeout=120)
+    printed, loaded = done.stdout.splitlines()[0], json.loads(done.stdout.splitlines()[-1])
+    assert (done.returncode, printed) == (0, "3") and status(daemon)["served"] == 1
+    heavy = ("pydantic", "typer", "click", "corral.models", "corral.sandbox", "asyncio", "corral.cli.run_options")
+    assert [name for name in loaded if name.startswith(heavy) or name == "corral.cli.run"] == []
