@@ -52,7 +52,8 @@ def _run_plain(run_args, arguments: dict) -> None:
     program = run_args.program_or_exit(arguments.pop("source", None), arguments.pop("code", None),
                                        arguments.pop("language", None))
     importlib.import_module("corral.cli.warm.client").run(program, arguments)  # returns if no daemon ran it
-    importlib.import_module("corral.cli.run").run_program(program, **arguments)
+    json_output = arguments.pop("json_output", False)
+    importlib.import_module("corral.cli.run").run_program(program, arguments, json_output)
 
 
 def _exit_as_typer_does(command: Callable[[], None]) -> None:

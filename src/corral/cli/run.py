@@ -9,6 +9,7 @@ it the same way (:func:`ending`).
 
 from __future__ import annotations
 
+import inspect
 import signal
 import sys
 from collections.abc import Sequence
@@ -52,20 +53,24 @@ def run(
 
     The options are those of :mod:`corral.cli.run_options` (typer's declaration, with the help).
     """
-    program = program_or_exit(source, code, language)
-    run_program(program, timeout=timeout, memory=memory, pids=pids, cpus=cpus, disk=disk, env=env,
-                isolation=isolation, allow_domain=allow_domain, expose=expose, package=package, index_url=index_url,
-                json_output=json_output)
+    options = {name: value for name, value in locals().items() if name in OPTIONS}
+    run_program(program_or_exit(source, code, language), options, json_output)
 
 
-def run_program(program: Program, json_output: bool = False, **options: Any) -> None:
+#: ``corral run``'s options that shape the run (the program's own arguments and ``--json`` aside), by name.
+OPTIONS = frozenset(inspect.signature(run).parameters) - {"source", "code", "language", "json_output"}
+_DEFAULTS = {name: parameter.default for name, parameter in inspect.signature(run).parameters.items()
+             if name in OPTIONS}
+
+
+def run_program(program: Program, options: dict[str, Any], json_output: bool = False) -> None:
     """Run ``program`` in a sandbox of this process, streaming its output, and exit with its exit code.
 
-    ``options`` are :func:`run_keywords`' (the command line's, as :func:`corral.cli.run_args.parse_fast`
-    names them).
+    ``options`` are the command line's, as :func:`corral.cli.run_args.parse_fast` names them
+    (see :func:`run_keywords`).
     """
     try:
-        result = run_code(**run_keywords(program, **options), on_exposed=_announce_ports,
+        result = run_code(**run_keywords(program, options), on_exposed=_announce_ports,
                           on_stdout=None if json_output else _writer(sys.stdout),
                           on_stderr=None if json_output else _writer(sys.stderr))
     except Exception as exc:
@@ -76,37 +81,30 @@ def run_program(program: Program, json_output: bool = False, **options: Any) -> 
     finish(ending(result, options.get("timeout"), options.get("memory"), json_output))
 
 
-def run_keywords(
-    program: Program,
-    timeout: float | None = None,
-    memory: int | None = None,
-    pids: int | None = None,
-    cpus: float | None = None,
-    disk: int | None = None,
-    env: Sequence[str] = (),
-    isolation: str = "auto",
-    allow_domain: Sequence[str] = (),
-    expose: Sequence[str] = (),
-    package: Sequence[str] = (),
-    index_url: str | None = None,
-) -> dict[str, Any]:
-    """The keyword arguments of :func:`corral.run` (and :func:`corral.arun`) for ``corral run``'s options,
-    without the output callbacks; raises InvalidInputError for a malformed ``--env`` or ``--expose``."""
+def run_keywords(program: Program, options: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of :func:`corral.run` (and :func:`corral.arun`) for ``program`` and ``corral run``'s
+    ``options`` (names as :data:`OPTIONS`; a missing one has :func:`run`'s default), without the output
+    callbacks; raises InvalidInputError for an unknown option or a malformed ``--env`` or ``--expose``."""
+    unknown = set(options) - OPTIONS
+    if unknown:
+        raise InvalidInputError(f"unknown options: {', '.join(sorted(unknown))}")
+    given = {**_DEFAULTS, **options}
+    allow_domain, expose, package = given["allow_domain"], given["expose"], given["package"]
     return {
         "code": program.text,
         "language": program.language,
-        "isolation": isolation,
-        "timeout": timeout,
-        "memory_mb": memory,
-        "pids": pids,
-        "cpus": cpus,
-        "disk_mb": disk,
-        "env": _parse_env(env),
+        "isolation": given["isolation"],
+        "timeout": given["timeout"],
+        "memory_mb": given["memory"],
+        "pids": given["pids"],
+        "cpus": given["cpus"],
+        "disk_mb": given["disk"],
+        "env": _parse_env(given["env"]),
         "stdin": program.stdin,
         "network": Network.allow(allow_domain) if allow_domain else None,
         "expose": [_parse_port(spec) for spec in expose] or None,
         "packages": list(package) or None,
-        "index_url": index_url,
+        "index_url": given["index_url"],
     }
 
 

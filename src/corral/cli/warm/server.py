@@ -27,15 +27,15 @@ import traceback
 from typing import Any
 
 import corral
-from corral.cli.run import ending, failure_of, port_notes, run_keywords
-from corral.cli.run_args import EXIT_CORRAL_ERROR, FAST_OPTIONS, Program
+from corral.cli.run import OPTIONS, ending, failure_of, port_notes, run_keywords
+from corral.cli.run_args import EXIT_CORRAL_ERROR, Program
 from corral.cli.warm import address
 from corral.protocol import wire
 
 #: A request line's limit: the largest program and stdin, base64'd, and the options.
 REQUEST_LIMIT = 2 * (wire.MAX_CODE_BYTES + wire.MAX_STDIN_BYTES) + (1 << 20)
 #: The options a run request may carry (``corral run``'s, as parse_fast names them, but the program's own).
-RUN_OPTIONS = frozenset(name for name, _ in FAST_OPTIONS.values()) - {"code", "language"}
+RUN_OPTIONS = OPTIONS | {"json_output"}
 _PEERCRED = struct.Struct("3i")
 
 
@@ -102,7 +102,7 @@ class Daemon:
             return
         self.served += 1
         try:
-            keywords = run_keywords(program, **options)
+            keywords = run_keywords(program, options)
         except Exception as exc:
             _send(writer, _failure(exc))
             return
