@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - not CPython
 import sys
 import time
 
-from corral.agent import child, reset, tree
+from corral.agent import child, counters, reset, tree
 from corral.agent.dumpable import set_dumpable
 from corral.agent.files import FileOpError, Files
 from corral.agent.identity import UserIdentity
@@ -195,7 +195,7 @@ class Agent:
         """What the agent measures of a run, where the kernel is the sandbox's own (a VM); else None."""
         if not self.report_oom:
             return None
-        return _oom_kills(), self.user_cgroup.cpu_usec() if self.user_cgroup is not None else None
+        return counters.oom_kills(), self.user_cgroup.cpu_usec() if self.user_cgroup is not None else None
 
     def accounting_report(self, before):
         """``exec_done`` fields on the run since ``before``: OOM kills, CPU time, peak memory (if measured)."""
@@ -203,7 +203,7 @@ class Agent:
             return {}
         oom_before, cpu_before = before
         report = {}
-        oom_after = _oom_kills()
+        oom_after = counters.oom_kills()
         if oom_before is not None and oom_after is not None:
             report["oom_killed"] = oom_after > oom_before
         if self.user_cgroup is not None and cpu_before is not None:
@@ -591,18 +591,6 @@ class Agent:
         worker.announce_reset = previous is not None and previous.died_idle
         self.sessions[language] = worker
         return worker
-
-
-def _oom_kills():
-    """The kernel's count of OOM kills so far (None if unreadable)."""
-    try:
-        with open("/proc/vmstat", "rb") as handle:
-            for line in handle:
-                if line.startswith(b"oom_kill "):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
 
 
 def _checked_files(files, isolated):

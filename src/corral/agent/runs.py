@@ -244,6 +244,8 @@ class OneshotRun:
         self.finished = False
         self.stdin_writer = None
         self.isolated = request["isolated"]
+        #: Kill what is left of the run once exec_done is sent (an isolated run that reported its status).
+        self.kill_when_answered = False
         self._spawn(request)
 
     def _spawn(self, request):
@@ -280,7 +282,9 @@ class OneshotRun:
         """An isolated Python run reported its exit status: answer now, and make sure it ends.
 
         The status is the run's own word (its code could write anything there, as it
-        could exit with anything); the zygote kills what is left of the run at once.
+        could exit with anything); the zygote kills what is left of the run right
+        after the answer went out, and before the agent asks it for the next spare
+        (it takes the kill first: the next run never overlaps what is left of this one).
         """
         try:
             data = os.read(self.done_r, 64)
@@ -295,7 +299,7 @@ class OneshotRun:
             code = int(data.strip() or b"x")
         except ValueError:
             return  # no status (the interpreter died): its exit will tell
-        self.kill()
+        self.kill_when_answered = True  # after the answer: the zygote's kill (and the kernel's teardown) must not delay it
         self.on_exit((code & 0xFF) << 8)
         self.finish()
 
@@ -379,6 +383,8 @@ class OneshotRun:
                 **self.agent.accounting_report(self.accounting),
             )
         )
+        if self.kill_when_answered:
+            self.kill()
         self.agent.ensure_spare()
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from corral.agent import counters
+
 _CONTROLLERS = "+memory +pids +cpu"
 
 
@@ -34,16 +36,11 @@ class UserCgroup:
 
     def cpu_usec(self):
         """CPU time of everything in the group so far, in microseconds."""
-        with open(os.path.join(self.path, "cpu.stat")) as handle:
-            for line in handle:
-                if line.startswith("usage_usec "):
-                    return int(line.split()[1])
-        return 0
+        return counters.field(counters.read_whole(os.path.join(self.path, "cpu.stat")), "usage_usec") or 0
 
     def memory_peak_bytes(self):
         """The group's memory high-water mark since it was created."""
-        with open(os.path.join(self.path, "memory.peak")) as handle:
-            return int(handle.read())
+        return int(counters.read_whole(os.path.join(self.path, "memory.peak")))
 
     def recreate(self):
         """A fresh group with the same limits (peak memory starts again); the group must be empty."""
