@@ -60,6 +60,16 @@ def test_the_guest_has_no_network_device_and_its_own_kernel():
         assert "init: starting the agent" in console and "Linux version" not in console.split("init:")[1]
 
 
+def test_the_guest_keeps_the_tsc_as_its_clock():
+    """Under TCG the clocksource watchdog used to swap the TSC for 4 ms jiffies some seconds after a
+    restore, which rounded every timer and sleep in the guest up to a tick."""
+    with corral.Sandbox(language="shell") as sandbox:
+        clock = "cat /sys/devices/system/clocksource/clocksource0/current_clocksource"
+        assert sandbox.run(clock).stdout == "tsc\n"
+        sandbox.run("sleep 3")
+        assert sandbox.run(clock).stdout == "tsc\n"
+
+
 def test_user_code_cannot_open_the_agent_ports():
     with corral.Sandbox(language="shell") as sandbox:
         result = sandbox.run("for p in /dev/vport*; do (exec 3<>$p) 2>/dev/null && echo opened $p; done; echo done")

@@ -122,7 +122,10 @@ def _kernel_args(shape: VmShape) -> str:
     """The kernel command line; ``corral.*`` words are read by the guest's init."""
     args = f"{_KERNEL_ARGS} corral.home_mb={shape.home_mb} corral.tmp_mb={shape.tmp_mb} corral.shm_mb={shape.shm_mb}"
     if shape.accel == "tcg" and shape.tsc_khz:
-        args += f" tsc_early_khz={shape.tsc_khz}"
+        # QEMU derives an emulated TSC from the host's clock: steady, but the clocksource watchdog, comparing
+        # it with jiffies that lag under emulation, would mark it unstable and drop the guest to 4 ms
+        # refined-jiffies (every timer and sleep in the guest then rounds up to a tick)
+        args += f" tsc_early_khz={shape.tsc_khz} tsc=reliable"
     return args
 
 
