@@ -166,7 +166,7 @@ def serve_spare(setup):
     status = 1
     try:
         setup.apply()
-        _prefault()
+        _prefault(setup.env)
         with os.fdopen(SESSION_IN_FD, "rb", buffering=0) as control:
             line = _LineReader(control).readline()
         if not line:  # the agent went away without using us
@@ -198,7 +198,7 @@ def serve_isolated_spare(setup, language):
                 signal.signal(sig, signal.SIG_DFL)
             os.execvpe("node", ["node", os.path.join(os.path.dirname(__file__), "spare.js")], setup.env)
         os.set_inheritable(SESSION_OUT_FD, False)  # not for a shell's program
-        _prefault()
+        _prefault(setup.env)
         with os.fdopen(SESSION_IN_FD, "rb", buffering=0) as control:
             line = _LineReader(control).readline()
         if not line:  # the agent went away without using us
@@ -272,22 +272,23 @@ except (ValueError, KeyError) as exc:
 """
 
 
-def _prefault():
+def _prefault(env):
     """Take the copy-on-write faults now, while no run waits.
 
     A forked interpreter copies every page whose objects it touches (reference
     counts are writes). A full collection touches every tracked object, a first
-    compile of a small but varied program warms the compiler, and the paths the
-    run's start takes (the environment, the home directory) are walked once, so
-    the user's code later finds their pages private already (under TCG each such
-    fault costs about as much as a system call on hardware).
+    compile of a small but varied program warms the compiler, and the run's start
+    is done ahead where it can be: the sandbox's environment ``env`` (a run's own
+    is that plus its variables, so only those are left to set) and the user-site
+    check. The user's code later finds their pages private already (under TCG each
+    such fault costs about as much as a system call on hardware).
     """
     import gc
 
     gc.collect()
     compile(_WARM_UP_PROGRAM, "<string>", "exec")
-    _replace_environment(dict(os.environ))
-    os.path.isdir(os.path.expanduser("~/.local"))
+    _replace_environment(env)
+    _add_user_site()
 
 
 def _run_as_main(code, env, cwd):
