@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -490,3 +491,14 @@ def test_concurrent_callers_never_make_a_pooled_sandbox_refuse_an_isolated_run(i
     assert [result.stdout for result in results] == [f"{n}\n" for n in range(runs)]
     refusals = [record for record in caplog.records if "refused an isolated run" in record.getMessage()]
     assert not refusals  # a refused run is retried on a new sandbox: it still succeeds, but the sandbox is lost
+
+
+def test_a_user_site_the_run_brings_in_its_files_is_importable():
+    """The spare looks for the user site before the request; a run's own files may still bring one."""
+    with warm_pool() as pool:
+        site = ".local/lib/python%d.%d/site-packages" % sys.version_info[:2]
+        result = pool.run("import corral_user_module; print(corral_user_module.X)",
+                          files={f"{site}/corral_user_module.py": "X = 42\n"})
+        assert result.stdout == "42\n", result
+        again = pool.run("import importlib.util; print(importlib.util.find_spec('corral_user_module'))")
+        assert again.stdout == "None\n", again  # the next run's home is fresh: no user site any more

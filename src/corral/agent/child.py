@@ -209,7 +209,9 @@ def serve_isolated_spare(setup, language):
             write_run_files(request["home"], request["files"])
             if request["language"] == "python":
                 run_pid = os.getpid()
-                status = _run_as_main(request["code"], request["env"], request["cwd"])
+                # the run's home was empty when the prefault looked for the user site: only its files can add it
+                user_site = any(os.path.normpath(path).split(os.sep)[0] == ".local" for path, _, _ in request["files"])
+                status = _run_as_main(request["code"], request["env"], request["cwd"], user_site)
                 if os.getpid() == run_pid:  # not a child the code forked, which returns here too
                     os.write(SESSION_OUT_FD, b"%d\n" % status)
             else:
@@ -291,14 +293,18 @@ def _prefault(env):
     _add_user_site()
 
 
-def _run_as_main(code, env, cwd):
-    """Run ``code`` as the ``__main__`` of this process, the way ``python3 -c`` does."""
+def _run_as_main(code, env, cwd, user_site=True):
+    """Run ``code`` as the ``__main__`` of this process, the way ``python3 -c`` does.
+
+    ``user_site`` False: the user site was looked for already (by the prefault) and cannot have appeared since.
+    """
     _replace_environment(env)
     if cwd is not None and _enter_directory(cwd):
         return 1
     sys.argv = ["-c"]
     sys.path.insert(0, "")
-    _add_user_site()
+    if user_site:
+        _add_user_site()
     status = _run_code(code, _fresh_main_namespace())
     return _finish_interpreter(status)
 
