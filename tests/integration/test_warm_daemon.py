@@ -230,10 +230,7 @@ def test_no_daemon_is_used_or_started_when_turned_off_or_where_its_socket_path_c
 
 def test_a_run_starts_only_once_its_client_says_go(daemon):
     """A client that gave up waiting for "ready" runs the program itself: the daemon must not run it too."""
-    settings = {name: value for name, value in daemon.items()
-                if name.startswith("CORRAL_") and not name.startswith("CORRAL_DAEMON")}
-    settings["PATH"] = daemon.get("PATH", "")
-    request = json.dumps({"op": "run", "fingerprint": address.fingerprint(), "settings": settings,
+    request = json.dumps({"op": "run", "fingerprint": address.fingerprint(), "settings": address.settings(daemon),
                           "program": {"text": "print(4)", "language": "python", "stdin": None},
                           "options": {}}).encode() + b"\n"
     path = os.path.join(daemon["CORRAL_DAEMON_DIR"], "daemon.sock")

@@ -18,12 +18,11 @@ START_WAIT_S = 20.0
 @app.command("start")
 def start() -> None:
     """Start this user's daemon in the background (nothing happens if one runs already)."""
-    problem = address.make_private_dir()
-    if problem is not None:
-        typer.echo(f"corral: cannot start the daemon: {problem}", err=True)
-        raise typer.Exit(1)
     if client.status() is None:
-        client.start()
+        problem = client.start()
+        if problem is not None:
+            typer.echo(f"corral: cannot start the daemon: {problem}", err=True)
+            raise typer.Exit(1)
     answer = client.wait_until_serving(START_WAIT_S)
     if answer is None:
         typer.echo(f"corral: the daemon did not start; see {address.log_path()}", err=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+from collections.abc import Mapping
 
 from corral.host.data_dir import data_dir
 from corral.version import __version__
@@ -101,9 +102,10 @@ def fingerprint() -> str:
     return f"{__version__}|{sys.executable}|{package}|{newest}"
 
 
-def settings() -> dict[str, str]:
-    """The environment a daemon must share with a client to serve it: ``CORRAL_*`` (but the daemon's own) and PATH."""
-    chosen = {name: value for name, value in os.environ.items()
+def settings(environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The part of ``environ`` a daemon must share with a client to serve it: ``CORRAL_*`` (but the daemon's own)
+    and PATH."""
+    chosen = {name: value for name, value in environ.items()
               if name.startswith("CORRAL_") and not name.startswith("CORRAL_DAEMON")}
-    chosen["PATH"] = os.environ.get("PATH", "")
+    chosen["PATH"] = environ.get("PATH", "")
     return chosen

@@ -75,13 +75,18 @@ def stop() -> bool:
     return answer is not None and answer.get("stopping") is True
 
 
-def start() -> None:
-    """Start a daemon in the background (a new session, no terminal); it exits at once if one runs already."""
-    if address.make_private_dir() is not None:
-        return  # not a directory we may trust: no daemon (the caller runs in-process)
+def start() -> str | None:
+    """Start a daemon in the background (a new session, no terminal); it exits at once if one runs already.
+
+    Returns why none can be started (a directory that cannot be made private), else None.
+    """
+    problem = address.make_private_dir()
+    if problem is not None:
+        return problem  # not a directory we may trust: no daemon (a plain corral run runs in-process)
     os.posix_spawn(sys.executable, [sys.executable, "-m", "corral.cli.warm.server"], os.environ, setsid=True,
                    file_actions=[(os.POSIX_SPAWN_OPEN, fd, os.devnull, flags, 0)
                                  for fd, flags in ((0, os.O_RDONLY), (1, os.O_WRONLY), (2, os.O_WRONLY))])
+    return None
 
 
 def wait_until_serving(timeout: float) -> dict[str, Any] | None:
